@@ -1,0 +1,277 @@
+#!/usr/bin/python3
+"""Compare the tracker's output with conntrack's (the oracle).
+
+  oracle.py exact  CT_EVENTS TRK_EVENTS OUTDIR   multisets of event lines must be equal
+  oracle.py bulk   CT_EVENTS TRK_EVENTS OUTDIR   rules for bulk deletes, where conntrack -E loses events
+  oracle.py counts CT_LIST TRK_JSON [--expect 1=30,2=20]
+
+Normalisation (both streams): trailing whitespace and conntrack's
+` [USERSPACE] portid=N` suffix are dropped; the timeout field (the number after the
+L4 protocol number) matches when the two values differ by at most 1.
+Exit status: 0 equal, 1 different (a readable report on stdout), 2 usage/input error.
+"""
+
+import collections
+import json
+import os
+import re
+import subprocess
+import sys
+
+USERSPACE_RE = re.compile(r"\s*\[USERSPACE\] portid=\d+\s*$")
+# `    [NEW] tcp      6 120 SYN_SENT src=...`: group 2 is the timeout.
+TIMEOUT_RE = re.compile(r"^(\s*\[[A-Z]+\]\s+\S+\s+\d+ )(\d+)( .*)$")
+EVENT_RE = re.compile(r"^\s*\[([A-Z]+)\]\s+(\S+)\s+(\d+)\s")
+TIMEOUT_SLACK = 1
+DIFF_LINES_SHOWN = 200
+
+
+def read_lines(path):
+    with open(path, encoding="utf-8", errors="replace") as f:
+        out = []
+        for raw in f:
+            line = USERSPACE_RE.sub("", raw.rstrip("\n")).rstrip()
+            if line:
+                out.append(line)
+        return out
+
+
+def split_timeout(line):
+    """(line with the timeout replaced by a placeholder, timeout or None)."""
+    m = TIMEOUT_RE.match(line)
+    if not m:
+        return line, None
+    return m.group(1) + "{T}" + m.group(3), int(m.group(2))
+
+
+def with_timeout(key, timeout):
+    return key if timeout is None else key.replace("{T}", str(timeout), 1)
+
+
+def group(lines):
+    groups = collections.defaultdict(list)
+    for line in lines:
+        key, t = split_timeout(line)
+        groups[key].append(t)
+    return groups
+
+
+def match_timeouts(a, b):
+    """Pair values of two lists that differ by at most TIMEOUT_SLACK (greedy on sorted
+    lists, which finds a maximum matching for an interval tolerance).
+    Returns (pairs, unmatched_a, unmatched_b)."""
+    if any(x is None for x in a + b):
+        # No timeout field: plain multiset.
+        ca, cb = collections.Counter(a), collections.Counter(b)
+        common = ca & cb
+        pairs = [(x, x) for x in common.elements()]
+        return pairs, list((ca - common).elements()), list((cb - common).elements())
+    a, b = sorted(a), sorted(b)
+    i = j = 0
+    pairs, ua, ub = [], [], []
+    while i < len(a) and j < len(b):
+        if abs(a[i] - b[j]) <= TIMEOUT_SLACK:
+            pairs.append((a[i], b[j]))
+            i += 1
+            j += 1
+        elif a[i] < b[j]:
+            ua.append(a[i])
+            i += 1
+        else:
+            ub.append(b[j])
+            j += 1
+    ua += a[i:]
+    ub += b[j:]
+    return pairs, ua, ub
+
+
+def normalise_pair(ct_lines, trk_lines):
+    """Normalised line lists; a tracker timeout matched to conntrack's is rewritten to
+    conntrack's value so matched lines compare equal. Also returns the unmatched lines."""
+    gc, gt = group(ct_lines), group(trk_lines)
+    ct_out, trk_out, ct_only, trk_only = [], [], [], []
+    for key in set(gc) | set(gt):
+        pairs, ua, ub = match_timeouts(gc.get(key, []), gt.get(key, []))
+        for x, _ in pairs:
+            ct_out.append(with_timeout(key, x))
+            trk_out.append(with_timeout(key, x))
+        ct_out += [with_timeout(key, x) for x in ua]
+        trk_out += [with_timeout(key, x) for x in ub]
+        ct_only += [with_timeout(key, x) for x in ua]
+        trk_only += [with_timeout(key, x) for x in ub]
+    return sorted(ct_out), sorted(trk_out), sorted(ct_only), sorted(trk_only)
+
+
+def event_summary(lines):
+    c = collections.Counter()
+    for line in lines:
+        m = EVENT_RE.match(line)
+        c[m.group(1) if m else "(not an event line)"] += 1
+    return ", ".join(f"{k} {v}" for k, v in sorted(c.items())) or "nothing"
+
+
+def write(path, lines):
+    with open(path, "w", encoding="utf-8") as f:
+        f.writelines(line + "\n" for line in lines)
+
+
+def cmd_exact(ct_path, trk_path, outdir):
+    ct_lines, trk_lines = read_lines(ct_path), read_lines(trk_path)
+    ct_norm, trk_norm, _, _ = normalise_pair(ct_lines, trk_lines)
+    a = os.path.join(outdir, "conntrack.norm")
+    b = os.path.join(outdir, "tracker.norm")
+    write(a, ct_norm)
+    write(b, trk_norm)
+    print(f"conntrack -E: {len(ct_lines)} lines ({event_summary(ct_lines)})")
+    print(f"tracker:      {len(trk_lines)} lines ({event_summary(trk_lines)})")
+    if ct_norm == trk_norm:
+        print("event streams are equal")
+        return 0
+    diff = subprocess.run(
+        ["diff", "-u", "--label", "conntrack -E (sorted, normalised)",
+         "--label", "tracker (sorted, normalised)", a, b],
+        capture_output=True, text=True).stdout
+    path = os.path.join(outdir, "events.diff")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(diff)
+    dl = diff.splitlines()
+    print(f"event streams differ ({path}):")
+    print("\n".join(dl[:DIFF_LINES_SHOWN]))
+    if len(dl) > DIFF_LINES_SHOWN:
+        print(f"... {len(dl) - DIFF_LINES_SHOWN} more diff lines in {path}")
+    return 1
+
+
+def orig_tuple(line):
+    """Protocol plus the original-direction tuple (the first src/dst/ports or
+    type/code/id tokens), or None for a line that is no event."""
+    m = EVENT_RE.match(line)
+    if not m:
+        return None
+    fields, seen = [m.group(2)], set()
+    for tok in line.split():
+        k, _, v = tok.partition("=")
+        if k in ("src", "dst", "sport", "dport", "type", "code", "id", "srckey", "dstkey", "zone"):
+            if k in seen:
+                if k == "zone":
+                    continue
+                break  # the reply tuple starts
+            seen.add(k)
+            fields.append(tok)
+    return " ".join(fields)
+
+
+def cmd_bulk(ct_path, trk_path, outdir, expect_new=None):
+    ct_lines, trk_lines = read_lines(ct_path), read_lines(trk_path)
+    problems = []
+    junk = [l for l in trk_lines if not EVENT_RE.match(l)]
+    if junk:
+        problems.append(f"tracker printed {len(junk)} lines that are no events, e.g. {junk[0]!r}")
+    new = collections.Counter()
+    destroy = collections.Counter()
+    for l in trk_lines:
+        m = EVENT_RE.match(l)
+        if not m:
+            continue
+        if m.group(1) == "NEW":
+            new[orig_tuple(l)] += 1
+        elif m.group(1) == "DESTROY":
+            destroy[orig_tuple(l)] += 1
+    never_destroyed = new - destroy
+    destroyed_unseen = destroy - new
+    if never_destroyed:
+        ex = list(never_destroyed.elements())[:10]
+        problems.append(f"{sum(never_destroyed.values())} connections the tracker saw NEW "
+                        "have no DESTROY in the tracker stream, e.g.:\n    " + "\n    ".join(ex))
+    # conntrack -E may lose events here, but what it printed must be in the tracker stream.
+    _, _, ct_only, _ = normalise_pair(ct_lines, trk_lines)
+    if ct_only:
+        write(os.path.join(outdir, "conntrack-only.txt"), ct_only)
+        problems.append(f"{len(ct_only)} conntrack -E lines are missing from the tracker stream "
+                        f"(conntrack-only.txt), e.g.:\n    " + "\n    ".join(ct_only[:10]))
+    n_new = sum(new.values())
+    if expect_new is not None and n_new != expect_new:
+        problems.append(f"tracker showed {n_new} NEW events, the scenario created {expect_new} connections")
+    print(f"conntrack -E: {len(ct_lines)} lines ({event_summary(ct_lines)})")
+    print(f"tracker:      {len(trk_lines)} lines ({event_summary(trk_lines)})")
+    print(f"tracker: {n_new} NEW, {sum(destroy.values())} DESTROY, "
+          f"{sum(destroyed_unseen.values())} DESTROY without NEW (allowed: NAT clash losers)")
+    for p in problems:
+        print("PROBLEM: " + p)
+    return 1 if problems else 0
+
+
+def parse_ct_list(path):
+    counts = collections.Counter()
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if "src=" not in line:
+                continue
+            m = re.search(r"\bmark=(\d+)", line)
+            counts[int(m.group(1)) if m else 0] += 1
+    return counts
+
+
+def cmd_counts(ct_path, trk_path, expect=None):
+    ct = parse_ct_list(ct_path)
+    try:
+        with open(trk_path, encoding="utf-8") as f:
+            doc = json.load(f)
+        trk = collections.Counter()
+        for e in doc["marks"]:
+            trk[int(e["mark"])] += int(e["connections"])
+        trk_total = int(doc["total"]) if "total" in doc else sum(trk.values())
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        print(f"cannot read the tracker's counts JSON: {e}")
+        try:
+            print(open(trk_path, encoding="utf-8", errors="replace").read()[:2000])
+        except OSError:
+            pass
+        return 1
+    ct_nz = {k: v for k, v in ct.items() if v}
+    trk_nz = {k: v for k, v in trk.items() if v}
+    problems = []
+    if ct_nz != trk_nz:
+        problems.append("per-mark connection counts differ")
+    if trk_total != sum(trk.values()):
+        problems.append(f"tracker total {trk_total} is not the sum of its marks {sum(trk.values())}")
+    if trk_total != sum(ct.values()):
+        problems.append(f"tracker total {trk_total} != conntrack -L total {sum(ct.values())}")
+    if expect is not None:
+        want = {}
+        for part in filter(None, expect.split(",")):
+            k, _, v = part.partition("=")
+            if int(v):
+                want[int(k)] = int(v)
+        if ct_nz != want:
+            problems.append(f"conntrack -L does not show what the scenario set up: expected {want}")
+    if problems:
+        print("counts differ: " + "; ".join(problems))
+        print(f"  {'mark':>10}  {'conntrack -L':>12}  {'tracker':>8}")
+        for k in sorted(set(ct_nz) | set(trk_nz)):
+            flag = "" if ct_nz.get(k, 0) == trk_nz.get(k, 0) else "   <--"
+            print(f"  {k:>10}  {ct_nz.get(k, 0):>12}  {trk_nz.get(k, 0):>8}{flag}")
+        print(f"  {'total':>10}  {sum(ct.values()):>12}  {trk_total:>8}")
+        return 1
+    print("counts equal: " + (", ".join(f"mark {k}: {v}" for k, v in sorted(ct_nz.items())) or "empty")
+          + f" (total {trk_total})")
+    return 0
+
+
+def main(argv):
+    if len(argv) >= 4 and argv[0] == "exact":
+        return cmd_exact(argv[1], argv[2], argv[3])
+    if len(argv) >= 4 and argv[0] == "bulk":
+        expect = None
+        if len(argv) == 6 and argv[4] == "--expect-new":
+            expect = int(argv[5])
+        return cmd_bulk(argv[1], argv[2], argv[3], expect)
+    if len(argv) >= 3 and argv[0] == "counts":
+        expect = argv[4] if len(argv) == 5 and argv[3] == "--expect" else None
+        return cmd_counts(argv[1], argv[2], expect)
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

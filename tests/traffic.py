@@ -1,0 +1,219 @@
+#!/usr/bin/python3
+"""Traffic generators for the in-guest scenarios (python3 standard library only).
+
+  traffic.py tcp-serve  ADDR PORT --ready FILE      echo server: reads a line, echoes it, waits for EOF
+  traffic.py tcp-client ADDR PORT [--count N] [--abort]   N connections: send, read echo, close
+                                                  (--abort: close with SO_LINGER 0, i.e. send RST)
+  traffic.py tcp-refused ADDR PORT [--count N]    N connects that must be refused (RST)
+  traffic.py udp-echo   ADDR PORT --ready FILE      echo server
+  traffic.py udp-client ADDR PORT [--count N] [--no-reply]  N sockets, one datagram each
+  traffic.py ping       ADDR [--count N]            N ICMP/ICMPv6 echo requests, each with its own id
+  traffic.py udp-burst  ADDR [ADDR...] --count N [--port-base P] [--time-limit S]
+                        one datagram per flow from one unconnected socket; prints
+                        "sent=N failed=N seconds=S rate=R"
+Every command exits non-zero on an unexpected outcome, with the reason on stderr.
+"""
+
+import argparse
+import os
+import socket
+import struct
+import sys
+import time
+
+TIMEOUT = 5.0
+
+
+def family(addr):
+    return socket.AF_INET6 if ":" in addr else socket.AF_INET
+
+
+def touch(path):
+    with open(path + ".tmp", "w") as f:
+        f.write(str(os.getpid()))
+    os.rename(path + ".tmp", path)
+
+
+def tcp_serve(a):
+    s = socket.socket(family(a.addr), socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((a.addr, a.port))
+    s.listen(128)
+    touch(a.ready)
+    while True:
+        c, _ = s.accept()
+        c.settimeout(TIMEOUT)
+        try:
+            data = c.recv(4096)
+            if data:
+                c.sendall(data)
+            while c.recv(4096):  # wait for the client's FIN (or RST)
+                pass
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+
+def tcp_client(a):
+    for i in range(a.count):
+        s = socket.socket(family(a.addr), socket.SOCK_STREAM)
+        s.settimeout(TIMEOUT)
+        s.connect((a.addr, a.port))
+        msg = b"hello %d\n" % i
+        s.sendall(msg)
+        got = b""
+        while len(got) < len(msg):
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            got += chunk
+        if got != msg:
+            sys.exit(f"tcp-client: connection {i}: echo mismatch {got!r}")
+        if a.abort:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()
+    # Give the server time to see the close and answer with its own FIN.
+    time.sleep(0.2)
+
+
+def tcp_refused(a):
+    for i in range(a.count):
+        s = socket.socket(family(a.addr), socket.SOCK_STREAM)
+        s.settimeout(TIMEOUT)
+        try:
+            s.connect((a.addr, a.port))
+        except ConnectionRefusedError:
+            continue
+        finally:
+            s.close()
+        sys.exit(f"tcp-refused: connection {i} to port {a.port} was accepted")
+
+
+def udp_echo(a):
+    s = socket.socket(family(a.addr), socket.SOCK_DGRAM)
+    s.bind((a.addr, a.port))
+    touch(a.ready)
+    while True:
+        data, peer = s.recvfrom(65535)
+        s.sendto(data, peer)
+
+
+def udp_client(a):
+    socks = []
+    for i in range(a.count):
+        s = socket.socket(family(a.addr), socket.SOCK_DGRAM)
+        s.settimeout(TIMEOUT)
+        msg = b"ping %d" % i
+        s.sendto(msg, (a.addr, a.port))
+        if not a.no_reply:
+            data, _ = s.recvfrom(65535)
+            if data != msg:
+                sys.exit(f"udp-client: datagram {i}: reply mismatch {data!r}")
+        socks.append(s)  # keep the source port bound until the end
+    for s in socks:
+        s.close()
+
+
+def checksum(data):
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total = (total >> 16) + (total & 0xFFFF)
+    total += total >> 16
+    return ~total & 0xFFFF
+
+
+def ping(a):
+    v6 = family(a.addr) == socket.AF_INET6
+    if v6:
+        s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+        req_type, rep_type = 128, 129
+    else:
+        s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+        req_type, rep_type = 8, 0
+    s.settimeout(TIMEOUT)
+    base = os.getpid() & 0x7FFF
+    for i in range(a.count):
+        ident = (base + i * 7) & 0xFFFF
+        payload = b"tracker-test"
+        hdr = struct.pack("!BBHHH", req_type, 0, 0, ident, 1)
+        csum = 0 if v6 else checksum(hdr + payload)  # the kernel fills ICMPv6 checksums
+        pkt = struct.pack("!BBHHH", req_type, 0, csum, ident, 1) + payload
+        s.sendto(pkt, (a.addr, 0))
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            if time.monotonic() > deadline:
+                sys.exit(f"ping: no echo reply for id {ident}")
+            data = s.recv(65535)
+            if not v6:
+                data = data[(data[0] & 0x0F) * 4:]  # IPv4 raw sockets include the IP header
+            if len(data) >= 8:
+                t, _, _, rid, _ = struct.unpack("!BBHHH", data[:8])
+                if t == rep_type and rid == ident:
+                    break
+
+
+def udp_burst(a):
+    fam = family(a.addr[0])
+    s = socket.socket(fam, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+    ports = 65536 - a.port_base
+    sent = failed = 0
+    start = time.monotonic()
+    deadline = start + a.time_limit
+    msg = b"x"
+    for i in range(a.count):
+        addr = a.addr[(i // ports) % len(a.addr)]
+        port = a.port_base + i % ports
+        try:
+            s.sendto(msg, (addr, port))
+            sent += 1
+        except OSError:
+            failed += 1
+        if i % 1000 == 999 and time.monotonic() > deadline:
+            break
+    secs = time.monotonic() - start
+    print(f"sent={sent} failed={failed} seconds={secs:.2f} rate={sent / secs:.0f}")
+
+
+def main():
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers(dest="cmd", required=True)
+    for name in ("tcp-serve", "udp-echo"):
+        q = sub.add_parser(name)
+        q.add_argument("addr")
+        q.add_argument("port", type=int)
+        q.add_argument("--ready", required=True)
+    for name in ("tcp-client", "tcp-refused", "udp-client"):
+        q = sub.add_parser(name)
+        q.add_argument("addr")
+        q.add_argument("port", type=int)
+        q.add_argument("--count", type=int, default=1)
+        q.add_argument("--abort", action="store_true")
+        q.add_argument("--no-reply", action="store_true")
+    q = sub.add_parser("ping")
+    q.add_argument("addr")
+    q.add_argument("--count", type=int, default=1)
+    q = sub.add_parser("udp-burst")
+    q.add_argument("addr", nargs="+")
+    q.add_argument("--count", type=int, required=True)
+    q.add_argument("--port-base", type=int, default=10000)
+    q.add_argument("--time-limit", type=float, default=30.0)
+    a = p.parse_args()
+    {
+        "tcp-serve": tcp_serve,
+        "tcp-client": tcp_client,
+        "tcp-refused": tcp_refused,
+        "udp-echo": udp_echo,
+        "udp-client": udp_client,
+        "ping": ping,
+        "udp-burst": udp_burst,
+    }[a.cmd](a)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (OSError, socket.timeout) as e:
+        sys.exit(f"{sys.argv[1] if len(sys.argv) > 1 else 'traffic'}: {e}")

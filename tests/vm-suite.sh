@@ -1,0 +1,91 @@
+#!/bin/bash
+# Runs every tests/scenarios/*.sh inside the test-bed VM (or any root shell with
+# nf_conntrack) and compares the tracker with conntrack. See tests/README.md.
+#
+# Env: TRACKER (absolute path of the tracker binary), RESULTS_DIR (writable),
+#      SCENARIOS (optional: space/comma separated globs or regexes on scenario names),
+#      SCEN_TIMEOUT (seconds per scenario, default 120).
+# Prints  RESULT<TAB>name<TAB>pass|fail|skip<TAB>seconds<TAB>reason  per scenario
+# (also appended to $RESULTS_DIR/results.tsv), then SUITE-DONE; exits 1 if any failed.
+
+set -u
+
+TESTS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+: "${TRACKER:?TRACKER must be the absolute path of the tracker binary}"
+: "${RESULTS_DIR:?RESULTS_DIR must be a writable directory}"
+SCEN_TIMEOUT=${SCEN_TIMEOUT:-120}
+SCENARIOS=${SCENARIOS:-}
+mkdir -p "$RESULTS_DIR"
+RESULTS=$RESULTS_DIR/results.tsv
+
+selected() {
+    local name=$1 pat
+    [ -z "$SCENARIOS" ] && return 0
+    for pat in ${SCENARIOS//,/ }; do
+        # shellcheck disable=SC2053
+        [[ $name == $pat ]] && return 0
+        [[ $name =~ $pat ]] 2>/dev/null && return 0
+    done
+    return 1
+}
+
+# Fresh state between scenarios: leftover namespaces of ours, the init netns table.
+reset_state() {
+    local ns
+    for ns in $(ip netns list 2>/dev/null | awk '$1 ~ /^trk-/ { print $1 }'); do
+        ip netns del "$ns" 2>/dev/null
+    done
+    conntrack -F >/dev/null 2>&1
+}
+
+one_line() { tr '\t\r\n' '   ' | sed -e 's/  */ /g' -e 's/^ //' -e 's/ $//' | cut -c1-300; }
+
+echo "vm-suite: kernel $(uname -r), tracker $TRACKER, results $RESULTS_DIR"
+modprobe -q nf_conntrack 2>/dev/null
+modprobe -q nf_conntrack_netlink 2>/dev/null
+failed=0
+ran=0
+for script in "$TESTS_DIR"/scenarios/*.sh; do
+    [ -e "$script" ] || continue
+    name=$(basename "$script" .sh)
+    selected "$name" || continue
+    ran=$((ran + 1))
+    dir=$RESULTS_DIR/$name
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    reset_state
+    start=$(date +%s.%N)
+    SCEN_NAME=$name SCEN_DIR=$dir TESTS_DIR=$TESTS_DIR TRACKER=$TRACKER \
+        timeout -k 10 "$SCEN_TIMEOUT" bash "$script" >"$dir/log" 2>&1 </dev/null
+    rc=$?
+    secs=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
+    reason=
+    [ -s "$dir/reason" ] && reason=$(head -n1 "$dir/reason" | one_line)
+    case $rc in
+        0) status=pass ;;
+        77) status=skip
+            [ -n "$reason" ] || reason=$(grep -v '^\s*$' "$dir/log" | tail -n1 | one_line) ;;
+        124 | 137) status=fail; reason="timed out after ${SCEN_TIMEOUT}s${reason:+; $reason}" ;;
+        *) status=fail
+           [ -n "$reason" ] || reason="exit code $rc: $(grep -v '^\s*$' "$dir/log" | tail -n1 | one_line)" ;;
+    esac
+    line=$(printf 'RESULT\t%s\t%s\t%s\t%s' "$name" "$status" "$secs" "$reason")
+    if [ "$status" = fail ]; then
+        failed=$((failed + 1))
+        echo "===== log of $name ($dir/log) ====="
+        if [ "$(wc -l <"$dir/log")" -gt 400 ]; then
+            head -n 100 "$dir/log"
+            echo "... ($(wc -l <"$dir/log") lines; middle cut) ..."
+            tail -n 300 "$dir/log"
+        else
+            cat "$dir/log"
+        fi
+        echo "===== end of log of $name ====="
+    fi
+    echo "$line"
+    echo "$line" >>"$RESULTS"
+done
+reset_state
+[ "$ran" -gt 0 ] || { echo "vm-suite: no scenario matches SCENARIOS='$SCENARIOS'"; failed=1; }
+echo "SUITE-DONE"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,325 @@
+//! The contract between the eBPF programs and userspace: record layouts, map
+//! keys and the names of the globals userspace sets before load.
+//!
+//! Every struct here is `#[repr(C)]`, has no implicit padding (explicit `_pad`
+//! fields instead) and has its size pinned by a compile-time assertion, so the
+//! kernel and user side cannot drift apart silently.
+#![no_std]
+
+use core::mem::size_of;
+
+/// Bumped whenever [`FlowRecord`] changes shape.
+pub const RECORD_VERSION: u16 = 1;
+
+/// Record kinds. The numbers are part of the format and never reused.
+pub mod kind {
+    pub const NEW: u32 = 1;
+    pub const DESTROY: u32 = 2;
+    /// Reserved for UPDATE events.
+    pub const UPDATE: u32 = 3;
+}
+
+/// Bits of [`RecordHeader::flags`]: which optional parts of a record are valid.
+pub mod flags {
+    /// `counters` holds the acct extension's packets/bytes.
+    pub const HAS_ACCT: u16 = 1 << 0;
+    /// `start_ns`/`stop_ns` hold the tstamp extension's times (CLOCK_REALTIME).
+    pub const HAS_TSTAMP: u16 = 1 << 1;
+    /// The event was caused by a netlink request (`portid` is valid).
+    pub const USERSPACE: u16 = 1 << 2;
+    /// The entry was inserted over ctnetlink rather than confirmed by a packet.
+    pub const NETLINK_INSERT: u16 = 1 << 3;
+    /// A DESTROY for an entry the tracker saw created (`generation` is valid).
+    pub const PAIRED: u16 = 1 << 4;
+}
+
+/// `enum ip_conntrack_status` bits used by both sides (uapi, stable).
+pub mod status {
+    pub const EXPECTED: u32 = 1 << 0;
+    pub const SEEN_REPLY: u32 = 1 << 1;
+    pub const ASSURED: u32 = 1 << 2;
+    pub const CONFIRMED: u32 = 1 << 3;
+    pub const SRC_NAT: u32 = 1 << 4;
+    pub const DST_NAT: u32 = 1 << 5;
+    pub const SEQ_ADJUST: u32 = 1 << 6;
+    pub const SRC_NAT_DONE: u32 = 1 << 7;
+    pub const DST_NAT_DONE: u32 = 1 << 8;
+    pub const DYING: u32 = 1 << 9;
+    pub const FIXED_TIMEOUT: u32 = 1 << 10;
+    pub const TEMPLATE: u32 = 1 << 11;
+    /// Shares its bit with IPS_UNTRACKED: a reply-only loser of a NAT clash.
+    pub const NAT_CLASH: u32 = 1 << 12;
+    pub const HELPER: u32 = 1 << 13;
+    pub const OFFLOAD: u32 = 1 << 14;
+    pub const HW_OFFLOAD: u32 = 1 << 15;
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecordHeader {
+    /// One of [`kind`].
+    pub kind: u32,
+    pub version: u16,
+    /// Bits of [`flags`].
+    pub flags: u16,
+    /// `bpf_ktime_get_boot_ns()` when the hook ran.
+    pub time_ns: u64,
+}
+
+/// One direction of a connection, as `struct nf_conntrack_tuple` holds it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowTuple {
+    /// IPv4 in the first 4 bytes, or IPv6; network order.
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    /// `src.u`: port, ICMP id or GRE key, network order.
+    pub src_id: [u8; 2],
+    /// `dst.u`: port or GRE key (network order), or ICMP type then code.
+    pub dst_id: [u8; 2],
+    pub _pad: [u8; 4],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// What the kernel side writes into the ring for every NEW and DESTROY.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowRecord {
+    pub header: RecordHeader,
+    /// Address of the `struct nf_conn`; with `generation` it names one
+    /// connection (the slab reuses addresses).
+    pub ct: u64,
+    /// `time_ns` of the NEW that created this entry; 0 when unknown.
+    pub generation: u64,
+    pub orig: FlowTuple,
+    pub reply: FlowTuple,
+    /// Original and reply direction; valid with [`flags::HAS_ACCT`].
+    pub counters: [Counters; 2],
+    /// Valid with [`flags::HAS_TSTAMP`].
+    pub start_ns: u64,
+    pub stop_ns: u64,
+    /// `ct->status` (low 32 bits: every defined bit fits).
+    pub status: u32,
+    pub mark: u32,
+    /// Inode number of the entry's network namespace.
+    pub netns: u32,
+    /// `ct->timeout - jiffies`, in jiffies; negative when already expired.
+    pub timeout_jiffies: i32,
+    /// Netlink port id of the requester, with [`flags::USERSPACE`].
+    pub portid: u32,
+    pub zone_id: u16,
+    pub zone_dir: u8,
+    /// `AF_INET` (2) or `AF_INET6` (10).
+    pub l3proto: u8,
+    pub l4proto: u8,
+    /// `ct->proto.tcp.state` for TCP, else 0.
+    pub tcp_state: u8,
+    pub _pad: [u8; 6],
+}
+
+/// Key of the per-mark connection counts kept in the kernel.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct MarkKey {
+    pub netns: u32,
+    pub mark: u32,
+    pub l3proto: u8,
+    pub l4proto: u8,
+    pub _pad: [u8; 2],
+}
+
+/// What the kernel remembers of each live entry it counted.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LiveEntry {
+    /// `time_ns` of the NEW.
+    pub generation: u64,
+    /// [`tuple_hash`] of the original tuple, zone and netns: lets the
+    /// start-up dump skip entries the hooks already counted.
+    pub tuple_hash: u64,
+    /// The key the entry is counted under.
+    pub key: MarkKey,
+    pub _pad: [u8; 4],
+}
+
+/// Indices of the per-CPU statistics array.
+pub mod stat {
+    /// Ring reserve failed: the event is lost (the counts are not).
+    pub const RING_DROPS: u32 = 0;
+    /// Records written to the ring.
+    pub const EMITTED: u32 = 1;
+    /// Events suppressed by the kernel-side filter.
+    pub const FILTERED: u32 = 2;
+    /// A kernel read failed; the event was still emitted with that field zero.
+    pub const READ_ERRORS: u32 = 3;
+    /// A kretprobe found no entry stash (e.g. the map was full).
+    pub const STASH_MISSES: u32 = 4;
+    /// Entries counted in the live map could not be stored (map full).
+    pub const LIVE_MAP_FULL: u32 = 5;
+    pub const COUNT: u32 = 6;
+}
+
+/// Kernel-side filter, set as a global before load. A zero field means "any".
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelFilter {
+    /// Bit 0: emit NEW, bit 1: emit DESTROY.
+    pub kinds: u32,
+    pub netns: u32,
+    pub mark: u32,
+    pub mark_mask: u32,
+    /// Non-zero: apply mark/mask.
+    pub match_mark: u8,
+    pub l3proto: u8,
+    pub l4proto: u8,
+    pub _pad: u8,
+}
+
+/// Byte offsets inside kernel structs, read from the running kernel's BTF by
+/// userspace and set as a global before load. `u32::MAX` means "absent".
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelOffsets {
+    pub skb_nfct: u32,
+    pub ct_status: u32,
+    pub ct_timeout: u32,
+    pub ct_mark: u32,
+    pub ct_zone: u32,
+    pub ct_net: u32,
+    pub ct_ext: u32,
+    pub ct_tcp_state: u32,
+    /// `tuplehash[0].tuple`; the reply tuple is `tuplehash_size` further.
+    pub ct_tuple: u32,
+    pub tuplehash_size: u32,
+    pub tuple_src_u3: u32,
+    pub tuple_src_u: u32,
+    pub tuple_dst_u3: u32,
+    pub tuple_dst_u: u32,
+    pub tuple_l3num: u32,
+    pub tuple_protonum: u32,
+    pub net_ns_inum: u32,
+    /// `nf_ct_ext.offset[]` (u8 array on 6.x, u16 before) and element size.
+    pub ext_offset: u32,
+    pub ext_offset_size: u32,
+    pub ext_id_acct: u32,
+    pub ext_id_tstamp: u32,
+    /// `nf_conn_acct.counter[]` and `nf_conn_counter.packets/bytes`.
+    pub acct_counter: u32,
+    pub counter_size: u32,
+    pub counter_packets: u32,
+    pub counter_bytes: u32,
+    pub tstamp_start: u32,
+    pub tstamp_stop: u32,
+    /// Bit number of IPCT_MARK in `enum ip_conntrack_events`.
+    pub ipct_mark: u32,
+}
+
+impl KernelOffsets {
+    pub const ABSENT: u32 = u32::MAX;
+
+    /// Every offset absent: the initial value of the global in the object.
+    pub const fn absent() -> Self {
+        let a = Self::ABSENT;
+        Self {
+            skb_nfct: a,
+            ct_status: a,
+            ct_timeout: a,
+            ct_mark: a,
+            ct_zone: a,
+            ct_net: a,
+            ct_ext: a,
+            ct_tcp_state: a,
+            ct_tuple: a,
+            tuplehash_size: a,
+            tuple_src_u3: a,
+            tuple_src_u: a,
+            tuple_dst_u3: a,
+            tuple_dst_u: a,
+            tuple_l3num: a,
+            tuple_protonum: a,
+            net_ns_inum: a,
+            ext_offset: a,
+            ext_offset_size: a,
+            ext_id_acct: a,
+            ext_id_tstamp: a,
+            acct_counter: a,
+            counter_size: a,
+            counter_packets: a,
+            counter_bytes: a,
+            tstamp_start: a,
+            tstamp_stop: a,
+            ipct_mark: a,
+        }
+    }
+}
+
+impl Default for KernelOffsets {
+    fn default() -> Self {
+        Self::absent()
+    }
+}
+
+/// Names of the globals in the eBPF object.
+pub mod globals {
+    pub const OFFSETS: &str = "OFFSETS";
+    pub const FILTER: &str = "FILTER";
+}
+
+/// FNV-1a over the original tuple, zone id and netns. Both sides compute it:
+/// the kernel when it counts an entry, userspace for entries of the start-up
+/// dump.
+pub const fn tuple_hash(t: &FlowTuple, l3proto: u8, l4proto: u8, zone: u16, netns: u32) -> u64 {
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut i = 0;
+    while i < 16 {
+        h = (h ^ t.src[i] as u64).wrapping_mul(PRIME);
+        h = (h ^ t.dst[i] as u64).wrapping_mul(PRIME);
+        i += 1;
+    }
+    let tail = [
+        t.src_id[0],
+        t.src_id[1],
+        t.dst_id[0],
+        t.dst_id[1],
+        l3proto,
+        l4proto,
+        zone as u8,
+        (zone >> 8) as u8,
+        netns as u8,
+        (netns >> 8) as u8,
+        (netns >> 16) as u8,
+        (netns >> 24) as u8,
+    ];
+    let mut j = 0;
+    while j < tail.len() {
+        h = (h ^ tail[j] as u64).wrapping_mul(PRIME);
+        j += 1;
+    }
+    h
+}
+
+const _: () = assert!(size_of::<RecordHeader>() == 16);
+const _: () = assert!(size_of::<FlowTuple>() == 40);
+const _: () = assert!(size_of::<FlowRecord>() == 192);
+const _: () = assert!(size_of::<MarkKey>() == 12);
+const _: () = assert!(size_of::<LiveEntry>() == 32);
+const _: () = assert!(size_of::<KernelFilter>() == 20);
+const _: () = assert!(size_of::<KernelOffsets>() == 28 * 4);
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    // SAFETY: all are repr(C) plain data without padding holes.
+    unsafe impl aya::Pod for FlowRecord {}
+    unsafe impl aya::Pod for MarkKey {}
+    unsafe impl aya::Pod for LiveEntry {}
+    unsafe impl aya::Pod for KernelFilter {}
+    unsafe impl aya::Pod for KernelOffsets {}
+}

@@ -1,0 +1,313 @@
+//! Offsets of the kernel fields the eBPF programs read, taken from the
+//! running kernel's BTF. Rust eBPF cannot emit CO-RE relocations, so this is
+//! how the programs stay independent of kernel version and configuration.
+
+use std::path::Path;
+
+use btf_rs::{Btf, BtfType, Type};
+use tracker_common::KernelOffsets;
+
+const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
+/// Split BTF of the nf_conntrack module (6.1+ Debian); absent when the
+/// module has none or conntrack is built in.
+const NF_CONNTRACK: &str = "/sys/kernel/btf/nf_conntrack";
+
+#[derive(Debug, thiserror::Error)]
+pub enum BtfError {
+    #[error(
+        "this kernel exposes no BTF at {VMLINUX}: the tracker needs a kernel built with \
+         CONFIG_DEBUG_INFO_BTF=y (Linux 5.10+ distribution kernels have it); use --source netlink"
+    )]
+    NoVmlinux,
+    #[error("cannot parse kernel BTF {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error(
+        "the kernel's BTF has no `{0}`: nf_conntrack is not loaded or not built with the \
+         needed options (load it with `modprobe nf_conntrack`)"
+    )]
+    Missing(String),
+}
+
+/// The running kernel's BTF, with the nf_conntrack module's split BTF when
+/// the kernel has one.
+pub struct KernelBtf {
+    btf: Btf,
+}
+
+impl KernelBtf {
+    pub fn load() -> Result<Self, BtfError> {
+        Self::load_from(Path::new(VMLINUX), Path::new(NF_CONNTRACK))
+    }
+
+    pub fn load_from(vmlinux: &Path, module: &Path) -> Result<Self, BtfError> {
+        if !vmlinux.exists() {
+            return Err(BtfError::NoVmlinux);
+        }
+        let parse = |path: &Path, e: btf_rs::Error| BtfError::Parse {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        };
+        let base = Btf::from_file(vmlinux).map_err(|e| parse(vmlinux, e))?;
+        let btf = if module.exists() {
+            Btf::from_split_file(module, &base).map_err(|e| parse(module, e))?
+        } else {
+            base
+        };
+        Ok(Self { btf })
+    }
+
+    /// Whether `name` is a function this BTF describes (fentry needs that).
+    pub fn has_func(&self, name: &str) -> bool {
+        self.btf
+            .resolve_types_by_name(name)
+            .map(|types| types.iter().any(|t| matches!(t, Type::Func(_))))
+            .unwrap_or(false)
+    }
+
+    /// Whether the function's BTF lives in vmlinux (not in a module's split
+    /// BTF): aya can attach fentry/fexit only to those.
+    pub fn func_in_vmlinux(&self, name: &str) -> bool {
+        let Ok(ids) = self.btf.resolve_ids_by_name(name) else {
+            return false;
+        };
+        let base_types = self.btf.split().map(|_| self.base_type_count());
+        ids.iter().any(|&id| {
+            matches!(self.btf.resolve_type_by_id(id), Ok(Type::Func(_)))
+                && base_types.is_none_or(|n| id < n)
+        })
+    }
+
+    fn base_type_count(&self) -> u32 {
+        // Split BTF ids continue after the base's last id.
+        self.btf.base().type_iter().count() as u32 + 1
+    }
+
+    fn find_struct(&self, name: &str) -> Result<btf_rs::Struct, BtfError> {
+        let types = self
+            .btf
+            .resolve_types_by_name(name)
+            .map_err(|_| BtfError::Missing(format!("struct {name}")))?;
+        types
+            .into_iter()
+            .find_map(|t| match t {
+                Type::Struct(s) if !s.members.is_empty() => Some(s),
+                _ => None,
+            })
+            .ok_or_else(|| BtfError::Missing(format!("struct {name}")))
+    }
+
+    /// Strips typedefs and qualifiers.
+    fn resolve(&self, mut t: Type) -> Option<Type> {
+        for _ in 0..16 {
+            match t {
+                Type::Typedef(_)
+                | Type::Volatile(_)
+                | Type::Const(_)
+                | Type::Restrict(_)
+                | Type::TypeTag(_) => {
+                    t = self.btf.resolve_chained_type(t.as_btf_type()?).ok()?;
+                }
+                _ => return Some(t),
+            }
+        }
+        None
+    }
+
+    fn member_type(&self, m: &btf_rs::Member) -> Option<Type> {
+        self.resolve(self.btf.resolve_chained_type(m as &dyn BtfType).ok()?)
+    }
+
+    /// Finds `name` among the members of `s`, looking through anonymous
+    /// structs and unions. Returns its byte offset and type.
+    fn member(&self, s: &btf_rs::Struct, name: &str) -> Option<(u32, Type)> {
+        for m in &s.members {
+            let m_name = self.btf.resolve_name(m).unwrap_or_default();
+            if m_name == name {
+                return Some((m.bit_offset() / 8, self.member_type(m)?));
+            }
+            if m_name.is_empty()
+                && let Some(Type::Struct(inner) | Type::Union(inner)) = self.member_type(m)
+                && let Some((off, t)) = self.member(&inner, name)
+            {
+                return Some((m.bit_offset() / 8 + off, t));
+            }
+        }
+        None
+    }
+
+    /// Byte offset of a dotted path inside `struct root`, and the type at
+    /// its end. Arrays are stepped into at element 0.
+    fn path(&self, root: &str, path: &[&str]) -> Result<(u32, Type), BtfError> {
+        let missing = || BtfError::Missing(format!("{root}.{}", path.join(".")));
+        let mut s = self.find_struct(root)?;
+        let mut offset = 0;
+        let mut last = None;
+        for (i, name) in path.iter().enumerate() {
+            let (off, t) = self.member(&s, name).ok_or_else(missing)?;
+            offset += off;
+            let t = match t {
+                Type::Array(a) if i + 1 < path.len() => self
+                    .resolve(self.btf.resolve_chained_type(&a).map_err(|_| missing())?)
+                    .ok_or_else(missing)?,
+                t => t,
+            };
+            if i + 1 < path.len() {
+                s = match t {
+                    Type::Struct(s) | Type::Union(s) => s,
+                    _ => return Err(missing()),
+                };
+            } else {
+                last = Some(t);
+            }
+        }
+        Ok((offset, last.ok_or_else(missing)?))
+    }
+
+    fn offset(&self, root: &str, path: &[&str]) -> Result<u32, BtfError> {
+        self.path(root, path).map(|(off, _)| off)
+    }
+
+    /// Like `offset`, but a missing field (compiled out) is `ABSENT`.
+    fn optional(&self, root: &str, path: &[&str]) -> u32 {
+        self.offset(root, path).unwrap_or(KernelOffsets::ABSENT)
+    }
+
+    fn struct_size(&self, name: &str) -> Result<u32, BtfError> {
+        Ok(self.find_struct(name)?.size() as u32)
+    }
+
+    /// Size of the elements of the array at `root.path`.
+    fn element_size(&self, root: &str, path: &[&str]) -> Result<u32, BtfError> {
+        let missing = || BtfError::Missing(format!("{root}.{}[]", path.join(".")));
+        match self.path(root, path)?.1 {
+            Type::Array(a) => {
+                let elem = self
+                    .resolve(self.btf.resolve_chained_type(&a).map_err(|_| missing())?)
+                    .ok_or_else(missing)?;
+                match elem {
+                    Type::Int(i) => Ok(i.size() as u32),
+                    Type::Struct(s) => Ok(s.size() as u32),
+                    _ => Err(missing()),
+                }
+            }
+            _ => Err(missing()),
+        }
+    }
+
+    /// Value of an enumerator, e.g. `NF_CT_EXT_ACCT`.
+    pub fn enum_value(&self, name: &str) -> Option<u32> {
+        for t in self.btf.type_iter() {
+            if let Type::Enum(e) = t {
+                for m in &e.members {
+                    if self.btf.resolve_name(m).ok().as_deref() == Some(name) {
+                        return Some(m.val());
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Every offset the eBPF programs need. Required fields missing is an
+    /// error; optional ones (mark, zones, extensions) degrade that field.
+    pub fn offsets(&self) -> Result<KernelOffsets, BtfError> {
+        let tuple = self.offset("nf_conn", &["tuplehash"])?
+            + self.offset("nf_conntrack_tuple_hash", &["tuple"])?;
+        let ext_ids = [
+            self.enum_value("NF_CT_EXT_ACCT"),
+            self.enum_value("NF_CT_EXT_TSTAMP"),
+        ];
+        Ok(KernelOffsets {
+            skb_nfct: self.offset("sk_buff", &["_nfct"])?,
+            ct_status: self.offset("nf_conn", &["status"])?,
+            ct_timeout: self.offset("nf_conn", &["timeout"])?,
+            ct_mark: self.optional("nf_conn", &["mark"]),
+            ct_zone: self.optional("nf_conn", &["zone", "id"]),
+            ct_net: self.offset("nf_conn", &["ct_net", "net"])?,
+            ct_ext: self.optional("nf_conn", &["ext"]),
+            ct_tcp_state: self.optional("nf_conn", &["proto", "tcp", "state"]),
+            ct_tuple: tuple,
+            tuplehash_size: self.struct_size("nf_conntrack_tuple_hash")?,
+            tuple_src_u3: self.offset("nf_conntrack_tuple", &["src", "u3"])?,
+            tuple_src_u: self.offset("nf_conntrack_tuple", &["src", "u"])?,
+            tuple_dst_u3: self.offset("nf_conntrack_tuple", &["dst", "u3"])?,
+            tuple_dst_u: self.offset("nf_conntrack_tuple", &["dst", "u"])?,
+            tuple_l3num: self.offset("nf_conntrack_tuple", &["src", "l3num"])?,
+            tuple_protonum: self.offset("nf_conntrack_tuple", &["dst", "protonum"])?,
+            net_ns_inum: self.offset("net", &["ns", "inum"])?,
+            ext_offset: self.optional("nf_ct_ext", &["offset"]),
+            ext_offset_size: self
+                .element_size("nf_ct_ext", &["offset"])
+                .unwrap_or(KernelOffsets::ABSENT),
+            ext_id_acct: ext_ids[0].unwrap_or(KernelOffsets::ABSENT),
+            ext_id_tstamp: ext_ids[1].unwrap_or(KernelOffsets::ABSENT),
+            acct_counter: self.optional("nf_conn_acct", &["counter"]),
+            counter_size: self
+                .struct_size("nf_conn_counter")
+                .unwrap_or(KernelOffsets::ABSENT),
+            counter_packets: self.optional("nf_conn_counter", &["packets"]),
+            counter_bytes: self.optional("nf_conn_counter", &["bytes"]),
+            tstamp_start: self.optional("nf_conn_tstamp", &["start"]),
+            tstamp_stop: self.optional("nf_conn_tstamp", &["stop"]),
+            ipct_mark: self.enum_value("IPCT_MARK").unwrap_or(KernelOffsets::ABSENT),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host() -> Option<KernelBtf> {
+        match KernelBtf::load() {
+            Ok(btf) => Some(btf),
+            Err(e) => {
+                eprintln!("skipped: {e}");
+                None
+            }
+        }
+    }
+
+    /// Checks the offsets against the host kernel's BTF: the values are not
+    /// known in advance, but the layout invariants of these structs are.
+    #[test]
+    fn host_offsets_are_consistent() {
+        let Some(btf) = host() else { return };
+        let o = btf.offsets().expect("offsets from host BTF");
+        // struct nf_conntrack_tuple: src {u3 (16), u (2), l3num (2)}, then dst.
+        assert_eq!(o.tuple_src_u3, 0);
+        assert_eq!(o.tuple_src_u, 16);
+        assert_eq!(o.tuple_l3num, 18);
+        assert_eq!(o.tuple_dst_u3, 20);
+        assert_eq!(o.tuple_dst_u, 36);
+        assert_eq!(o.tuple_protonum, 38);
+        // The field order of struct nf_conn is stable (KERNEL-NOTES §3).
+        assert!(o.ct_timeout < o.ct_tuple);
+        assert!(o.ct_tuple + 2 * o.tuplehash_size <= o.ct_status);
+        assert!(o.ct_status < o.ct_net);
+        assert!(o.ct_net < o.ct_mark || o.ct_mark == KernelOffsets::ABSENT);
+        assert_eq!(o.tuplehash_size % 8, 0);
+        assert_eq!(o.counter_packets, 0);
+        assert_eq!(o.counter_bytes, 8);
+        assert_eq!(o.counter_size, 16);
+        assert_eq!(o.tstamp_stop, o.tstamp_start + 8);
+        assert_eq!(o.ext_offset_size, 1);
+        assert_ne!(o.ext_id_acct, o.ext_id_tstamp);
+        assert!(o.skb_nfct > 0 && o.skb_nfct < 256);
+    }
+
+    #[test]
+    fn missing_struct_is_a_clear_error() {
+        let Some(btf) = host() else { return };
+        let err = btf.offset("no_such_struct_here", &["x"]).unwrap_err();
+        assert!(err.to_string().contains("no_such_struct_here"), "{err}");
+    }
+
+    #[test]
+    fn enum_values_come_from_btf() {
+        let Some(btf) = host() else { return };
+        // uapi enum ip_conntrack_events: IPCT_NEW is 0, IPCT_MARK 7 since 2.6.
+        assert_eq!(btf.enum_value("IPCT_NEW"), Some(0));
+        assert_eq!(btf.enum_value("IPCT_MARK"), Some(7));
+    }
+}

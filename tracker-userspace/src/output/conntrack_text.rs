@@ -1,0 +1,611 @@
+//! `conntrack -E` lines, byte for byte as conntrack-tools 1.4.7 prints them
+//! through libnetfilter_conntrack's `__snprintf_conntrack_default()`
+//! (src/conntrack/snprintf_default.c) and conntrack's `event_cb()`.
+//!
+//! Every token ends in one space and the last space is removed, exactly as the
+//! C code does (`size--`).
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tracker_common::status;
+
+use crate::event::{Event, EventKind, L4Ids, Tuple};
+
+/// Options of conntrack's `-o` that change the text line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TextOptions {
+    /// `-o extended`: the layer-3 name and number after the event tag.
+    pub extended: bool,
+    /// `-o timestamp`: `[sec.usec]` and a tab before the line.
+    pub timestamp: bool,
+}
+
+/// `enum tcp_conntrack` names, index = state (libnetfilter_conntrack `states[]`).
+pub const TCP_STATES: [&str; 10] = [
+    "NONE",
+    "SYN_SENT",
+    "SYN_RECV",
+    "ESTABLISHED",
+    "FIN_WAIT",
+    "CLOSE_WAIT",
+    "LAST_ACK",
+    "TIME_WAIT",
+    "CLOSE",
+    "SYN_SENT2",
+];
+
+/// The TCP state name; out of range prints "NONE", as libnetfilter_conntrack
+/// does (`str = states[TCP_CONNTRACK_NONE]`).
+pub fn tcp_state_name(state: u8) -> &'static str {
+    TCP_STATES.get(usize::from(state)).copied().unwrap_or(TCP_STATES[0])
+}
+
+/// libnetfilter_conntrack's `__proto2str()`.
+pub fn l4_name(l4proto: u8) -> &'static str {
+    match l4proto {
+        6 => "tcp",
+        17 => "udp",
+        136 => "udplite",
+        1 => "icmp",
+        58 => "icmpv6",
+        132 => "sctp",
+        47 => "gre",
+        33 => "dccp",
+        _ => "unknown",
+    }
+}
+
+/// libnetfilter_conntrack's `__l3proto2str()`.
+pub fn l3_name(l3proto: u8) -> &'static str {
+    match l3proto {
+        2 => "ipv4",
+        10 => "ipv6",
+        _ => "unknown",
+    }
+}
+
+/// Appends one event line, newline included.
+pub fn format_event(out: &mut String, ev: &Event, opts: TextOptions) {
+    let start = out.len();
+    if opts.timestamp {
+        // conntrack: printf("[%-.8ld.%-.6ld]\t", tv_sec, tv_usec), taken with
+        // gettimeofday() when it prints; we use the time of the event.
+        let (sec, usec) = sec_usec(ev.time);
+        let _ = write!(out, "[{sec:08}.{usec:06}]\t");
+    }
+    let line_start = out.len();
+
+    let tag = match ev.kind {
+        EventKind::New => "[NEW]",
+        EventKind::Update => "[UPDATE]",
+        EventKind::Destroy => "[DESTROY]",
+    };
+    let _ = write!(out, "{tag:>9} ");
+    if opts.extended {
+        let _ = write!(out, "{:<8} {} ", l3_name(ev.l3proto), ev.l3proto);
+    }
+    let _ = write!(out, "{:<8} {} ", l4_name(ev.l4proto), ev.l4proto);
+    if let Some(t) = ev.timeout {
+        let _ = write!(out, "{t} ");
+    }
+    // Only TCP carries ATTR_TCP_STATE.
+    if let (Some(state), 6) = (ev.tcp_state, ev.l4proto) {
+        let _ = write!(out, "{} ", tcp_state_name(state));
+    }
+
+    write_tuple(out, &ev.orig, ev.l4proto);
+    if let Some(c) = &ev.counters {
+        let _ = write!(out, "packets={} bytes={} ", c[0].packets, c[0].bytes);
+    }
+    if ev.status & status::SEEN_REPLY == 0 {
+        out.push_str("[UNREPLIED] ");
+    }
+    write_tuple(out, &ev.reply, ev.l4proto);
+    if let Some(c) = &ev.counters {
+        let _ = write!(out, "packets={} bytes={} ", c[1].packets, c[1].bytes);
+    }
+
+    if ev.status & status::HW_OFFLOAD != 0 {
+        out.push_str("[HW_OFFLOAD] ");
+    } else if ev.status & status::OFFLOAD != 0 {
+        out.push_str("[OFFLOAD] ");
+    } else if ev.status & status::ASSURED != 0 {
+        out.push_str("[ASSURED] ");
+    }
+    if ev.mark != 0 || ev.mark_changed {
+        let _ = write!(out, "mark={} ", ev.mark);
+    }
+    if ev.zone != 0 {
+        let _ = write!(out, "zone={} ", ev.zone);
+    }
+    if let Some(start_ns) = ev.start_ns {
+        // __snprintf_timestamp_delta(): whole seconds of stop minus whole
+        // seconds of start (each truncated first); no stop yet → now.
+        let stop_s = match ev.stop_ns {
+            Some(stop_ns) if stop_ns != 0 => (stop_ns / 1_000_000_000) as i64,
+            _ => sec_usec(ev.time).0,
+        };
+        let delta = stop_s.wrapping_sub((start_ns / 1_000_000_000) as i64);
+        let _ = write!(out, "delta-time={} ", delta as u64);
+    }
+
+    // Delete the last blank (the C code's `size--`).
+    if out.len() > line_start && out.ends_with(' ') {
+        out.pop();
+    }
+    if let Some(portid) = ev.portid.filter(|p| *p != 0) {
+        // conntrack >= 1.4.7 event_cb(): "%s [USERSPACE] portid=%u".
+        let _ = write!(out, " [USERSPACE] portid={portid}");
+    }
+    out.push('\n');
+    debug_assert!(out.len() > start);
+}
+
+fn write_tuple(out: &mut String, t: &Tuple, l4proto: u8) {
+    let _ = write!(out, "src={} dst={} ", Addr(&t.src), Addr(&t.dst));
+    // __snprintf_proto() switches on the protocol number, not on the shape
+    // of the identifiers.
+    match (l4proto, t.l4) {
+        (6 | 17 | 136 | 132 | 33, L4Ids::Ports { sport, dport }) => {
+            let _ = write!(out, "sport={sport} dport={dport} ");
+        }
+        (47, L4Ids::Gre { src_key, dst_key }) => {
+            let _ = write!(out, "srckey=0x{src_key:x} dstkey=0x{dst_key:x} ");
+        }
+        (1 | 58, L4Ids::Icmp { kind, code, id }) => {
+            let _ = write!(out, "type={kind} code={code} id={id} ");
+        }
+        _ => {}
+    }
+}
+
+/// Whole seconds and microseconds since the epoch (negative before it).
+pub(crate) fn sec_usec(t: SystemTime) -> (i64, u32) {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => (d.as_secs() as i64, d.subsec_micros()),
+        Err(e) => {
+            let d = e.duration();
+            let mut sec = -(d.as_secs() as i64);
+            let mut usec = d.subsec_micros();
+            if usec != 0 {
+                sec -= 1;
+                usec = 1_000_000 - usec;
+            }
+            (sec, usec)
+        }
+    }
+}
+
+/// An address as conntrack prints it: `inet_ntoa()` for IPv4, glibc's
+/// `inet_ntop()` for IPv6.
+pub struct Addr<'a>(pub &'a IpAddr);
+
+impl std::fmt::Display for Addr<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            IpAddr::V4(a) => write!(f, "{a}"),
+            IpAddr::V6(a) => fmt_ipv6_glibc(a, f),
+        }
+    }
+}
+
+/// glibc's `inet_ntop6()`: compresses the first longest run of two or more
+/// zero groups, and writes the last 32 bits as dotted IPv4 for IPv4-mapped
+/// (`::ffff:a.b.c.d`) and IPv4-compatible (`::a.b.c.d`) addresses. Rust's
+/// `Ipv6Addr` Display differs for the latter (`::102:304`).
+fn fmt_ipv6_glibc(a: &Ipv6Addr, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    let w = a.segments();
+    // Longest run of zeros; the first wins a tie.
+    let (mut best_base, mut best_len) = (usize::MAX, 0usize);
+    let mut i = 0;
+    while i < 8 {
+        if w[i] == 0 {
+            let base = i;
+            while i < 8 && w[i] == 0 {
+                i += 1;
+            }
+            if i - base > best_len {
+                best_base = base;
+                best_len = i - base;
+            }
+        } else {
+            i += 1;
+        }
+    }
+    if best_len < 2 {
+        best_base = usize::MAX;
+    }
+    let mut i = 0;
+    while i < 8 {
+        if best_base != usize::MAX && i >= best_base && i < best_base + best_len {
+            if i == best_base {
+                f.write_str(":")?;
+            }
+            i += 1;
+            continue;
+        }
+        if i != 0 {
+            f.write_str(":")?;
+        }
+        if i == 6 && best_base == 0 && (best_len == 6 || (best_len == 5 && w[5] == 0xffff)) {
+            let o = a.octets();
+            return write!(f, "{}", Ipv4Addr::new(o[12], o[13], o[14], o[15]));
+        }
+        write!(f, "{:x}", w[i])?;
+        i += 1;
+    }
+    if best_base != usize::MAX && best_base + best_len == 8 {
+        f.write_str(":")?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Counters;
+    use std::time::Duration;
+
+    const SEEN_REPLY: u32 = status::SEEN_REPLY;
+    const ASSURED: u32 = status::ASSURED;
+    const CONFIRMED: u32 = status::CONFIRMED;
+
+    fn v4(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn ports(src: &str, dst: &str, sport: u16, dport: u16) -> Tuple {
+        Tuple { src: v4(src), dst: v4(dst), l4: L4Ids::Ports { sport, dport } }
+    }
+
+    fn base(kind: EventKind, l4proto: u8, orig: Tuple, reply: Tuple) -> Event {
+        Event {
+            kind,
+            time: UNIX_EPOCH + Duration::from_micros(1_700_000_000_012_345),
+            l3proto: if orig.src.is_ipv4() { 2 } else { 10 },
+            l4proto,
+            orig,
+            reply,
+            status: CONFIRMED,
+            tcp_state: None,
+            timeout: None,
+            mark: 0,
+            mark_changed: false,
+            zone: 0,
+            netns: 4026531840,
+            counters: None,
+            start_ns: None,
+            stop_ns: None,
+            portid: None,
+            conn_id: 1,
+        }
+    }
+
+    fn line(ev: &Event, opts: TextOptions) -> String {
+        let mut s = String::new();
+        format_event(&mut s, ev, opts);
+        s
+    }
+
+    fn tcp_syn() -> Event {
+        let mut e = base(
+            EventKind::New,
+            6,
+            ports("10.0.0.1", "10.0.0.2", 43210, 80),
+            ports("10.0.0.2", "10.0.0.1", 80, 43210),
+        );
+        e.timeout = Some(120);
+        e.tcp_state = Some(1);
+        e
+    }
+
+    #[test]
+    fn tcp_new_with_state_and_timeout() {
+        assert_eq!(
+            line(&tcp_syn(), TextOptions::default()),
+            "    [NEW] tcp      6 120 SYN_SENT src=10.0.0.1 dst=10.0.0.2 sport=43210 dport=80 \
+             [UNREPLIED] src=10.0.0.2 dst=10.0.0.1 sport=80 dport=43210\n"
+        );
+    }
+
+    #[test]
+    fn tcp_update_established_assured() {
+        let mut e = tcp_syn();
+        e.kind = EventKind::Update;
+        e.timeout = Some(432000);
+        e.tcp_state = Some(3);
+        e.status |= SEEN_REPLY | ASSURED;
+        assert_eq!(
+            line(&e, TextOptions::default()),
+            " [UPDATE] tcp      6 432000 ESTABLISHED src=10.0.0.1 dst=10.0.0.2 sport=43210 dport=80 \
+             src=10.0.0.2 dst=10.0.0.1 sport=80 dport=43210 [ASSURED]\n"
+        );
+    }
+
+    #[test]
+    fn tcp_state_out_of_range_prints_none() {
+        let mut e = tcp_syn();
+        e.tcp_state = Some(10);
+        assert!(line(&e, TextOptions::default()).starts_with("    [NEW] tcp      6 120 NONE src="));
+        e.tcp_state = Some(9);
+        assert!(line(&e, TextOptions::default()).contains(" 120 SYN_SENT2 src="));
+    }
+
+    #[test]
+    fn udp_unreplied() {
+        let mut e = base(
+            EventKind::New,
+            17,
+            ports("192.168.1.10", "8.8.8.8", 5353, 53),
+            ports("8.8.8.8", "192.168.1.10", 53, 5353),
+        );
+        e.timeout = Some(30);
+        assert_eq!(
+            line(&e, TextOptions::default()),
+            "    [NEW] udp      17 30 src=192.168.1.10 dst=8.8.8.8 sport=5353 dport=53 \
+             [UNREPLIED] src=8.8.8.8 dst=192.168.1.10 sport=53 dport=5353\n"
+        );
+    }
+
+    #[test]
+    fn icmp_echo() {
+        let mut e = base(
+            EventKind::New,
+            1,
+            Tuple { src: v4("10.0.0.1"), dst: v4("10.0.0.2"), l4: L4Ids::Icmp { kind: 8, code: 0, id: 4660 } },
+            Tuple { src: v4("10.0.0.2"), dst: v4("10.0.0.1"), l4: L4Ids::Icmp { kind: 0, code: 0, id: 4660 } },
+        );
+        e.timeout = Some(30);
+        assert_eq!(
+            line(&e, TextOptions::default()),
+            "    [NEW] icmp     1 30 src=10.0.0.1 dst=10.0.0.2 type=8 code=0 id=4660 \
+             [UNREPLIED] src=10.0.0.2 dst=10.0.0.1 type=0 code=0 id=4660\n"
+        );
+    }
+
+    #[test]
+    fn icmpv6_echo() {
+        let mut e = base(
+            EventKind::New,
+            58,
+            Tuple { src: v4("fe80::1"), dst: v4("fe80::2"), l4: L4Ids::Icmp { kind: 128, code: 0, id: 7 } },
+            Tuple { src: v4("fe80::2"), dst: v4("fe80::1"), l4: L4Ids::Icmp { kind: 129, code: 0, id: 7 } },
+        );
+        e.timeout = Some(30);
+        assert_eq!(
+            line(&e, TextOptions::default()),
+            "    [NEW] icmpv6   58 30 src=fe80::1 dst=fe80::2 type=128 code=0 id=7 \
+             [UNREPLIED] src=fe80::2 dst=fe80::1 type=129 code=0 id=7\n"
+        );
+    }
+
+    #[test]
+    fn ipv6_tcp_extended() {
+        let t = |s: &str, d: &str, sp, dp| Tuple { src: v4(s), dst: v4(d), l4: L4Ids::Ports { sport: sp, dport: dp } };
+        let mut e = base(
+            EventKind::New,
+            6,
+            t("2001:db8::1", "2001:db8:0:1::2", 50000, 443),
+            t("2001:db8:0:1::2", "2001:db8::1", 443, 50000),
+        );
+        e.timeout = Some(120);
+        e.tcp_state = Some(1);
+        assert_eq!(
+            line(&e, TextOptions { extended: true, timestamp: false }),
+            "    [NEW] ipv6     10 tcp      6 120 SYN_SENT src=2001:db8::1 dst=2001:db8:0:1::2 \
+             sport=50000 dport=443 [UNREPLIED] src=2001:db8:0:1::2 dst=2001:db8::1 sport=443 dport=50000\n"
+        );
+    }
+
+    #[test]
+    fn ipv4_extended() {
+        let e = tcp_syn();
+        assert!(
+            line(&e, TextOptions { extended: true, timestamp: false })
+                .starts_with("    [NEW] ipv4     2 tcp      6 120 SYN_SENT src=10.0.0.1 ")
+        );
+    }
+
+    #[test]
+    fn gre_keys_in_hex() {
+        let mut e = base(
+            EventKind::New,
+            47,
+            Tuple { src: v4("10.0.0.1"), dst: v4("10.0.0.2"), l4: L4Ids::Gre { src_key: 0, dst_key: 0x1a2b } },
+            Tuple { src: v4("10.0.0.2"), dst: v4("10.0.0.1"), l4: L4Ids::Gre { src_key: 0x1a2b, dst_key: 0 } },
+        );
+        e.timeout = Some(30);
+        assert_eq!(
+            line(&e, TextOptions::default()),
+            "    [NEW] gre      47 30 src=10.0.0.1 dst=10.0.0.2 srckey=0x0 dstkey=0x1a2b \
+             [UNREPLIED] src=10.0.0.2 dst=10.0.0.1 srckey=0x1a2b dstkey=0x0\n"
+        );
+    }
+
+    #[test]
+    fn unknown_protocol_has_no_ids() {
+        let t = |s: &str, d: &str| Tuple { src: v4(s), dst: v4(d), l4: L4Ids::None };
+        let mut e = base(EventKind::New, 50, t("10.0.0.1", "10.0.0.2"), t("10.0.0.2", "10.0.0.1"));
+        e.timeout = Some(600);
+        assert_eq!(
+            line(&e, TextOptions::default()),
+            "    [NEW] unknown  50 600 src=10.0.0.1 dst=10.0.0.2 [UNREPLIED] src=10.0.0.2 dst=10.0.0.1\n"
+        );
+        e.l4proto = 4;
+        assert!(line(&e, TextOptions::default()).starts_with("    [NEW] unknown  4 600 src="));
+    }
+
+    #[test]
+    fn sctp_dccp_udplite_names() {
+        for (num, head) in [(132u8, "sctp     132 "), (33, "dccp     33 "), (136, "udplite  136 ")] {
+            let e = base(
+                EventKind::Destroy,
+                num,
+                ports("10.0.0.1", "10.0.0.2", 1, 2),
+                ports("10.0.0.2", "10.0.0.1", 2, 1),
+            );
+            assert_eq!(
+                line(&e, TextOptions::default()),
+                format!(
+                    "[DESTROY] {head}src=10.0.0.1 dst=10.0.0.2 sport=1 dport=2 \
+                     [UNREPLIED] src=10.0.0.2 dst=10.0.0.1 sport=2 dport=1\n"
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn destroy_with_counters_assured_delta_time() {
+        let mut e = base(
+            EventKind::Destroy,
+            6,
+            ports("10.0.0.1", "10.0.0.2", 43210, 80),
+            ports("10.0.0.2", "10.0.0.1", 80, 43210),
+        );
+        e.status |= SEEN_REPLY | ASSURED;
+        e.counters = Some([
+            Counters { packets: 6, bytes: 412 },
+            Counters { packets: 4, bytes: 2316 },
+        ]);
+        // 100.9 s to 104.2 s: 104 - 100 = 4 (each side truncated first).
+        e.start_ns = Some(1_700_000_100_900_000_000);
+        e.stop_ns = Some(1_700_000_104_200_000_000);
+        assert_eq!(
+            line(&e, TextOptions::default()),
+            "[DESTROY] tcp      6 src=10.0.0.1 dst=10.0.0.2 sport=43210 dport=80 packets=6 bytes=412 \
+             src=10.0.0.2 dst=10.0.0.1 sport=80 dport=43210 packets=4 bytes=2316 [ASSURED] delta-time=4\n"
+        );
+    }
+
+    #[test]
+    fn destroy_5_15_with_timeout_and_state() {
+        let mut e = base(
+            EventKind::Destroy,
+            6,
+            ports("10.0.0.1", "10.0.0.2", 43210, 80),
+            ports("10.0.0.2", "10.0.0.1", 80, 43210),
+        );
+        e.status |= SEEN_REPLY | ASSURED;
+        e.timeout = Some(119);
+        e.tcp_state = Some(7);
+        assert_eq!(
+            line(&e, TextOptions::default()),
+            "[DESTROY] tcp      6 119 TIME_WAIT src=10.0.0.1 dst=10.0.0.2 sport=43210 dport=80 \
+             src=10.0.0.2 dst=10.0.0.1 sport=80 dport=43210 [ASSURED]\n"
+        );
+    }
+
+    #[test]
+    fn offload_precedence() {
+        let mut e = tcp_syn();
+        e.status |= SEEN_REPLY | ASSURED | status::OFFLOAD | status::HW_OFFLOAD;
+        assert!(line(&e, TextOptions::default()).ends_with(" dport=43210 [HW_OFFLOAD]\n"));
+        e.status &= !status::HW_OFFLOAD;
+        assert!(line(&e, TextOptions::default()).ends_with(" dport=43210 [OFFLOAD]\n"));
+    }
+
+    #[test]
+    fn mark_and_zone() {
+        let mut e = tcp_syn();
+        e.mark = 16;
+        e.zone = 7;
+        assert_eq!(
+            line(&e, TextOptions::default()),
+            "    [NEW] tcp      6 120 SYN_SENT src=10.0.0.1 dst=10.0.0.2 sport=43210 dport=80 \
+             [UNREPLIED] src=10.0.0.2 dst=10.0.0.1 sport=80 dport=43210 mark=16 zone=7\n"
+        );
+        // A mark change to 0 still prints the mark.
+        let mut e = tcp_syn();
+        e.kind = EventKind::Update;
+        e.mark_changed = true;
+        assert!(line(&e, TextOptions::default()).ends_with(" sport=80 dport=43210 mark=0\n"));
+        e.mark_changed = false;
+        assert!(line(&e, TextOptions::default()).ends_with(" sport=80 dport=43210\n"));
+    }
+
+    #[test]
+    fn timestamp_prefix() {
+        assert_eq!(
+            line(&tcp_syn(), TextOptions { extended: false, timestamp: true }),
+            "[1700000000.012345]\t    [NEW] tcp      6 120 SYN_SENT src=10.0.0.1 dst=10.0.0.2 \
+             sport=43210 dport=80 [UNREPLIED] src=10.0.0.2 dst=10.0.0.1 sport=80 dport=43210\n"
+        );
+        let mut e = tcp_syn();
+        e.time = UNIX_EPOCH + Duration::from_secs(1_700_000_001);
+        assert!(
+            line(&e, TextOptions { extended: true, timestamp: true })
+                .starts_with("[1700000001.000000]\t    [NEW] ipv4     2 tcp      6 120 ")
+        );
+    }
+
+    #[test]
+    fn userspace_portid_suffix() {
+        let mut e = tcp_syn();
+        e.kind = EventKind::Destroy;
+        e.timeout = None;
+        e.tcp_state = None;
+        e.portid = Some(12345);
+        assert_eq!(
+            line(&e, TextOptions::default()),
+            "[DESTROY] tcp      6 src=10.0.0.1 dst=10.0.0.2 sport=43210 dport=80 \
+             [UNREPLIED] src=10.0.0.2 dst=10.0.0.1 sport=80 dport=43210 [USERSPACE] portid=12345\n"
+        );
+    }
+
+    #[test]
+    fn ipv6_like_glibc_inet_ntop() {
+        // Expected strings are glibc 2.36 inet_ntop() output.
+        for (input, want) in [
+            ("::ffff:1.2.3.4", "::ffff:1.2.3.4"),
+            ("::1.2.3.4", "::1.2.3.4"),
+            ("::1", "::1"),
+            ("::", "::"),
+            ("1::", "1::"),
+            ("::ffff:0:1.2.3.4", "::ffff:0:102:304"),
+            ("1:0:0:2::3", "1:0:0:2::3"),
+            ("1:0:2:0:0:0:3:4", "1:0:2::3:4"),
+            ("fe80::1:0:0:1", "fe80::1:0:0:1"),
+            ("::0.1.0.0", "::0.1.0.0"),
+            ("0:0:0:0:0:1:0:0", "::1:0:0"),
+            ("::1:2:3:4:5:6", "::1:2:3:4:5:6"),
+            ("1:0:1:1:1:1:1:1", "1:0:1:1:1:1:1:1"),
+            ("2001:DB8::AB", "2001:db8::ab"),
+        ] {
+            let ip: IpAddr = input.parse().unwrap();
+            assert_eq!(Addr(&ip).to_string(), want, "{input}");
+        }
+    }
+
+    // The oracle is glibc's inet_ntop(); musl's differs for IPv4-compatible
+    // addresses.
+    #[cfg(target_env = "gnu")]
+    #[test]
+    fn ipv6_matches_libc_inet_ntop() {
+        let samples: Vec<Ipv6Addr> = (0u32..4096)
+            .map(|i| {
+                // Spread zero and non-zero groups over all positions.
+                let mut seg = [0u16; 8];
+                for (b, s) in seg.iter_mut().enumerate() {
+                    if i & (1 << b) != 0 {
+                        *s = if b == 5 && i & 256 != 0 { 0xffff } else { (i as u16) << 4 | b as u16 };
+                    }
+                }
+                Ipv6Addr::from(seg)
+            })
+            .collect();
+        for a in samples {
+            let mut buf = [0 as libc::c_char; 64];
+            let octets = a.octets();
+            // SAFETY: valid in6_addr bytes and a buffer larger than INET6_ADDRSTRLEN.
+            let p = unsafe {
+                libc::inet_ntop(libc::AF_INET6, octets.as_ptr().cast(), buf.as_mut_ptr(), 64)
+            };
+            assert!(!p.is_null());
+            // SAFETY: inet_ntop wrote a NUL-terminated string.
+            let want = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }.to_str().unwrap().to_owned();
+            assert_eq!(Addr(&IpAddr::V6(a)).to_string(), want);
+        }
+    }
+}

@@ -1,0 +1,599 @@
+//! One JSON object per event and line. Field names are snake_case and stable;
+//! docs/json-schema.md describes them and docs/event.schema.json is the
+//! schema the tests validate every object against.
+
+use std::borrow::Cow;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use super::conntrack_text::{Addr, l3_name, l4_name, tcp_state_name};
+use crate::event::{Event, EventKind, L4Ids, Tuple};
+
+/// The JSON Schema (draft 2020-12) of one event object.
+pub const EVENT_SCHEMA: &str = include_str!("../../../docs/event.schema.json");
+
+/// Names of `enum ip_conntrack_status` bits, index = bit. Bit 12 is
+/// IPS_UNTRACKED on an untracked skb, but an entry in the table with it set is
+/// a NAT clash loser.
+pub const STATUS_NAMES: [&str; 16] = [
+    "EXPECTED",
+    "SEEN_REPLY",
+    "ASSURED",
+    "CONFIRMED",
+    "SRC_NAT",
+    "DST_NAT",
+    "SEQ_ADJUST",
+    "SRC_NAT_DONE",
+    "DST_NAT_DONE",
+    "DYING",
+    "FIXED_TIMEOUT",
+    "TEMPLATE",
+    "NAT_CLASH",
+    "HELPER",
+    "OFFLOAD",
+    "HW_OFFLOAD",
+];
+
+#[derive(Serialize)]
+struct JsonEvent {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    time: String,
+    family: &'static str,
+    proto: Cow<'static, str>,
+    proto_num: u8,
+    orig: JsonTuple,
+    reply: JsonTuple,
+    status: Vec<Cow<'static, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tcp_state: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timeout: Option<u32>,
+    mark: u32,
+    zone: u16,
+    netns: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    start: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stop: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duration_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    portid: Option<u32>,
+    id: u64,
+}
+
+#[derive(Serialize)]
+struct JsonTuple {
+    src: String,
+    dst: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sport: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dport: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    icmp_type: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    icmp_code: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    icmp_id: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gre_src_key: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gre_dst_key: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    packets: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bytes: Option<u64>,
+}
+
+impl JsonTuple {
+    fn new(t: &Tuple, counters: Option<crate::event::Counters>) -> Self {
+        let mut j = JsonTuple {
+            src: Addr(&t.src).to_string(),
+            dst: Addr(&t.dst).to_string(),
+            sport: None,
+            dport: None,
+            icmp_type: None,
+            icmp_code: None,
+            icmp_id: None,
+            gre_src_key: None,
+            gre_dst_key: None,
+            packets: counters.map(|c| c.packets),
+            bytes: counters.map(|c| c.bytes),
+        };
+        match t.l4 {
+            L4Ids::Ports { sport, dport } => {
+                j.sport = Some(sport);
+                j.dport = Some(dport);
+            }
+            L4Ids::Icmp { kind, code, id } => {
+                j.icmp_type = Some(kind);
+                j.icmp_code = Some(code);
+                j.icmp_id = Some(id);
+            }
+            L4Ids::Gre { src_key, dst_key } => {
+                j.gre_src_key = Some(src_key);
+                j.gre_dst_key = Some(dst_key);
+            }
+            L4Ids::None => {}
+        }
+        j
+    }
+}
+
+/// Status flag names, lowest bit first; undefined bits as `BIT_n`.
+pub fn status_names(status: u32) -> Vec<Cow<'static, str>> {
+    (0..32)
+        .filter(|bit| status & (1 << bit) != 0)
+        .map(|bit| match STATUS_NAMES.get(bit) {
+            Some(name) => Cow::Borrowed(*name),
+            None => Cow::Owned(format!("BIT_{bit}")),
+        })
+        .collect()
+}
+
+/// Appends one event as a JSON object and a newline.
+pub fn format_event(out: &mut String, ev: &Event) -> serde_json::Result<()> {
+    let proto = match l4_name(ev.l4proto) {
+        "unknown" => Cow::Owned(ev.l4proto.to_string()),
+        name => Cow::Borrowed(name),
+    };
+    let (orig_c, reply_c) = match ev.counters {
+        Some([o, r]) => (Some(o), Some(r)),
+        None => (None, None),
+    };
+    let j = JsonEvent {
+        kind: match ev.kind {
+            EventKind::New => "new",
+            EventKind::Update => "update",
+            EventKind::Destroy => "destroy",
+        },
+        time: rfc3339(ev.time),
+        family: l3_name(ev.l3proto),
+        proto,
+        proto_num: ev.l4proto,
+        orig: JsonTuple::new(&ev.orig, orig_c),
+        reply: JsonTuple::new(&ev.reply, reply_c),
+        status: status_names(ev.status),
+        tcp_state: ev.tcp_state.filter(|_| ev.l4proto == 6).map(tcp_state_name),
+        timeout: ev.timeout,
+        mark: ev.mark,
+        zone: ev.zone,
+        netns: ev.netns,
+        start: ev.start_ns.map(rfc3339_ns),
+        stop: ev.stop_ns.filter(|s| *s != 0).map(rfc3339_ns),
+        duration_ms: match (ev.start_ns, ev.stop_ns) {
+            (Some(start), Some(stop)) if stop >= start && stop != 0 => {
+                Some((stop - start) / 1_000_000)
+            }
+            _ => None,
+        },
+        portid: ev.portid.filter(|p| *p != 0),
+        id: ev.conn_id,
+    };
+    out.push_str(&serde_json::to_string(&j)?);
+    out.push('\n');
+    Ok(())
+}
+
+/// `2026-11-21T06:40:01.123456Z`: UTC, microseconds, always six digits.
+pub fn rfc3339(t: SystemTime) -> String {
+    let (secs, micros) = match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => (d.as_secs() as i64, d.subsec_micros()),
+        Err(e) => {
+            let d = e.duration();
+            let mut s = -(d.as_secs() as i64);
+            let mut us = d.subsec_micros();
+            if us != 0 {
+                s -= 1;
+                us = 1_000_000 - us;
+            }
+            (s, us)
+        }
+    };
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// [`rfc3339`] of nanoseconds since the epoch.
+pub fn rfc3339_ns(ns: u64) -> String {
+    rfc3339(UNIX_EPOCH + Duration::from_nanos(ns))
+}
+
+/// Days since 1970-01-01 → (year, month, day) in the proleptic Gregorian
+/// calendar (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097); // [0, 146096]
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
+    let mp = (5 * doy + 2) / 153; // [0, 11], March = 0
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::event::Counters;
+    use serde_json::Value;
+    use std::net::IpAddr;
+    use tracker_common::status;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    pub(crate) fn sample(kind: EventKind) -> Event {
+        Event {
+            kind,
+            time: UNIX_EPOCH + Duration::from_micros(1_795_243_201_123_456),
+            l3proto: 2,
+            l4proto: 6,
+            orig: Tuple { src: ip("10.0.0.1"), dst: ip("10.0.0.2"), l4: L4Ids::Ports { sport: 43210, dport: 80 } },
+            reply: Tuple { src: ip("10.0.0.2"), dst: ip("10.0.0.1"), l4: L4Ids::Ports { sport: 80, dport: 43210 } },
+            status: status::CONFIRMED,
+            tcp_state: Some(1),
+            timeout: Some(120),
+            mark: 0,
+            mark_changed: false,
+            zone: 0,
+            netns: 4026531840,
+            counters: None,
+            start_ns: None,
+            stop_ns: None,
+            portid: None,
+            conn_id: 0xffff_8880_0123_4567,
+        }
+    }
+
+    fn to_value(ev: &Event) -> Value {
+        let mut s = String::new();
+        format_event(&mut s, ev).unwrap();
+        assert!(s.ends_with('\n') && s.matches('\n').count() == 1, "{s}");
+        serde_json::from_str(&s).unwrap()
+    }
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(-1), (1969, 12, 31));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(civil_from_days(11_017), (2000, 3, 1));
+        assert_eq!(civil_from_days(19_782), (2024, 2, 29));
+        assert_eq!(civil_from_days(47_541), (2100, 3, 1)); // 2100 is no leap year
+        assert_eq!(civil_from_days(20_778), (2026, 11, 21));
+    }
+
+    #[test]
+    fn rfc3339_formatting() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_micros(1_795_243_201_123_456)),
+            "2026-11-21T06:40:01.123456Z"
+        );
+        assert_eq!(rfc3339_ns(951_782_400_000_000_999), "2000-02-29T00:00:00.000000Z");
+        assert_eq!(rfc3339_ns(1_709_251_199_999_999_000), "2024-02-29T23:59:59.999999Z");
+        assert_eq!(
+            rfc3339(UNIX_EPOCH - Duration::from_micros(1)),
+            "1969-12-31T23:59:59.999999Z"
+        );
+    }
+
+    #[test]
+    fn new_event_fields() {
+        let v = to_value(&sample(EventKind::New));
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "type": "new",
+                "time": "2026-11-21T06:40:01.123456Z",
+                "family": "ipv4",
+                "proto": "tcp",
+                "proto_num": 6,
+                "orig": {"src": "10.0.0.1", "dst": "10.0.0.2", "sport": 43210, "dport": 80},
+                "reply": {"src": "10.0.0.2", "dst": "10.0.0.1", "sport": 80, "dport": 43210},
+                "status": ["CONFIRMED"],
+                "tcp_state": "SYN_SENT",
+                "timeout": 120,
+                "mark": 0,
+                "zone": 0,
+                "netns": 4026531840u32,
+                "id": 0xffff_8880_0123_4567u64
+            })
+        );
+    }
+
+    #[test]
+    fn field_order_is_stable() {
+        let mut s = String::new();
+        format_event(&mut s, &sample(EventKind::New)).unwrap();
+        assert!(s.starts_with(
+            r#"{"type":"new","time":"2026-11-21T06:40:01.123456Z","family":"ipv4","proto":"tcp","proto_num":6,"orig":{"#
+        ));
+    }
+
+    #[test]
+    fn destroy_event_fields() {
+        let mut e = sample(EventKind::Destroy);
+        e.status |= status::SEEN_REPLY | status::ASSURED | status::SRC_NAT | status::SRC_NAT_DONE;
+        e.tcp_state = None;
+        e.timeout = None;
+        e.mark = 0x10;
+        e.zone = 3;
+        e.counters = Some([Counters { packets: 6, bytes: 412 }, Counters { packets: 4, bytes: 2316 }]);
+        e.start_ns = Some(1_795_243_190_000_000_000);
+        e.stop_ns = Some(1_795_243_201_250_000_000);
+        e.portid = Some(4242);
+        let v = to_value(&e);
+        assert_eq!(v["type"], "destroy");
+        assert_eq!(
+            v["status"],
+            serde_json::json!(["SEEN_REPLY", "ASSURED", "CONFIRMED", "SRC_NAT", "SRC_NAT_DONE"])
+        );
+        assert_eq!(v["orig"]["packets"], 6);
+        assert_eq!(v["reply"]["bytes"], 2316);
+        assert_eq!(v["start"], "2026-11-21T06:39:50.000000Z");
+        assert_eq!(v["stop"], "2026-11-21T06:40:01.250000Z");
+        assert_eq!(v["duration_ms"], 11_250);
+        assert_eq!(v["portid"], 4242);
+        assert_eq!(v["mark"], 16);
+        assert_eq!(v["zone"], 3);
+        assert!(v.get("tcp_state").is_none() && v.get("timeout").is_none());
+    }
+
+    #[test]
+    fn icmp_gre_unknown_ipv6() {
+        let mut e = sample(EventKind::New);
+        e.l4proto = 1;
+        e.tcp_state = None;
+        e.orig.l4 = L4Ids::Icmp { kind: 8, code: 0, id: 77 };
+        let v = to_value(&e);
+        assert_eq!(v["orig"], serde_json::json!({"src":"10.0.0.1","dst":"10.0.0.2","icmp_type":8,"icmp_code":0,"icmp_id":77}));
+        assert_eq!(v["proto"], "icmp");
+
+        e.l4proto = 47;
+        e.orig.l4 = L4Ids::Gre { src_key: 1, dst_key: 2 };
+        let v = to_value(&e);
+        assert_eq!(v["orig"]["gre_src_key"], 1);
+        assert_eq!(v["orig"]["gre_dst_key"], 2);
+
+        e.l4proto = 50;
+        e.orig.l4 = L4Ids::None;
+        let v = to_value(&e);
+        assert_eq!(v["proto"], "50");
+        assert_eq!(v["proto_num"], 50);
+        assert_eq!(v["orig"], serde_json::json!({"src":"10.0.0.1","dst":"10.0.0.2"}));
+
+        e.l3proto = 10;
+        e.orig.src = ip("2001:db8::1");
+        e.orig.dst = ip("::ffff:10.0.0.2");
+        let v = to_value(&e);
+        assert_eq!(v["family"], "ipv6");
+        assert_eq!(v["orig"]["src"], "2001:db8::1");
+        assert_eq!(v["orig"]["dst"], "::ffff:10.0.0.2");
+    }
+
+    #[test]
+    fn status_names_cover_every_bit() {
+        let names = status_names(u32::MAX);
+        assert_eq!(names.len(), 32);
+        assert_eq!(names[12], "NAT_CLASH");
+        assert_eq!(names[15], "HW_OFFLOAD");
+        assert_eq!(names[16], "BIT_16");
+        assert_eq!(status_names(status::DYING | status::HELPER), ["DYING", "HELPER"]);
+    }
+
+    #[test]
+    fn every_event_shape_validates_against_the_schema() {
+        let schema: Value = serde_json::from_str(EVENT_SCHEMA).unwrap();
+        let mut events = vec![sample(EventKind::New), sample(EventKind::Update)];
+        let mut d = sample(EventKind::Destroy);
+        d.counters = Some([Counters { packets: 1, bytes: 2 }, Counters { packets: 3, bytes: 4 }]);
+        d.start_ns = Some(1);
+        d.stop_ns = Some(2_000_000);
+        d.portid = Some(9);
+        d.status = u32::MAX;
+        events.push(d);
+        let mut icmp6 = sample(EventKind::New);
+        icmp6.l3proto = 10;
+        icmp6.l4proto = 58;
+        icmp6.orig.l4 = L4Ids::Icmp { kind: 128, code: 0, id: 1 };
+        icmp6.reply.l4 = L4Ids::Icmp { kind: 129, code: 0, id: 1 };
+        icmp6.orig.src = ip("fe80::1");
+        events.push(icmp6);
+        let mut other = sample(EventKind::Destroy);
+        other.l4proto = 132;
+        other.tcp_state = None;
+        other.timeout = None;
+        events.push(other.clone());
+        other.l4proto = 99;
+        other.orig.l4 = L4Ids::None;
+        other.reply.l4 = L4Ids::None;
+        events.push(other);
+        for ev in &events {
+            let v = to_value(ev);
+            if let Err(e) = schema_check::validate(&schema, &schema, &v, "$") {
+                panic!("{e}\n{v}");
+            }
+        }
+        // The schema rejects what it should.
+        let mut bad = to_value(&sample(EventKind::New));
+        bad["type"] = "created".into();
+        assert!(schema_check::validate(&schema, &schema, &bad, "$").is_err());
+        let mut bad = to_value(&sample(EventKind::New));
+        bad.as_object_mut().unwrap().remove("orig");
+        assert!(schema_check::validate(&schema, &schema, &bad, "$").is_err());
+        let mut bad = to_value(&sample(EventKind::New));
+        bad["orig"]["sport"] = 70000.into();
+        assert!(schema_check::validate(&schema, &schema, &bad, "$").is_err());
+        let mut bad = to_value(&sample(EventKind::New));
+        bad["time"] = "yesterday".into();
+        assert!(schema_check::validate(&schema, &schema, &bad, "$").is_err());
+    }
+
+    #[test]
+    fn documented_examples_validate_and_schema_copy_is_current() {
+        let doc = include_str!("../../../docs/json-schema.md");
+        let schema: Value = serde_json::from_str(EVENT_SCHEMA).unwrap();
+        // The schema block in the document is the schema file.
+        assert!(doc.contains(EVENT_SCHEMA.trim_end()), "docs/json-schema.md has a stale schema copy");
+        // Every ```json example block that is an event validates.
+        let mut checked = 0;
+        for block in doc.split("```json\n").skip(1) {
+            let body = block.split("```").next().unwrap();
+            let v: Value = serde_json::from_str(body).unwrap();
+            if v.get("type").and_then(Value::as_str).is_some_and(|t| ["new", "update", "destroy"].contains(&t)) {
+                schema_check::validate(&schema, &schema, &v, "$").unwrap();
+                checked += 1;
+            }
+        }
+        assert!(checked >= 3, "expected an example per event type, found {checked}");
+    }
+
+    /// The part of JSON Schema 2020-12 that docs/event.schema.json uses:
+    /// type, enum, const, required, properties, additionalProperties: false,
+    /// items, minimum, maximum, pattern (only the few the schemas use), $ref to
+    /// #/$defs, allOf, anyOf and if/then.
+    pub(crate) mod schema_check {
+        use serde_json::Value;
+
+        pub(crate) fn validate(root: &Value, s: &Value, v: &Value, at: &str) -> Result<(), String> {
+            let Some(s) = s.as_object() else { return Ok(()) };
+            for key in s.keys() {
+                let known = [
+                    "$schema", "$id", "$defs", "$ref", "title", "description", "type", "enum", "const",
+                    "required", "properties", "additionalProperties", "items", "minimum", "maximum",
+                    "pattern", "allOf", "anyOf", "if", "then", "examples", "format",
+                ];
+                if !known.contains(&key.as_str()) {
+                    return Err(format!("schema keyword {key} not supported by the test validator"));
+                }
+            }
+            if let Some(r) = s.get("$ref").and_then(Value::as_str) {
+                let name = r.strip_prefix("#/$defs/").ok_or(format!("unsupported $ref {r}"))?;
+                validate(root, &root["$defs"][name], v, at)?;
+            }
+            if let Some(t) = s.get("type") {
+                let types: Vec<&str> = match t {
+                    Value::String(t) => vec![t.as_str()],
+                    Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
+                    _ => vec![],
+                };
+                let ok = types.iter().any(|t| match *t {
+                    "object" => v.is_object(),
+                    "array" => v.is_array(),
+                    "string" => v.is_string(),
+                    "integer" => v.is_u64() || v.is_i64(),
+                    "number" => v.is_number(),
+                    "boolean" => v.is_boolean(),
+                    "null" => v.is_null(),
+                    _ => false,
+                });
+                if !ok {
+                    return Err(format!("{at}: {v} is not of type {t}"));
+                }
+            }
+            if let Some(e) = s.get("enum").and_then(Value::as_array) {
+                if !e.contains(v) {
+                    return Err(format!("{at}: {v} not in enum"));
+                }
+            }
+            if let Some(c) = s.get("const") {
+                if c != v {
+                    return Err(format!("{at}: {v} is not {c}"));
+                }
+            }
+            if let Some(min) = s.get("minimum").and_then(Value::as_f64) {
+                if v.as_f64().is_some_and(|n| n < min) {
+                    return Err(format!("{at}: {v} < {min}"));
+                }
+            }
+            if let Some(max) = s.get("maximum").and_then(Value::as_f64) {
+                if v.as_f64().is_some_and(|n| n > max) {
+                    return Err(format!("{at}: {v} > {max}"));
+                }
+            }
+            if let (Some(p), Some(text)) = (s.get("pattern").and_then(Value::as_str), v.as_str()) {
+                if !pattern_matches(p, text)? {
+                    return Err(format!("{at}: {text} does not match {p}"));
+                }
+            }
+            if let Some(obj) = v.as_object() {
+                if let Some(req) = s.get("required").and_then(Value::as_array) {
+                    for r in req.iter().filter_map(Value::as_str) {
+                        if !obj.contains_key(r) {
+                            return Err(format!("{at}: missing {r}"));
+                        }
+                    }
+                }
+                let props = s.get("properties").and_then(Value::as_object);
+                for (k, val) in obj {
+                    match props.and_then(|p| p.get(k)) {
+                        Some(ps) => validate(root, ps, val, &format!("{at}.{k}"))?,
+                        None if s.get("additionalProperties") == Some(&Value::Bool(false)) => {
+                            return Err(format!("{at}: unexpected property {k}"));
+                        }
+                        None => {}
+                    }
+                }
+            }
+            if let (Some(items), Some(arr)) = (s.get("items"), v.as_array()) {
+                for (i, val) in arr.iter().enumerate() {
+                    validate(root, items, val, &format!("{at}[{i}]"))?;
+                }
+            }
+            if let Some(all) = s.get("allOf").and_then(Value::as_array) {
+                for sub in all {
+                    validate(root, sub, v, at)?;
+                }
+            }
+            if let Some(any) = s.get("anyOf").and_then(Value::as_array) {
+                if !any.iter().any(|sub| validate(root, sub, v, at).is_ok()) {
+                    return Err(format!("{at}: {v} matches no alternative of anyOf"));
+                }
+            }
+            if let Some(cond) = s.get("if") {
+                if validate(root, cond, v, at).is_ok() {
+                    if let Some(then) = s.get("then") {
+                        validate(root, then, v, at)?;
+                    }
+                }
+            }
+            Ok(())
+        }
+
+        /// The schema uses exactly two patterns; anything else fails loudly.
+        fn pattern_matches(p: &str, text: &str) -> Result<bool, String> {
+            match p {
+                r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z$" => {
+                    let shape = "dddd-dd-ddTdd:dd:dd.ddddddZ";
+                    Ok(text.len() == shape.len()
+                        && text.bytes().zip(shape.bytes()).all(|(c, s)| match s {
+                            b'd' => c.is_ascii_digit(),
+                            _ => c == s,
+                        }))
+                }
+                "^(0x[0-9a-f]{8})$" => Ok(text.len() == 10
+                    && text.starts_with("0x")
+                    && text[2..].bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))),
+                r"^BIT_[0-9]+$" => Ok(text.strip_prefix("BIT_").is_some_and(|d| {
+                    !d.is_empty() && d.bytes().all(|c| c.is_ascii_digit())
+                })),
+                _ => Err(format!("pattern {p} not supported by the test validator")),
+            }
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! Per-mark counts kept by the kernel: reading them, seeding them once from a
+//! mark-only dump at start-up, and sharing them with `tracker counts` through
+//! pins under /sys/fs/bpf/tracker/.
+
+use std::collections::{BTreeMap, HashSet};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use aya::{
+    Ebpf,
+    maps::{HashMap, Map, MapData},
+};
+use tracker_common::{LiveEntry, MarkKey, tuple_hash};
+
+use crate::source::netlink;
+
+pub const PIN_ROOT: &str = "/sys/fs/bpf/tracker";
+const COUNT_MAPS: [&str; 2] = ["MARK_COUNTS", "SEED_COUNTS"];
+
+/// One row of the counts: live connections of a mark, family and protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CountRow {
+    pub mark: u32,
+    pub l3proto: u8,
+    pub l4proto: u8,
+    pub connections: u64,
+}
+
+/// Sums both count maps per (mark, family, protocol) for one netns (or all
+/// with `None`). Negative transient values (a decrement racing an insert)
+/// are clamped to zero.
+pub fn rows(maps: &[HashMap<MapData, MarkKey, i64>], netns: Option<u32>) -> Vec<CountRow> {
+    let mut sums: BTreeMap<(u32, u8, u8), i64> = BTreeMap::new();
+    for map in maps {
+        for (key, value) in map.iter().flatten() {
+            if netns.is_some_and(|n| n != key.netns) {
+                continue;
+            }
+            *sums
+                .entry((key.mark, key.l3proto, key.l4proto))
+                .or_default() += value;
+        }
+    }
+    sums.into_iter()
+        .filter(|(_, v)| *v > 0)
+        .map(|((mark, l3proto, l4proto), v)| CountRow {
+            mark,
+            l3proto,
+            l4proto,
+            connections: v as u64,
+        })
+        .collect()
+}
+
+fn hash_map(map: Map) -> Result<HashMap<MapData, MarkKey, i64>, String> {
+    HashMap::try_from(map).map_err(|e| e.to_string())
+}
+
+/// Opens the count maps of this process's own loaded object.
+pub fn own_maps(ebpf: &mut Ebpf) -> Result<Vec<HashMap<MapData, MarkKey, i64>>, String> {
+    COUNT_MAPS
+        .iter()
+        .map(|name| {
+            let map = ebpf
+                .take_map(name)
+                .ok_or_else(|| format!("map {name} missing from the object"))?;
+            hash_map(map)
+        })
+        .collect()
+}
+
+/// Counts entries that existed before the hooks attached: one dump of the
+/// table (the only one the tracker makes), minus entries the hooks already
+/// counted (matched by tuple hash), written into SEED_COUNTS.
+pub fn seed(ebpf: &mut Ebpf, netns: u32) -> Result<u64, String> {
+    let counted: HashSet<u64> = {
+        let live = ebpf
+            .map("LIVE")
+            .ok_or_else(|| "map LIVE missing from the object".to_string())?;
+        let live: HashMap<&MapData, u64, LiveEntry> =
+            HashMap::try_from(live).map_err(|e| e.to_string())?;
+        live.iter().flatten().map(|(_, e)| e.tuple_hash).collect()
+    };
+    let entries = netlink::dump_marks().map_err(|e| e.to_string())?;
+    let mut seeds: BTreeMap<MarkKey, i64> = BTreeMap::new();
+    let mut seeded = 0;
+    for e in &entries {
+        if counted.contains(&tuple_hash(&e.orig, e.l3proto, e.l4proto, e.zone, netns)) {
+            continue;
+        }
+        let key = MarkKey {
+            netns,
+            mark: e.mark,
+            l3proto: e.l3proto,
+            l4proto: e.l4proto,
+            _pad: [0; 2],
+        };
+        *seeds.entry(key).or_default() += 1;
+        seeded += 1;
+    }
+    let seed_map = ebpf
+        .map_mut("SEED_COUNTS")
+        .ok_or_else(|| "map SEED_COUNTS missing from the object".to_string())?;
+    let mut seed_map: HashMap<&mut MapData, MarkKey, i64> =
+        HashMap::try_from(seed_map).map_err(|e| e.to_string())?;
+    for (key, n) in seeds {
+        seed_map.insert(key, n, 0).map_err(|e| e.to_string())?;
+    }
+    Ok(seeded)
+}
+
+/// Pins the count maps under PIN_ROOT/<pid>, readable by root only, so
+/// `tracker counts` can read a running instance instead of attaching again.
+pub fn pin(ebpf: &Ebpf) -> Result<PathBuf, String> {
+    ensure_bpffs()?;
+    let dir = Path::new(PIN_ROOT).join(std::process::id().to_string());
+    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let _ = std::fs::set_permissions(PIN_ROOT, std::fs::Permissions::from_mode(0o700));
+    for name in COUNT_MAPS {
+        let map = ebpf
+            .map(name)
+            .ok_or_else(|| format!("map {name} missing from the object"))?;
+        map.pin(dir.join(name))
+            .map_err(|e| format!("pinning {name}: {e}"))?;
+    }
+    Ok(dir)
+}
+
+pub fn unpin(dir: &Path) {
+    for name in COUNT_MAPS {
+        let _ = std::fs::remove_file(dir.join(name));
+    }
+    let _ = std::fs::remove_dir(dir);
+}
+
+fn ensure_bpffs() -> Result<(), String> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    if mounts
+        .lines()
+        .any(|l| l.split_whitespace().nth(1) == Some("/sys/fs/bpf"))
+    {
+        return Ok(());
+    }
+    let status = std::process::Command::new("mount")
+        .args(["-t", "bpf", "bpf", "/sys/fs/bpf"])
+        .status()
+        .map_err(|e| format!("mounting the BPF filesystem at /sys/fs/bpf: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err("the BPF filesystem is not mounted at /sys/fs/bpf and mounting it failed".into())
+    }
+}
+
+/// The count maps of a running tracker, if one is running. Pins left by
+/// instances that are gone are removed.
+pub fn running_instance() -> Option<Vec<HashMap<MapData, MarkKey, i64>>> {
+    let dirs = std::fs::read_dir(PIN_ROOT).ok()?;
+    for dir in dirs.flatten() {
+        let path = dir.path();
+        let pid = path.file_name()?.to_str()?.parse::<u32>().ok()?;
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            unpin(&path);
+            continue;
+        }
+        let maps: Result<Vec<_>, String> = COUNT_MAPS
+            .iter()
+            .map(|name| {
+                let data = MapData::from_pin(path.join(name)).map_err(|e| e.to_string())?;
+                let map = Map::from_map_data(data).map_err(|e| e.to_string())?;
+                hash_map(map)
+            })
+            .collect();
+        if let Ok(maps) = maps {
+            return Some(maps);
+        }
+    }
+    None
+}

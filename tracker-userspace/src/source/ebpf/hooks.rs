@@ -1,0 +1,279 @@
+//! Which kernel functions the programs hook, how, and what to do when a way
+//! is unavailable. One table instead of if-chains: each hook lists its
+//! candidate functions, its fexit program and its kprobe pair.
+
+use std::collections::HashSet;
+use std::fmt;
+
+use aya::{
+    Ebpf,
+    programs::{FExit, KProbe},
+};
+
+use crate::btf::KernelBtf;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum HookMode {
+    /// fexit where the kernel allows it, kprobes elsewhere.
+    Auto,
+    /// fexit only; fail when it cannot attach.
+    Fentry,
+    /// kprobe/kretprobe only.
+    Kprobe,
+}
+
+pub struct Hook {
+    /// What the hook observes, for messages.
+    pub role: &'static str,
+    /// Kernel functions to try, in order; the first that attaches wins.
+    pub functions: &'static [&'static str],
+    pub fexit: Option<&'static str>,
+    pub kprobe: &'static str,
+    pub kretprobe: Option<&'static str>,
+    /// Without a required hook the tracker cannot run on eBPF.
+    pub required: bool,
+}
+
+pub const HOOKS: &[Hook] = &[
+    Hook {
+        role: "NEW (packet path)",
+        functions: &["__nf_conntrack_confirm"],
+        fexit: Some("confirm_fexit"),
+        kprobe: "confirm_kprobe",
+        kretprobe: Some("confirm_kretprobe"),
+        required: true,
+    },
+    Hook {
+        role: "NEW (ctnetlink insert)",
+        functions: &["nf_conntrack_hash_check_insert"],
+        fexit: Some("insert_fexit"),
+        kprobe: "insert_kprobe",
+        kretprobe: Some("insert_kretprobe"),
+        required: true,
+    },
+    Hook {
+        role: "DESTROY",
+        functions: &["nf_ct_delete"],
+        fexit: Some("delete_fexit"),
+        kprobe: "delete_kprobe",
+        kretprobe: Some("delete_kretprobe"),
+        required: true,
+    },
+    Hook {
+        role: "mark change (ctnetlink)",
+        functions: &["nf_conntrack_eventmask_report"],
+        fexit: None,
+        kprobe: "eventmask_kprobe",
+        kretprobe: None,
+        required: false,
+    },
+    Hook {
+        role: "mark change (iptables CONNMARK)",
+        functions: &["connmark_tg"],
+        fexit: None,
+        kprobe: "skb_mark_kprobe",
+        kretprobe: Some("skb_mark_kretprobe"),
+        required: false,
+    },
+];
+
+/// How one hook ended up attached.
+#[derive(Clone, Debug)]
+pub enum Attached {
+    Fexit(&'static str),
+    Kprobe(&'static str),
+}
+
+impl Attached {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Attached::Fexit(_) => "fexit",
+            Attached::Kprobe(_) => "kprobe",
+        }
+    }
+}
+
+/// The outcome for one hook: what attached, and why the other ways did not.
+pub struct Outcome {
+    pub hook: &'static Hook,
+    pub attached: Option<Attached>,
+    pub refused: Vec<String>,
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.attached {
+            Some(Attached::Fexit(func)) => write!(f, "{}: fexit on {func}", self.hook.role)?,
+            Some(Attached::Kprobe(func)) => {
+                let pair = if self.hook.kretprobe.is_some() {
+                    "kprobe+kretprobe"
+                } else {
+                    "kprobe"
+                };
+                write!(f, "{}: {pair} on {func}", self.hook.role)?
+            }
+            None => write!(f, "{}: not attached", self.hook.role)?,
+        }
+        if !self.refused.is_empty() {
+            write!(f, " ({})", self.refused.join("; "))?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether the kernel can run kprobes at all, and if not, why.
+pub fn kprobe_support() -> Result<(), String> {
+    if std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists() {
+        return Ok(());
+    }
+    Err("kprobes are not available in this kernel (CONFIG_KPROBES unset, no kprobe PMU)".into())
+}
+
+/// Functions the running kernel has as symbols (not inlined away).
+pub fn kernel_symbols() -> HashSet<String> {
+    let Ok(text) = std::fs::read_to_string("/proc/kallsyms") else {
+        return HashSet::new();
+    };
+    text.lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            let (_addr, kind, name) = (it.next()?, it.next()?, it.next()?);
+            matches!(kind, "t" | "T").then(|| name.to_string())
+        })
+        .collect()
+}
+
+fn try_fexit(
+    ebpf: &mut Ebpf,
+    prog: &str,
+    func: &str,
+    btf: &aya::Btf,
+    kbtf: &KernelBtf,
+) -> Result<(), String> {
+    if !kbtf.func_in_vmlinux(func) {
+        return Err(if kbtf.has_func(func) {
+            format!(
+                "fexit: {func} is described by module BTF, which the aya 0.14 loader cannot \
+                 attach to"
+            )
+        } else {
+            format!("fexit: the kernel has no BTF for {func}")
+        });
+    }
+    let program: &mut FExit = ebpf
+        .program_mut(prog)
+        .ok_or_else(|| format!("fexit: program {prog} missing from the object"))?
+        .try_into()
+        .map_err(|e| format!("fexit: {e}"))?;
+    program
+        .load(func, btf)
+        .map_err(|e| format!("fexit refused at load: {}", short(&e)))?;
+    program
+        .attach()
+        .map(|_| ())
+        .map_err(|e| format!("fexit refused at attach: {}", short(&e)))
+}
+
+fn load_kprobe<'a>(ebpf: &'a mut Ebpf, prog: &str) -> Result<&'a mut KProbe, String> {
+    let program: &mut KProbe = ebpf
+        .program_mut(prog)
+        .ok_or_else(|| format!("kprobe: program {prog} missing from the object"))?
+        .try_into()
+        .map_err(|e| format!("kprobe: {e}"))?;
+    if program.fd().is_err() {
+        program
+            .load()
+            .map_err(|e| format!("kprobe {prog} rejected at load: {}", short(&e)))?;
+    }
+    Ok(program)
+}
+
+fn try_kprobe(ebpf: &mut Ebpf, hook: &Hook, func: &str) -> Result<(), String> {
+    // Exit first: an entry stash without its exit would only fill the map.
+    if let Some(ret) = hook.kretprobe {
+        load_kprobe(ebpf, ret)?
+            .attach(func, 0)
+            .map_err(|e| format!("kretprobe on {func}: {}", short(&e)))?;
+    }
+    load_kprobe(ebpf, hook.kprobe)?
+        .attach(func, 0)
+        .map_err(|e| format!("kprobe on {func}: {}", short(&e)))?;
+    Ok(())
+}
+
+/// The error and its sources on one line; verifier logs are cut to their tail.
+pub fn short(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        let t = inner.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        src = inner.source();
+    }
+    if let Some(i) = s.find("Verifier output:") {
+        let tail: Vec<&str> = s[i..].lines().rev().take(6).collect();
+        let head = &s[..i];
+        s = format!(
+            "{head}verifier output (last lines): {}",
+            tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+        );
+    }
+    s
+}
+
+/// Attaches every hook as `mode` allows. Returns one outcome per hook.
+pub fn attach_all(ebpf: &mut Ebpf, mode: HookMode, kbtf: &KernelBtf) -> Vec<Outcome> {
+    let aya_btf = aya::Btf::from_sys_fs().ok();
+    let symbols = kernel_symbols();
+    let kprobes = kprobe_support();
+    HOOKS
+        .iter()
+        .map(|hook| {
+            let mut refused = Vec::new();
+            let mut attached = None;
+            'functions: for &func in hook.functions {
+                if mode != HookMode::Kprobe
+                    && let Some(prog) = hook.fexit
+                {
+                    let r = match &aya_btf {
+                        Some(btf) => try_fexit(ebpf, prog, func, btf, kbtf),
+                        None => Err("fexit: no kernel BTF".into()),
+                    };
+                    match r {
+                        Ok(()) => {
+                            attached = Some(Attached::Fexit(func));
+                            break 'functions;
+                        }
+                        Err(e) => refused.push(e),
+                    }
+                }
+                if mode == HookMode::Fentry {
+                    continue;
+                }
+                if let Err(e) = &kprobes {
+                    refused.push(e.clone());
+                    continue;
+                }
+                if !symbols.is_empty() && !symbols.contains(func) {
+                    refused.push(format!("{func} is not a symbol of this kernel"));
+                    continue;
+                }
+                match try_kprobe(ebpf, hook, func) {
+                    Ok(()) => {
+                        attached = Some(Attached::Kprobe(func));
+                        break 'functions;
+                    }
+                    Err(e) => refused.push(e),
+                }
+            }
+            Outcome {
+                hook,
+                attached,
+                refused,
+            }
+        })
+        .collect()
+}

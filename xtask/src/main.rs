@@ -1,0 +1,111 @@
+//! Project tasks: `cargo xtask <setup|build|build-and-run|vm|test>`.
+
+mod build;
+mod kernels;
+mod paths;
+mod process;
+mod run;
+mod setup;
+mod suite;
+mod vm;
+
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "Build, run and test the conntrack tracker")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install the toolchain pieces, Debian packages, virtme-ng and the
+    /// test-bed kernels (idempotent).
+    Setup,
+    /// Release build; prints where the tracker binary is.
+    Build,
+    /// Build, then run `tracker ARGS` (default `events`) as root, here or in a VM.
+    BuildAndRun {
+        /// Run inside the test-bed VM instead of on this host.
+        #[arg(long)]
+        vm: bool,
+        /// Kernel line for --vm.
+        #[arg(long, default_value = "6.1", requires = "vm")]
+        kernel: String,
+        #[command(flatten)]
+        timeout: Timeout,
+        /// Arguments for the tracker.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Boot test-bed kernels under QEMU (TCG) and run a command in each;
+    /// without a command, a smoke check of conntrack in the guest.
+    Vm {
+        /// 5.10, 6.1, 6.12 or all; comma-separated lists work too.
+        #[arg(long, value_delimiter = ',', default_value = "6.1")]
+        kernel: Vec<String>,
+        #[command(flatten)]
+        timeout: Timeout,
+        /// Command to run in the guest (through sh -c).
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+    /// Host unit tests, release build, then tests/vm-suite.sh on each kernel.
+    Test {
+        /// 5.10, 6.1, 6.12 or all; comma-separated lists work too.
+        #[arg(long, value_delimiter = ',', default_value = "all")]
+        kernel: Vec<String>,
+        /// Only the host unit tests.
+        #[arg(long)]
+        host_only: bool,
+        /// Go on with the next kernel after one failed.
+        #[arg(long)]
+        keep_going: bool,
+        #[command(flatten)]
+        timeout: Timeout,
+    },
+}
+
+#[derive(Args)]
+struct Timeout {
+    /// Seconds before a VM is killed (boot included).
+    #[arg(long = "timeout", value_name = "SECONDS", default_value_t = 600)]
+    seconds: u64,
+}
+
+impl Timeout {
+    fn duration(&self) -> Duration {
+        Duration::from_secs(self.seconds)
+    }
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().task {
+        Task::Setup => setup::run(),
+        Task::Build => {
+            setup::build_tools(setup::Mode::Check)?;
+            build::release()
+        }
+        Task::BuildAndRun {
+            vm,
+            kernel,
+            timeout,
+            args,
+        } => run::build_and_run(vm.then_some(kernel.as_str()), timeout.duration(), &args),
+        Task::Vm {
+            kernel,
+            timeout,
+            command,
+        } => vm::run_command(&kernels::select(&kernel)?, &command, timeout.duration()),
+        Task::Test {
+            kernel,
+            host_only,
+            keep_going,
+            timeout,
+        } => suite::run(&kernels::select(&kernel)?, host_only, keep_going, timeout.duration()),
+    }
+}
