@@ -52,6 +52,16 @@ _cleanup() {
         for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
         kill -KILL "$pid" 2>/dev/null
     done
+    # Under vm-suite.sh the scenario runs in timeout's process group: end stragglers
+    # (anything started in the background and not registered), never timeout itself.
+    if [ -n "${SCEN_UNDER_SUITE:-}" ] && command -v pgrep >/dev/null; then
+        local pgid
+        pgid=$(ps -o pgid= -p $$ | tr -d ' ')
+        for pid in $(pgrep -g "$pgid"); do
+            [ "$pid" = $$ ] || [ "$pid" = "$pgid" ] || [ "$pid" = "$BASHPID" ] && continue
+            kill -TERM "$pid" 2>/dev/null
+        done
+    fi
     for ((i = ${#_restore_cmds[@]} - 1; i >= 0; i--)); do
         eval "${_restore_cmds[$i]}" >/dev/null 2>&1
     done
@@ -208,7 +218,8 @@ wait_file() {
 bg_in_ns() {
     local ns=$1
     shift
-    in_ns "$ns" "$@" >>"$SCEN_DIR/background.log" 2>&1 &
+    # nsenter itself, not the in_ns function: $! must be the process, not a subshell.
+    nsenter --net="/run/netns/$ns" -- "$@" >>"$SCEN_DIR/background.log" 2>&1 &
     BG_PID=$!
     _bg_pids+=("$BG_PID")
 }
@@ -268,7 +279,8 @@ oracle_start() {
     TRK_OUT=$SCEN_DIR/tracker.events
     TRK_ERR=$SCEN_DIR/tracker.stderr
     base=$(_nfnl_listeners "$ns")
-    in_ns "$ns" conntrack -E -e NEW,DESTROY "$@" >"$CT_OUT" 2>"$CT_ERR" &
+    # nsenter directly (not in_ns): $! must be conntrack itself to receive SIGINT.
+    nsenter --net="/run/netns/$ns" -- conntrack -E -e NEW,DESTROY "$@" >"$CT_OUT" 2>"$CT_ERR" &
     CT_PID=$!
     for ((i = 0; i < 100; i++)); do
         [ "$(_nfnl_listeners "$ns")" -gt "$base" ] && break
@@ -276,7 +288,7 @@ oracle_start() {
         sleep 0.1
     done
     [ "$i" -lt 100 ] || log "warning: conntrack -E not seen on netlink after 10 s; going on"
-    in_ns "$ns" "$TRACKER" events -e NEW,DESTROY >"$TRK_OUT" 2>"$TRK_ERR" &
+    nsenter --net="/run/netns/$ns" -- "$TRACKER" events -e NEW,DESTROY >"$TRK_OUT" 2>"$TRK_ERR" &
     TRK_PID=$!
     for ((i = 0; i < TRACKER_READY_TIMEOUT * 10; i++)); do
         grep -q '^tracker: listening' "$TRK_ERR" 2>/dev/null && break
@@ -325,8 +337,8 @@ oracle_stop() {
     wait "$TRK_PID" && rc=0 || rc=$?
     CT_PID=
     TRK_PID=
-    echo "--- conntrack -E stderr ---"
-    cat "$CT_ERR"
+    echo "--- conntrack -E stderr (repeated lines once) ---"
+    awk '!seen[$0]++' "$CT_ERR"
     echo
     echo "--- tracker stderr (rc=$rc) ---"
     cat "$TRK_ERR"
@@ -398,4 +410,16 @@ check_counts() {
         [ "$try" -lt 4 ] && { log "counts differ (try $try); again in 1 s"; sleep 1; }
     done
     fail "tracker counts differ from conntrack -L (${1:+expected $1})"
+}
+
+# ns_drop_udp NS PORT|LO-HI — drop incoming UDP to these ports ahead of the tracking rule,
+# so that unanswered datagrams stay [UNREPLIED] without ICMP errors.
+ns_drop_udp() {
+    local ns=$1 ports=$2
+    if in_ns "$ns" nft list table inet trk_track >/dev/null 2>&1; then
+        in_ns "$ns" nft insert rule inet trk_track input udp dport "$ports" drop
+    else
+        in_ns "$ns" iptables -I INPUT -p udp --dport "${ports/-/:}" -j DROP
+        in_ns "$ns" ip6tables -I INPUT -p udp --dport "${ports/-/:}" -j DROP 2>/dev/null || true
+    fi
 }

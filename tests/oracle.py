@@ -18,7 +18,9 @@ import re
 import subprocess
 import sys
 
-USERSPACE_RE = re.compile(r"\s*\[USERSPACE\] portid=\d+\s*$")
+# conntrack >= 1.4.7 appends " [USERSPACE] portid=N" and, when it can resolve the
+# sender's process in time, " progname=NAME" (racy: the requester may be gone already).
+USERSPACE_RE = re.compile(r"\s*\[USERSPACE\] portid=\d+( progname=\S*)?\s*$")
 # `    [NEW] tcp      6 120 SYN_SENT src=...`: group 2 is the timeout.
 TIMEOUT_RE = re.compile(r"^(\s*\[[A-Z]+\]\s+\S+\s+\d+ )(\d+)( .*)$")
 EVENT_RE = re.compile(r"^\s*\[([A-Z]+)\]\s+(\S+)\s+(\d+)\s")

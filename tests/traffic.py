@@ -8,7 +8,7 @@
   traffic.py udp-echo   ADDR PORT --ready FILE      echo server
   traffic.py udp-client ADDR PORT [--count N] [--no-reply]  N sockets, one datagram each
   traffic.py ping       ADDR [--count N]            N ICMP/ICMPv6 echo requests, each with its own id
-  traffic.py udp-burst  ADDR [ADDR...] --count N [--port-base P] [--time-limit S]
+  traffic.py udp-burst  ADDR [ADDR...] --count N [--port-base P] [--time-limit S] [--rate R]
                         one datagram per flow from one unconnected socket; prints
                         "sent=N failed=N seconds=S rate=R"
 Every command exits non-zero on an unexpected outcome, with the reason on stderr.
@@ -171,8 +171,14 @@ def udp_burst(a):
             sent += 1
         except OSError:
             failed += 1
-        if i % 1000 == 999 and time.monotonic() > deadline:
-            break
+        if i % 100 == 99:
+            now = time.monotonic()
+            if now > deadline:
+                break
+            if a.rate:  # pace to a.rate datagrams per second
+                ahead = (i + 1) / a.rate - (now - start)
+                if ahead > 0:
+                    time.sleep(ahead)
     secs = time.monotonic() - start
     print(f"sent={sent} failed={failed} seconds={secs:.2f} rate={sent / secs:.0f}")
 
@@ -200,6 +206,7 @@ def main():
     q.add_argument("--count", type=int, required=True)
     q.add_argument("--port-base", type=int, default=10000)
     q.add_argument("--time-limit", type=float, default=30.0)
+    q.add_argument("--rate", type=float, default=0, help="datagrams per second (0: as fast as possible)")
     a = p.parse_args()
     {
         "tcp-serve": tcp_serve,

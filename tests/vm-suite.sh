@@ -21,11 +21,21 @@ RESULTS=$RESULTS_DIR/results.tsv
 selected() {
     local name=$1 pat
     [ -z "$SCENARIOS" ] && return 0
+    # A pattern with any of ^$()|+\ is an extended regex (unanchored); one with * ? [ is
+    # a glob on the whole name; a plain word matches as a substring.
+    set -f
     for pat in ${SCENARIOS//,/ }; do
-        # shellcheck disable=SC2053
-        [[ $name == $pat ]] && return 0
-        [[ $name =~ $pat ]] 2>/dev/null && return 0
+        if [[ $pat == *[\^\$\(\)\|+\\]* ]]; then
+            [[ $name =~ $pat ]] && { set +f; return 0; }
+        elif [[ $pat == *[\*\?\[]* ]]; then
+            # shellcheck disable=SC2053
+            [[ $name == $pat ]] && { set +f; return 0; }
+        elif [[ $name == *"$pat"* ]]; then
+            set +f
+            return 0
+        fi
     done
+    set +f
     return 1
 }
 
@@ -55,7 +65,7 @@ for script in "$TESTS_DIR"/scenarios/*.sh; do
     mkdir -p "$dir"
     reset_state
     start=$(date +%s.%N)
-    SCEN_NAME=$name SCEN_DIR=$dir TESTS_DIR=$TESTS_DIR TRACKER=$TRACKER \
+    SCEN_UNDER_SUITE=1 SCEN_NAME=$name SCEN_DIR=$dir TESTS_DIR=$TESTS_DIR TRACKER=$TRACKER \
         timeout -k 10 "$SCEN_TIMEOUT" bash "$script" >"$dir/log" 2>&1 </dev/null
     rc=$?
     secs=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')

@@ -50,22 +50,22 @@ Examples:
 pub struct Cli {
     /// Where events come from: the eBPF hooks, ctnetlink, or eBPF with a
     /// netlink fallback (e.g. --source netlink).
-    #[arg(long, global = true, value_enum, default_value_t = SourceKind::Auto)]
+    #[arg(long, global = true, help_heading = "Global options", value_enum, default_value_t = SourceKind::Auto)]
     pub source: SourceKind,
 
     /// How the eBPF programs attach: fentry/fexit, kprobes, or the best the
     /// kernel allows (e.g. --hook kprobe).
-    #[arg(long, global = true, value_enum, default_value_t = HookKind::Auto)]
+    #[arg(long, global = true, help_heading = "Global options", value_enum, default_value_t = HookKind::Auto)]
     pub hook: HookKind,
 
     /// Size of the eBPF ring buffer: a power of two and a multiple of the page
     /// size; K and M suffixes are binary (e.g. --ring-size 64M).
-    #[arg(long, global = true, value_name = "BYTES", default_value = "16M",
+    #[arg(long, global = true, help_heading = "Global options", value_name = "BYTES", default_value = "16M",
           value_parser = parse_ring_size)]
     pub ring_size: ByteSize,
 
     /// More log output on stderr; repeat for more (e.g. -vv).
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, help_heading = "Global options", action = clap::ArgAction::Count)]
     pub verbose: u8,
 
     #[command(subcommand)]
@@ -298,11 +298,19 @@ impl Cidr {
 }
 
 fn prefix_mask_u32(len: u8) -> u32 {
-    if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len)) }
+    if len == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(len))
+    }
 }
 
 fn prefix_mask_u128(len: u8) -> u128 {
-    if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len)) }
+    if len == 0 {
+        0
+    } else {
+        u128::MAX << (128 - u32::from(len))
+    }
 }
 
 impl fmt::Display for Cidr {
@@ -327,7 +335,11 @@ impl FromStr for Cidr {
             None => max,
             Some(l) => match l.parse::<u8>() {
                 Ok(n) if n <= max && l.bytes().all(|b| b.is_ascii_digit()) => n,
-                _ => return Err(format!("prefix length `{l}` is not a number from 0 to {max}")),
+                _ => {
+                    return Err(format!(
+                        "prefix length `{l}` is not a number from 0 to {max}"
+                    ));
+                }
             },
         };
         Ok(Cidr { addr, prefix_len })
@@ -360,9 +372,8 @@ impl FromStr for MarkMask {
         })?;
         let mask = match m {
             None => u32::MAX,
-            Some(m) => parse_u32_auto(m).ok_or_else(|| {
-                format!("mask `{m}` is not a 32-bit number (decimal or 0x hex)")
-            })?,
+            Some(m) => parse_u32_auto(m)
+                .ok_or_else(|| format!("mask `{m}` is not a 32-bit number (decimal or 0x hex)"))?,
         };
         if value & !mask != 0 {
             return Err(format!(
@@ -404,13 +415,6 @@ pub const PROTOCOL_NAMES: &[(&str, u8)] = &[
     ("dccp", 33),
 ];
 
-impl Protocol {
-    /// conntrack's name, or `None` for protocols it prints as "unknown".
-    pub fn name(self) -> Option<&'static str> {
-        PROTOCOL_NAMES.iter().find(|(_, n)| *n == self.0).map(|(name, _)| *name)
-    }
-}
-
 impl FromStr for Protocol {
     type Err = String;
 
@@ -423,10 +427,11 @@ impl FromStr for Protocol {
         if let Some((_, n)) = PROTOCOL_NAMES.iter().find(|(name, _)| *name == alias) {
             return Ok(Protocol(*n));
         }
-        if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
-            if let Ok(n) = s.parse::<u8>() {
-                return Ok(Protocol(n));
-            }
+        if !s.is_empty()
+            && s.bytes().all(|b| b.is_ascii_digit())
+            && let Ok(n) = s.parse::<u8>()
+        {
+            return Ok(Protocol(n));
         }
         Err(format!(
             "`{s}` is not a protocol: use tcp, udp, udplite, icmp, icmpv6, sctp, gre, dccp or a number 0-255"
@@ -443,7 +448,11 @@ pub struct EventKinds {
 }
 
 impl EventKinds {
-    pub const ALL: EventKinds = EventKinds { new: true, update: true, destroy: true };
+    pub const ALL: EventKinds = EventKinds {
+        new: true,
+        update: true,
+        destroy: true,
+    };
 }
 
 impl Default for EventKinds {
@@ -458,7 +467,11 @@ impl FromStr for EventKinds {
     /// Like conntrack's `-e`: comma list of ALL, NEW, UPDATES, DESTROY; each
     /// item a case-insensitive prefix (NEW, UPDATE, UPD, D are fine).
     fn from_str(s: &str) -> Result<Self, String> {
-        let mut kinds = EventKinds { new: false, update: false, destroy: false };
+        let mut kinds = EventKinds {
+            new: false,
+            update: false,
+            destroy: false,
+        };
         for item in s.split(',') {
             let up = item.trim().to_ascii_uppercase();
             let is = |full: &str| !up.is_empty() && full.starts_with(&up);
@@ -527,7 +540,9 @@ impl FromStr for NetnsArg {
         }
         let path = PathBuf::from(s);
         if !path.exists() {
-            return Err(format!("`{s}` does not exist (give a namespace inode or a path)"));
+            return Err(format!(
+                "`{s}` does not exist (give a namespace inode or a path)"
+            ));
         }
         Ok(NetnsArg::Path(path))
     }
@@ -561,13 +576,15 @@ fn page_size() -> u64 {
 }
 
 fn check_ring_size(bytes: u64, page: u64) -> Result<ByteSize, String> {
-    if bytes == 0 || !bytes.is_power_of_two() || bytes % page != 0 {
+    if bytes == 0 || !bytes.is_power_of_two() || !bytes.is_multiple_of(page) {
         return Err(format!(
             "{bytes} bytes is not a power of two multiple of the page size ({page})"
         ));
     }
     if bytes > 1 << 31 {
-        return Err(format!("{bytes} bytes is larger than the kernel's 2G ring limit"));
+        return Err(format!(
+            "{bytes} bytes is larger than the kernel's 2G ring limit"
+        ));
     }
     Ok(ByteSize(bytes))
 }
@@ -622,19 +639,21 @@ pub fn parse_netns(s: &str) -> Result<NetnsArg, String> {
 }
 
 pub fn parse_port(s: &str) -> Result<u16, String> {
-    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
-        if let Ok(p) = s.parse() {
-            return Ok(p);
-        }
+    if !s.is_empty()
+        && s.bytes().all(|b| b.is_ascii_digit())
+        && let Ok(p) = s.parse()
+    {
+        return Ok(p);
     }
     Err(format!("`{s}` is not a port (0-65535)"))
 }
 
 pub fn parse_zone(s: &str) -> Result<u16, String> {
-    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
-        if let Ok(z) = s.parse() {
-            return Ok(z);
-        }
+    if !s.is_empty()
+        && s.bytes().all(|b| b.is_ascii_digit())
+        && let Ok(z) = s.parse()
+    {
+        return Ok(z);
     }
     Err(format!("`{s}` is not a zone (0-65535)"))
 }
@@ -684,20 +703,49 @@ mod tests {
 
     #[test]
     fn mark_values() {
-        assert_eq!("16".parse::<MarkMask>().unwrap(), MarkMask { value: 16, mask: u32::MAX });
-        assert_eq!("0x10/0xf0".parse::<MarkMask>().unwrap(), MarkMask { value: 0x10, mask: 0xf0 });
-        assert_eq!("0".parse::<MarkMask>().unwrap(), MarkMask { value: 0, mask: u32::MAX });
-        assert_eq!("0/0".parse::<MarkMask>().unwrap(), MarkMask { value: 0, mask: 0 });
+        assert_eq!(
+            "16".parse::<MarkMask>().unwrap(),
+            MarkMask {
+                value: 16,
+                mask: u32::MAX
+            }
+        );
+        assert_eq!(
+            "0x10/0xf0".parse::<MarkMask>().unwrap(),
+            MarkMask {
+                value: 0x10,
+                mask: 0xf0
+            }
+        );
+        assert_eq!(
+            "0".parse::<MarkMask>().unwrap(),
+            MarkMask {
+                value: 0,
+                mask: u32::MAX
+            }
+        );
+        assert_eq!(
+            "0/0".parse::<MarkMask>().unwrap(),
+            MarkMask { value: 0, mask: 0 }
+        );
         assert_eq!(
             "4294967295".parse::<MarkMask>().unwrap(),
-            MarkMask { value: u32::MAX, mask: u32::MAX }
+            MarkMask {
+                value: u32::MAX,
+                mask: u32::MAX
+            }
         );
         assert!("4294967296".parse::<MarkMask>().is_err());
         assert!("0x".parse::<MarkMask>().is_err());
         assert!("-1".parse::<MarkMask>().is_err());
         assert!("abc".parse::<MarkMask>().unwrap_err().contains("`abc`"));
         assert!("1/zz".parse::<MarkMask>().unwrap_err().contains("`zz`"));
-        assert!("0x11/0xf0".parse::<MarkMask>().unwrap_err().contains("never match"));
+        assert!(
+            "0x11/0xf0"
+                .parse::<MarkMask>()
+                .unwrap_err()
+                .contains("never match")
+        );
     }
 
     #[test]
@@ -709,8 +757,7 @@ mod tests {
         assert_eq!("0".parse::<Protocol>().unwrap(), Protocol(0));
         assert!("256".parse::<Protocol>().is_err());
         assert!("tcpx".parse::<Protocol>().unwrap_err().contains("`tcpx`"));
-        assert_eq!(Protocol(132).name(), Some("sctp"));
-        assert_eq!(Protocol(99).name(), None);
+        assert_eq!("SCTP".parse::<Protocol>().unwrap(), Protocol(132));
     }
 
     #[test]
@@ -718,13 +765,34 @@ mod tests {
         let k: EventKinds = "NEW,UPDATES,DESTROY".parse().unwrap();
         assert_eq!(k, EventKinds::ALL);
         let k: EventKinds = "new,destroy".parse().unwrap();
-        assert_eq!(k, EventKinds { new: true, update: false, destroy: true });
+        assert_eq!(
+            k,
+            EventKinds {
+                new: true,
+                update: false,
+                destroy: true
+            }
+        );
         let k: EventKinds = "UPDATE".parse().unwrap();
-        assert_eq!(k, EventKinds { new: false, update: true, destroy: false });
+        assert_eq!(
+            k,
+            EventKinds {
+                new: false,
+                update: true,
+                destroy: false
+            }
+        );
         let k: EventKinds = "all".parse().unwrap();
         assert_eq!(k, EventKinds::ALL);
         let k: EventKinds = "d".parse().unwrap();
-        assert_eq!(k, EventKinds { new: false, update: false, destroy: true });
+        assert_eq!(
+            k,
+            EventKinds {
+                new: false,
+                update: false,
+                destroy: true
+            }
+        );
         assert!("NEWS".parse::<EventKinds>().unwrap_err().contains("`NEWS`"));
         assert!("NEW,".parse::<EventKinds>().is_err());
         assert!("".parse::<EventKinds>().is_err());
@@ -732,12 +800,32 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!("500ms".parse::<DurationArg>().unwrap().0, Duration::from_millis(500));
-        assert_eq!("10s".parse::<DurationArg>().unwrap().0, Duration::from_secs(10));
-        assert_eq!("10".parse::<DurationArg>().unwrap().0, Duration::from_secs(10));
-        assert_eq!("2m".parse::<DurationArg>().unwrap().0, Duration::from_secs(120));
-        assert_eq!("1h".parse::<DurationArg>().unwrap().0, Duration::from_secs(3600));
-        assert!("1.5s".parse::<DurationArg>().unwrap_err().contains("`1.5s`"));
+        assert_eq!(
+            "500ms".parse::<DurationArg>().unwrap().0,
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            "10s".parse::<DurationArg>().unwrap().0,
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            "10".parse::<DurationArg>().unwrap().0,
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            "2m".parse::<DurationArg>().unwrap().0,
+            Duration::from_secs(120)
+        );
+        assert_eq!(
+            "1h".parse::<DurationArg>().unwrap().0,
+            Duration::from_secs(3600)
+        );
+        assert!(
+            "1.5s"
+                .parse::<DurationArg>()
+                .unwrap_err()
+                .contains("`1.5s`")
+        );
         assert!("s".parse::<DurationArg>().is_err());
         assert!("10x".parse::<DurationArg>().is_err());
         assert!(parse_interval("0s").unwrap_err().contains("`0s`"));
@@ -764,12 +852,20 @@ mod tests {
 
     #[test]
     fn netns_values() {
-        assert_eq!("4026531840".parse::<NetnsArg>().unwrap(), NetnsArg::Inode(4026531840));
+        assert_eq!(
+            "4026531840".parse::<NetnsArg>().unwrap(),
+            NetnsArg::Inode(4026531840)
+        );
         assert_eq!(
             "/proc/self/ns/net".parse::<NetnsArg>().unwrap(),
             NetnsArg::Path("/proc/self/ns/net".into())
         );
-        assert!("/nonexistent/ns".parse::<NetnsArg>().unwrap_err().contains("/nonexistent/ns"));
+        assert!(
+            "/nonexistent/ns"
+                .parse::<NetnsArg>()
+                .unwrap_err()
+                .contains("/nonexistent/ns")
+        );
         assert!("99999999999".parse::<NetnsArg>().is_err());
     }
 
@@ -785,16 +881,46 @@ mod tests {
     #[test]
     fn full_command_lines() {
         let cli = Cli::try_parse_from([
-            "tracker", "--source", "netlink", "-vv", "events", "-e", "NEW,DESTROY", "-p", "tcp",
-            "-s", "10.0.0.0/8", "--dport", "443", "-m", "0x10/0xf0", "-o", "extended,timestamp",
-            "--count", "5", "--duration", "10s", "--all-netns", "-b", "8M",
+            "tracker",
+            "--source",
+            "netlink",
+            "-vv",
+            "events",
+            "-e",
+            "NEW,DESTROY",
+            "-p",
+            "tcp",
+            "-s",
+            "10.0.0.0/8",
+            "--dport",
+            "443",
+            "-m",
+            "0x10/0xf0",
+            "-o",
+            "extended,timestamp",
+            "--count",
+            "5",
+            "--duration",
+            "10s",
+            "--all-netns",
+            "-b",
+            "8M",
         ])
         .unwrap();
         assert_eq!(cli.source, SourceKind::Netlink);
         assert_eq!(cli.verbose, 2);
         assert_eq!(cli.ring_size, ByteSize(16 << 20));
-        let Command::Events(a) = cli.command else { panic!("not events") };
-        assert_eq!(a.event_mask, EventKinds { new: true, update: false, destroy: true });
+        let Command::Events(a) = cli.command else {
+            panic!("not events")
+        };
+        assert_eq!(
+            a.event_mask,
+            EventKinds {
+                new: true,
+                update: false,
+                destroy: true
+            }
+        );
         assert_eq!(a.proto, Some(Protocol(6)));
         assert_eq!(a.dport, Some(443));
         assert_eq!(a.netns.selection(), NetnsSelection::All);
@@ -802,14 +928,20 @@ mod tests {
         assert_eq!(a.duration, Some(DurationArg(Duration::from_secs(10))));
 
         // Global options also after the subcommand.
-        let cli = Cli::try_parse_from(["tracker", "counts", "--watch", "--hook", "kprobe"]).unwrap();
+        let cli =
+            Cli::try_parse_from(["tracker", "counts", "--watch", "--hook", "kprobe"]).unwrap();
         assert_eq!(cli.hook, HookKind::Kprobe);
-        let Command::Counts(c) = cli.command else { panic!("not counts") };
+        let Command::Counts(c) = cli.command else {
+            panic!("not counts")
+        };
         assert_eq!(c.watch, Some(DurationArg(Duration::from_secs(1))));
         assert_eq!(c.netns.selection(), NetnsSelection::Current);
 
-        let cli = Cli::try_parse_from(["tracker", "counts", "--watch", "250ms", "-o", "json"]).unwrap();
-        let Command::Counts(c) = cli.command else { panic!("not counts") };
+        let cli =
+            Cli::try_parse_from(["tracker", "counts", "--watch", "250ms", "-o", "json"]).unwrap();
+        let Command::Counts(c) = cli.command else {
+            panic!("not counts")
+        };
         assert_eq!(c.watch, Some(DurationArg(Duration::from_millis(250))));
         assert_eq!(c.output, CountsFormat::Json);
     }
@@ -823,7 +955,10 @@ mod tests {
             (&["tracker", "--ring-size", "3M", "events"], "3M"),
             (&["tracker", "counts", "--watch", "0"], "0"),
             (&["tracker", "events", "-o", "xml"], "xml"),
-            (&["tracker", "events", "--netns", "1", "--all-netns"], "--all-netns"),
+            (
+                &["tracker", "events", "--netns", "1", "--all-netns"],
+                "--all-netns",
+            ),
         ] {
             let err = Cli::try_parse_from(args).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{args:?}");

@@ -145,7 +145,10 @@ pub fn installed(id: &str) -> Result<Kernel> {
 
 /// The image is unpacked and the guest will find its modules.
 fn is_complete(kernel: &Kernel) -> bool {
-    kernel.vmlinuz().is_file() && host_modules_dir(&kernel.version).join("modules.dep").is_file()
+    kernel.vmlinuz().is_file()
+        && host_modules_dir(&kernel.version)
+            .join("modules.dep")
+            .is_file()
 }
 
 fn host_modules_dir(version: &str) -> PathBuf {
@@ -187,7 +190,10 @@ fn install(line: &KernelLine) -> Result<Kernel> {
         .and_then(|p| p.strip_suffix("-unsigned"))
         .with_context(|| format!("unexpected package name {package}"))?
         .to_string();
-    println!("setup: kernel {}: newest {} image is {package}", line.id, line.suite);
+    println!(
+        "setup: kernel {}: newest {} image is {package}",
+        line.id, line.suite
+    );
     let kernel = Kernel {
         id: line.id.to_string(),
         version,
@@ -197,9 +203,17 @@ fn install(line: &KernelLine) -> Result<Kernel> {
     let deb = apt.download(&kernel.package)?;
     let root = kernels_dir().join(&kernel.version);
     if kernel.vmlinuz().is_file() {
-        println!("setup: kernel {}: already unpacked in {}", line.id, root.display());
+        println!(
+            "setup: kernel {}: already unpacked in {}",
+            line.id,
+            root.display()
+        );
     } else {
-        println!("setup: kernel {}: unpacking into {}", line.id, root.display());
+        println!(
+            "setup: kernel {}: unpacking into {}",
+            line.id,
+            root.display()
+        );
         // Unpack beside and rename, so an interrupted run never looks complete.
         let partial = root.with_extension("partial");
         let _ = fs::remove_dir_all(&partial);
@@ -242,9 +256,17 @@ fn link_modules(kernel: &Kernel, root: &Path) -> Result<()> {
             unpacked.display()
         );
         process::run(process::privileged("mkdir").args(["-p", "/lib/modules"]))?;
-        process::run(process::privileged("ln").arg("-s").arg(&unpacked).arg(&host))?;
+        process::run(
+            process::privileged("ln")
+                .arg("-s")
+                .arg(&unpacked)
+                .arg(&host),
+        )?;
     }
-    println!("setup: kernel {}: depmod {} so modprobe works in the guest", kernel.id, kernel.version);
+    println!(
+        "setup: kernel {}: depmod {} so modprobe works in the guest",
+        kernel.id, kernel.version
+    );
     process::run(process::privileged("depmod").arg(&kernel.version))
 }
 
@@ -256,13 +278,20 @@ fn newest_package(line: &KernelLine, apt: &PrivateApt) -> Result<String> {
         .filter_map(|name| abi_key(line, name).map(|key| (key, name)))
         .max()
         .map(|(_, name)| name.to_string())
-        .with_context(|| format!("no {}*{FLAVOUR_SUFFIX} package in {}", line.prefix, line.suite))
+        .with_context(|| {
+            format!(
+                "no {}*{FLAVOUR_SUFFIX} package in {}",
+                line.prefix, line.suite
+            )
+        })
 }
 
 /// The numbers that order a line's packages (ABI, then the tag's revision),
 /// or None when the name is another flavour or line.
 fn abi_key(line: &KernelLine, name: &str) -> Option<Vec<u64>> {
-    let middle = name.strip_prefix(line.prefix)?.strip_suffix(FLAVOUR_SUFFIX)?;
+    let middle = name
+        .strip_prefix(line.prefix)?
+        .strip_suffix(FLAVOUR_SUFFIX)?;
     let (abi, rest) = match line.abi_tag {
         None => (middle, ""),
         Some(tag) => {
@@ -337,9 +366,9 @@ impl PrivateApt {
             Ok(fs::read_dir(debs)?
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .find(|p| {
-                    p.file_name()
-                        .and_then(|n| n.to_str())
-                        .is_some_and(|n| n.starts_with(&format!("{package}_")) && n.ends_with(".deb"))
+                    p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                        n.starts_with(&format!("{package}_")) && n.ends_with(".deb")
+                    })
                 }))
         };
         if let Some(deb) = existing(&debs)? {
@@ -350,7 +379,12 @@ impl PrivateApt {
         let mut cmd = self.with_options("apt-get");
         cmd.current_dir(&debs).args(["-q", "download", package]);
         process::output(&mut cmd)?;
-        existing(&debs)?.with_context(|| format!("apt-get download left no {package}_*.deb in {}", debs.display()))
+        existing(&debs)?.with_context(|| {
+            format!(
+                "apt-get download left no {package}_*.deb in {}",
+                debs.display()
+            )
+        })
     }
 }
 
@@ -361,21 +395,47 @@ mod tests {
     #[test]
     fn abi_key_picks_the_generic_flavour_only() {
         let [bullseye, _, trixie] = &LINES;
-        assert_eq!(abi_key(bullseye, "linux-image-5.10.0-46-amd64-unsigned"), Some(vec![46]));
-        assert_eq!(abi_key(bullseye, "linux-image-5.10.0-46-cloud-amd64-unsigned"), None);
-        assert_eq!(abi_key(bullseye, "linux-image-5.10.0-46-rt-amd64-unsigned"), None);
-        assert_eq!(abi_key(trixie, "linux-image-6.12.117+deb13-amd64-unsigned"), Some(vec![117]));
-        assert_eq!(abi_key(trixie, "linux-image-6.12.115+deb13.1-amd64-unsigned"), Some(vec![115, 1]));
-        assert_eq!(abi_key(trixie, "linux-image-6.12.117+deb12-amd64-unsigned"), None);
+        assert_eq!(
+            abi_key(bullseye, "linux-image-5.10.0-46-amd64-unsigned"),
+            Some(vec![46])
+        );
+        assert_eq!(
+            abi_key(bullseye, "linux-image-5.10.0-46-cloud-amd64-unsigned"),
+            None
+        );
+        assert_eq!(
+            abi_key(bullseye, "linux-image-5.10.0-46-rt-amd64-unsigned"),
+            None
+        );
+        assert_eq!(
+            abi_key(trixie, "linux-image-6.12.117+deb13-amd64-unsigned"),
+            Some(vec![117])
+        );
+        assert_eq!(
+            abi_key(trixie, "linux-image-6.12.115+deb13.1-amd64-unsigned"),
+            Some(vec![115, 1])
+        );
+        assert_eq!(
+            abi_key(trixie, "linux-image-6.12.117+deb12-amd64-unsigned"),
+            None
+        );
     }
 
     #[test]
     fn newest_abi_sorts_numerically() {
         let trixie = &LINES[2];
-        let newest = ["6.12.94+deb13", "6.12.115+deb13.1", "6.12.117+deb13", "6.12.115+deb13"]
-            .iter()
-            .map(|v| format!("linux-image-{v}-amd64-unsigned"))
-            .max_by_key(|n| abi_key(trixie, n));
-        assert_eq!(newest.as_deref(), Some("linux-image-6.12.117+deb13-amd64-unsigned"));
+        let newest = [
+            "6.12.94+deb13",
+            "6.12.115+deb13.1",
+            "6.12.117+deb13",
+            "6.12.115+deb13",
+        ]
+        .iter()
+        .map(|v| format!("linux-image-{v}-amd64-unsigned"))
+        .max_by_key(|n| abi_key(trixie, n));
+        assert_eq!(
+            newest.as_deref(),
+            Some("linux-image-6.12.117+deb13-amd64-unsigned")
+        );
     }
 }

@@ -9,6 +9,7 @@ mod setup;
 mod suite;
 mod vm;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -67,6 +68,9 @@ enum Task {
         keep_going: bool,
         #[command(flatten)]
         timeout: Timeout,
+        /// The scenario script run in each guest, relative to the workspace.
+        #[arg(long, default_value = "tests/vm-suite.sh")]
+        suite: PathBuf,
     },
 }
 
@@ -106,6 +110,13 @@ fn main() -> Result<()> {
             host_only,
             keep_going,
             timeout,
-        } => suite::run(&kernels::select(&kernel)?, host_only, keep_going, timeout.duration()),
+            suite,
+        } => suite::run(
+            &kernels::select(&kernel)?,
+            host_only,
+            keep_going,
+            timeout.duration(),
+            &suite,
+        ),
     }
 }

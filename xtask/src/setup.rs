@@ -13,13 +13,13 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 
 /// Debian packages the VM scenarios use (the guest runs the host's userland):
 /// qemu + udev for virtme-ng (without udev vng cannot return the guest's exit
-/// status), busybox for the initramfs vng builds to load a modular distro
+/// status), busybox-static for the initramfs vng builds to load a modular distro
 /// kernel's 9p/virtio modules, kmod for modprobe/depmod, the netfilter tools
 /// for the scenarios.
 const DEBIAN_PACKAGES: [&str; 10] = [
     "qemu-system-x86",
     "udev",
-    "busybox",
+    "busybox-static",
     "kmod",
     "conntrack",
     "iptables",
@@ -104,10 +104,10 @@ fn rust_src(mode: Mode) -> Result<()> {
 fn bpf_linker(mode: Mode) -> Result<()> {
     let why = "links the eBPF object";
     let version = process::probe(process::command("bpf-linker").arg("--version"));
-    if version.as_deref().is_some_and(|v| {
-        v.split_whitespace()
-            .any(|w| w == BPF_LINKER_VERSION)
-    }) {
+    if version
+        .as_deref()
+        .is_some_and(|v| v.split_whitespace().any(|w| w == BPF_LINKER_VERSION))
+    {
         println!("setup: bpf-linker {BPF_LINKER_VERSION} — {why}: already installed");
         return Ok(());
     }
@@ -120,7 +120,13 @@ fn bpf_linker(mode: Mode) -> Result<()> {
     let mut install = process::command("cargo");
     install
         .env("LLVM_PREFIX", &prefix)
-        .args(["install", "bpf-linker", "--locked", "--version", BPF_LINKER_VERSION])
+        .args([
+            "install",
+            "bpf-linker",
+            "--locked",
+            "--version",
+            BPF_LINKER_VERSION,
+        ])
         .args(["--no-default-features", "--features", "llvm-22"]);
     process::run(&mut install)
 }
@@ -129,7 +135,8 @@ fn bpf_linker(mode: Mode) -> Result<()> {
 /// nightly sysroot's libLLVM: bpf-linker's build looks for that name under
 /// LLVM_PREFIX, and the versioned name is what the binary's runpath loads.
 fn llvm_prefix_from_nightly() -> Result<PathBuf> {
-    let sysroot = process::output(process::command("rustc").args(["+nightly", "--print", "sysroot"]))?;
+    let sysroot =
+        process::output(process::command("rustc").args(["+nightly", "--print", "sysroot"]))?;
     let lib_dir = PathBuf::from(sysroot.trim()).join("lib");
     let libllvm = fs::read_dir(&lib_dir)
         .with_context(|| format!("reading {}", lib_dir.display()))?
@@ -159,7 +166,8 @@ fn llvm_prefix_from_nightly() -> Result<PathBuf> {
 }
 
 fn debian_packages(mode: Mode) -> Result<()> {
-    let why = "the VM boots with the host's userland (qemu, udev, busybox, modprobe, netfilter tools)";
+    let why =
+        "the VM boots with the host's userland (qemu, udev, busybox, modprobe, netfilter tools)";
     let absent: Vec<&str> = DEBIAN_PACKAGES
         .iter()
         .copied()
@@ -173,7 +181,10 @@ fn debian_packages(mode: Mode) -> Result<()> {
         return Ok(());
     }
     missing(mode, &format!("debian packages {}", absent.join(" ")))?;
-    println!("setup: debian packages — {why}: installing {}", absent.join(" "));
+    println!(
+        "setup: debian packages — {why}: installing {}",
+        absent.join(" ")
+    );
     process::run(process::privileged("apt-get").args(["-q", "update"]))?;
     process::run(
         process::privileged("apt-get")
@@ -186,7 +197,10 @@ fn debian_packages(mode: Mode) -> Result<()> {
 fn virtme_ng(mode: Mode) -> Result<()> {
     let why = "boots the test-bed kernels with the host filesystem as root";
     if let Some(version) = process::probe(process::command("vng").arg("--version")) {
-        println!("setup: virtme-ng — {why}: already installed ({})", version.trim());
+        println!(
+            "setup: virtme-ng — {why}: already installed ({})",
+            version.trim()
+        );
         return Ok(());
     }
     missing(mode, "virtme-ng (vng)")?;

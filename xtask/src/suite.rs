@@ -1,2 +1,332 @@
+//! `cargo xtask test`: host unit tests, the release build, then the
+//! scenarios of tests/vm-suite.sh on each test-bed kernel.
+//!
+//! Contract with the suite script: it prints
+//! `RESULT<TAB>scenario<TAB>pass|fail|skip<TAB>seconds<TAB>reason` per
+//! scenario (and appends the same lines to $RESULTS_DIR/results.tsv), and
+//! `SUITE-DONE` when it got to the end.
+
+use std::fmt;
+use std::fs;
+use std::path::Path;
+use std::process::Stdio;
 use std::time::Duration;
-pub fn run(_k: &[&str], _h: bool, _kg: bool, _t: Duration) -> anyhow::Result<()> { todo!() }
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::kernels::{self, Kernel};
+use crate::vm::{self, GuestRun};
+use crate::{build, paths, process, setup};
+
+const DONE_MARK: &str = "SUITE-DONE";
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Verdict {
+    Pass,
+    Fail,
+    Skip,
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Verdict::Pass => "pass",
+            Verdict::Fail => "FAIL",
+            Verdict::Skip => "skip",
+        })
+    }
+}
+
+#[derive(Debug, PartialEq)]
+struct ScenarioResult {
+    scenario: String,
+    verdict: Verdict,
+    seconds: String,
+    reason: String,
+}
+
+#[derive(Default, Clone, Copy)]
+struct Counts {
+    passed: usize,
+    failed: usize,
+    skipped: usize,
+}
+
+impl Counts {
+    fn of(results: &[ScenarioResult]) -> Self {
+        let n = |v| results.iter().filter(|r| r.verdict == v).count();
+        Counts {
+            passed: n(Verdict::Pass),
+            failed: n(Verdict::Fail),
+            skipped: n(Verdict::Skip),
+        }
+    }
+
+    fn add(&mut self, other: Counts) {
+        self.passed += other.passed;
+        self.failed += other.failed;
+        self.skipped += other.skipped;
+    }
+}
+
+impl fmt::Display for Counts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} passed, {} failed, {} skipped",
+            self.passed, self.failed, self.skipped
+        )
+    }
+}
+
+/// What happened on one kernel.
+struct KernelOutcome {
+    id: String,
+    version: String,
+    results: Vec<ScenarioResult>,
+    /// Boot failure, timeout, missing SUITE-DONE, bad exit status.
+    problems: Vec<String>,
+}
+
+pub fn run(
+    ids: &[&str],
+    host_only: bool,
+    keep_going: bool,
+    timeout: Duration,
+    suite: &Path,
+) -> Result<()> {
+    let host_ok = host_tests()?;
+    if !host_ok && !keep_going {
+        bail!("host unit tests failed");
+    }
+    if host_only {
+        return if host_ok {
+            Ok(())
+        } else {
+            bail!("host unit tests failed")
+        };
+    }
+
+    let suite = paths::workspace_root().join(suite);
+    if !suite.is_file() {
+        bail!("{} not found: nothing to run in the VMs", suite.display());
+    }
+    // Fail before the long build when a kernel is missing.
+    let kernels: Vec<Kernel> = ids
+        .iter()
+        .map(|id| kernels::installed(id))
+        .collect::<Result<_>>()?;
+    setup::build_tools(setup::Mode::Check)?;
+    build::release()?;
+
+    let mut outcomes = Vec::new();
+    for kernel in &kernels {
+        let outcome = run_on(kernel, &suite, timeout)?;
+        let failed = !outcome.problems.is_empty() || Counts::of(&outcome.results).failed > 0;
+        print_kernel(&outcome);
+        outcomes.push(outcome);
+        if failed && !keep_going {
+            let rest: Vec<_> = kernels[outcomes.len()..]
+                .iter()
+                .map(|k| k.id.as_str())
+                .collect();
+            if !rest.is_empty() {
+                println!(
+                    "stopping after {} (use --keep-going to go on); not run: {}",
+                    kernel.id,
+                    rest.join(", ")
+                );
+            }
+            break;
+        }
+    }
+
+    println!();
+    let mut total = Counts::default();
+    for o in &outcomes {
+        let counts = Counts::of(&o.results);
+        total.add(counts);
+        let problems = if o.problems.is_empty() {
+            String::new()
+        } else {
+            format!(" — {}", o.problems.join("; "))
+        };
+        println!("kernel {:<5} {:<24} {counts}{problems}", o.id, o.version);
+    }
+    if !host_ok {
+        println!("host unit tests: FAILED");
+    }
+    println!("{total}");
+    let broken = outcomes.iter().filter(|o| !o.problems.is_empty()).count();
+    if total.failed > 0 || broken > 0 || !host_ok || outcomes.len() < kernels.len() {
+        bail!(
+            "{} scenario(s) failed, {broken} kernel run(s) broken{}",
+            total.failed,
+            if host_ok {
+                ""
+            } else {
+                ", host unit tests failed"
+            }
+        );
+    }
+    Ok(())
+}
+
+/// `cargo test` of the default members (tracker-ebpf is not one: it only
+/// builds for the BPF target). Compiler progress streams through; from the
+/// test output only the summary lines are shown, all of it on failure.
+fn host_tests() -> Result<bool> {
+    println!("test: host unit tests (cargo test)");
+    let mut cmd = process::command("cargo");
+    cmd.current_dir(paths::workspace_root())
+        .arg("test")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot start `{}`", process::display(&cmd)))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if out.status.success() {
+        for line in stdout.lines().filter(|l| l.starts_with("test result:")) {
+            println!("  {line}");
+        }
+    } else {
+        print!("{stdout}");
+        println!("test: host unit tests FAILED ({})", out.status);
+    }
+    Ok(out.status.success())
+}
+
+fn run_on(kernel: &Kernel, suite: &Path, timeout: Duration) -> Result<KernelOutcome> {
+    // Fresh every run so a stale results.tsv is never read as this run's.
+    let results_dir = paths::vm_dir().join(&kernel.id).join("results");
+    let _ = fs::remove_dir_all(&results_dir);
+    fs::create_dir_all(&results_dir)
+        .with_context(|| format!("creating {}", results_dir.display()))?;
+
+    let command = format!(
+        "TRACKER={} RESULTS_DIR={} bash {}",
+        process::shell_quote(&paths::tracker_binary().display().to_string()),
+        process::shell_quote(&results_dir.display().to_string()),
+        process::shell_quote(&suite.display().to_string()),
+    );
+    let run = vm::boot_and_run(kernel, &command, timeout)?;
+    Ok(judge(kernel, &run, &results_dir))
+}
+
+fn judge(kernel: &Kernel, run: &GuestRun, results_dir: &Path) -> KernelOutcome {
+    let mut problems = Vec::new();
+    let mut results = parse_results(run.stdout.iter().map(String::as_str));
+    // The stdout channel is the primary source; the file is the fallback
+    // when the console lost them.
+    if results.is_empty() {
+        let tsv = results_dir.join("results.tsv");
+        if let Ok(text) = fs::read_to_string(&tsv) {
+            results = parse_results(text.lines());
+            if !results.is_empty() {
+                println!("test {}: results taken from {}", kernel.id, tsv.display());
+            }
+        }
+    }
+    let done = run.stdout.iter().any(|l| l.trim() == DONE_MARK);
+    if run.timed_out || run.boot.is_none() || run.guest_status.is_none() {
+        problems.push(run.failure().unwrap_or_else(|| "guest failed".into()));
+    } else if !done {
+        problems.push(format!("{DONE_MARK} missing: the suite stopped early"));
+    }
+    if let Some(code) = run.guest_status.filter(|&c| c != 0)
+        && Counts::of(&results).failed == 0
+    {
+        problems.push(format!("suite exited {code} without a failed scenario"));
+    }
+    if results.is_empty() && problems.is_empty() {
+        problems.push("the suite reported no scenario".into());
+    }
+    if !problems.is_empty() {
+        run.show_console_tail();
+    }
+    KernelOutcome {
+        id: kernel.id.clone(),
+        version: kernel.version.clone(),
+        results,
+        problems,
+    }
+}
+
+fn parse_results<'a>(lines: impl Iterator<Item = &'a str>) -> Vec<ScenarioResult> {
+    lines
+        .filter_map(|line| {
+            let mut fields = line
+                .trim_end_matches('\r')
+                .strip_prefix("RESULT\t")?
+                .split('\t');
+            let scenario = fields.next()?.to_string();
+            let status = fields.next().unwrap_or("");
+            let seconds = fields.next().unwrap_or("").to_string();
+            let mut reason = fields.collect::<Vec<_>>().join(" ");
+            let verdict = match status {
+                "pass" => Verdict::Pass,
+                "skip" => Verdict::Skip,
+                "fail" => Verdict::Fail,
+                other => {
+                    // Never count an unreadable verdict as a pass.
+                    reason = format!("unknown status `{other}` {reason}");
+                    Verdict::Fail
+                }
+            };
+            Some(ScenarioResult {
+                scenario,
+                verdict,
+                seconds,
+                reason: reason.trim().to_string(),
+            })
+        })
+        .collect()
+}
+
+fn print_kernel(o: &KernelOutcome) {
+    println!("\nkernel {} ({})", o.id, o.version);
+    let width = o
+        .results
+        .iter()
+        .map(|r| r.scenario.len())
+        .max()
+        .unwrap_or(8)
+        .max(8);
+    println!(
+        "  {:<width$}  {:<40}  {:>8}",
+        "scenario", "result", "seconds"
+    );
+    for r in &o.results {
+        let result = if r.reason.is_empty() {
+            r.verdict.to_string()
+        } else {
+            format!("{} ({})", r.verdict, r.reason)
+        };
+        println!("  {:<width$}  {:<40}  {:>8}", r.scenario, result, r.seconds);
+    }
+    for p in &o.problems {
+        println!("  problem: {p}");
+    }
+    println!("  {}: {}", o.id, Counts::of(&o.results));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn result_lines_are_parsed_and_unknown_verdicts_fail() {
+        let out = "noise\nRESULT\tnew-tcp\tpass\t1.5\t\n\
+                   RESULT\tfentry\tskip\t0\tno BTF for nf_conntrack\r\n\
+                   RESULT\todd\tmaybe\t2\t\nSUITE-DONE\n";
+        let results = parse_results(out.lines());
+        assert_eq!(results.len(), 3);
+        assert_eq!(results[0].verdict, Verdict::Pass);
+        assert_eq!(results[1].reason, "no BTF for nf_conntrack");
+        assert_eq!(results[2].verdict, Verdict::Fail);
+        let counts = Counts::of(&results);
+        assert_eq!(counts.to_string(), "1 passed, 1 failed, 1 skipped");
+    }
+}

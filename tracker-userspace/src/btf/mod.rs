@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use btf_rs::{Btf, BtfType, Type};
+use fallible_iterator::FallibleIterator as _;
 use tracker_common::KernelOffsets;
 
 const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
@@ -70,16 +71,12 @@ impl KernelBtf {
         let Ok(ids) = self.btf.resolve_ids_by_name(name) else {
             return false;
         };
-        let base_types = self.btf.split().map(|_| self.base_type_count());
+        // Split BTF ids continue after the base's last id.
+        let split_start = self.btf.split().map(|s| s.type_id_range().0);
         ids.iter().any(|&id| {
             matches!(self.btf.resolve_type_by_id(id), Ok(Type::Func(_)))
-                && base_types.is_none_or(|n| id < n)
+                && split_start.is_none_or(|start| id < start)
         })
-    }
-
-    fn base_type_count(&self) -> u32 {
-        // Split BTF ids continue after the base's last id.
-        self.btf.base().type_iter().count() as u32 + 1
     }
 
     fn find_struct(&self, name: &str) -> Result<btf_rs::Struct, BtfError> {
@@ -196,7 +193,8 @@ impl KernelBtf {
 
     /// Value of an enumerator, e.g. `NF_CT_EXT_ACCT`.
     pub fn enum_value(&self, name: &str) -> Option<u32> {
-        for t in self.btf.type_iter() {
+        let mut types = self.btf.type_iter();
+        while let Ok(Some(t)) = types.next() {
             if let Type::Enum(e) = t {
                 for m in &e.members {
                     if self.btf.resolve_name(m).ok().as_deref() == Some(name) {

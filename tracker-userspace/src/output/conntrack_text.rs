@@ -39,7 +39,10 @@ pub const TCP_STATES: [&str; 10] = [
 /// The TCP state name; out of range prints "NONE", as libnetfilter_conntrack
 /// does (`str = states[TCP_CONNTRACK_NONE]`).
 pub fn tcp_state_name(state: u8) -> &'static str {
-    TCP_STATES.get(usize::from(state)).copied().unwrap_or(TCP_STATES[0])
+    TCP_STATES
+        .get(usize::from(state))
+        .copied()
+        .unwrap_or(TCP_STATES[0])
 }
 
 /// libnetfilter_conntrack's `__proto2str()`.
@@ -257,7 +260,11 @@ mod tests {
     }
 
     fn ports(src: &str, dst: &str, sport: u16, dport: u16) -> Tuple {
-        Tuple { src: v4(src), dst: v4(dst), l4: L4Ids::Ports { sport, dport } }
+        Tuple {
+            src: v4(src),
+            dst: v4(dst),
+            l4: L4Ids::Ports { sport, dport },
+        }
     }
 
     fn base(kind: EventKind, l4proto: u8, orig: Tuple, reply: Tuple) -> Event {
@@ -354,8 +361,24 @@ mod tests {
         let mut e = base(
             EventKind::New,
             1,
-            Tuple { src: v4("10.0.0.1"), dst: v4("10.0.0.2"), l4: L4Ids::Icmp { kind: 8, code: 0, id: 4660 } },
-            Tuple { src: v4("10.0.0.2"), dst: v4("10.0.0.1"), l4: L4Ids::Icmp { kind: 0, code: 0, id: 4660 } },
+            Tuple {
+                src: v4("10.0.0.1"),
+                dst: v4("10.0.0.2"),
+                l4: L4Ids::Icmp {
+                    kind: 8,
+                    code: 0,
+                    id: 4660,
+                },
+            },
+            Tuple {
+                src: v4("10.0.0.2"),
+                dst: v4("10.0.0.1"),
+                l4: L4Ids::Icmp {
+                    kind: 0,
+                    code: 0,
+                    id: 4660,
+                },
+            },
         );
         e.timeout = Some(30);
         assert_eq!(
@@ -370,8 +393,24 @@ mod tests {
         let mut e = base(
             EventKind::New,
             58,
-            Tuple { src: v4("fe80::1"), dst: v4("fe80::2"), l4: L4Ids::Icmp { kind: 128, code: 0, id: 7 } },
-            Tuple { src: v4("fe80::2"), dst: v4("fe80::1"), l4: L4Ids::Icmp { kind: 129, code: 0, id: 7 } },
+            Tuple {
+                src: v4("fe80::1"),
+                dst: v4("fe80::2"),
+                l4: L4Ids::Icmp {
+                    kind: 128,
+                    code: 0,
+                    id: 7,
+                },
+            },
+            Tuple {
+                src: v4("fe80::2"),
+                dst: v4("fe80::1"),
+                l4: L4Ids::Icmp {
+                    kind: 129,
+                    code: 0,
+                    id: 7,
+                },
+            },
         );
         e.timeout = Some(30);
         assert_eq!(
@@ -383,7 +422,14 @@ mod tests {
 
     #[test]
     fn ipv6_tcp_extended() {
-        let t = |s: &str, d: &str, sp, dp| Tuple { src: v4(s), dst: v4(d), l4: L4Ids::Ports { sport: sp, dport: dp } };
+        let t = |s: &str, d: &str, sp, dp| Tuple {
+            src: v4(s),
+            dst: v4(d),
+            l4: L4Ids::Ports {
+                sport: sp,
+                dport: dp,
+            },
+        };
         let mut e = base(
             EventKind::New,
             6,
@@ -393,7 +439,13 @@ mod tests {
         e.timeout = Some(120);
         e.tcp_state = Some(1);
         assert_eq!(
-            line(&e, TextOptions { extended: true, timestamp: false }),
+            line(
+                &e,
+                TextOptions {
+                    extended: true,
+                    timestamp: false
+                }
+            ),
             "    [NEW] ipv6     10 tcp      6 120 SYN_SENT src=2001:db8::1 dst=2001:db8:0:1::2 \
              sport=50000 dport=443 [UNREPLIED] src=2001:db8:0:1::2 dst=2001:db8::1 sport=443 dport=50000\n"
         );
@@ -403,8 +455,14 @@ mod tests {
     fn ipv4_extended() {
         let e = tcp_syn();
         assert!(
-            line(&e, TextOptions { extended: true, timestamp: false })
-                .starts_with("    [NEW] ipv4     2 tcp      6 120 SYN_SENT src=10.0.0.1 ")
+            line(
+                &e,
+                TextOptions {
+                    extended: true,
+                    timestamp: false
+                }
+            )
+            .starts_with("    [NEW] ipv4     2 tcp      6 120 SYN_SENT src=10.0.0.1 ")
         );
     }
 
@@ -413,8 +471,22 @@ mod tests {
         let mut e = base(
             EventKind::New,
             47,
-            Tuple { src: v4("10.0.0.1"), dst: v4("10.0.0.2"), l4: L4Ids::Gre { src_key: 0, dst_key: 0x1a2b } },
-            Tuple { src: v4("10.0.0.2"), dst: v4("10.0.0.1"), l4: L4Ids::Gre { src_key: 0x1a2b, dst_key: 0 } },
+            Tuple {
+                src: v4("10.0.0.1"),
+                dst: v4("10.0.0.2"),
+                l4: L4Ids::Gre {
+                    src_key: 0,
+                    dst_key: 0x1a2b,
+                },
+            },
+            Tuple {
+                src: v4("10.0.0.2"),
+                dst: v4("10.0.0.1"),
+                l4: L4Ids::Gre {
+                    src_key: 0x1a2b,
+                    dst_key: 0,
+                },
+            },
         );
         e.timeout = Some(30);
         assert_eq!(
@@ -426,8 +498,17 @@ mod tests {
 
     #[test]
     fn unknown_protocol_has_no_ids() {
-        let t = |s: &str, d: &str| Tuple { src: v4(s), dst: v4(d), l4: L4Ids::None };
-        let mut e = base(EventKind::New, 50, t("10.0.0.1", "10.0.0.2"), t("10.0.0.2", "10.0.0.1"));
+        let t = |s: &str, d: &str| Tuple {
+            src: v4(s),
+            dst: v4(d),
+            l4: L4Ids::None,
+        };
+        let mut e = base(
+            EventKind::New,
+            50,
+            t("10.0.0.1", "10.0.0.2"),
+            t("10.0.0.2", "10.0.0.1"),
+        );
         e.timeout = Some(600);
         assert_eq!(
             line(&e, TextOptions::default()),
@@ -439,7 +520,11 @@ mod tests {
 
     #[test]
     fn sctp_dccp_udplite_names() {
-        for (num, head) in [(132u8, "sctp     132 "), (33, "dccp     33 "), (136, "udplite  136 ")] {
+        for (num, head) in [
+            (132u8, "sctp     132 "),
+            (33, "dccp     33 "),
+            (136, "udplite  136 "),
+        ] {
             let e = base(
                 EventKind::Destroy,
                 num,
@@ -466,8 +551,14 @@ mod tests {
         );
         e.status |= SEEN_REPLY | ASSURED;
         e.counters = Some([
-            Counters { packets: 6, bytes: 412 },
-            Counters { packets: 4, bytes: 2316 },
+            Counters {
+                packets: 6,
+                bytes: 412,
+            },
+            Counters {
+                packets: 4,
+                bytes: 2316,
+            },
         ]);
         // 100.9 s to 104.2 s: 104 - 100 = 4 (each side truncated first).
         e.start_ns = Some(1_700_000_100_900_000_000);
@@ -528,15 +619,27 @@ mod tests {
     #[test]
     fn timestamp_prefix() {
         assert_eq!(
-            line(&tcp_syn(), TextOptions { extended: false, timestamp: true }),
+            line(
+                &tcp_syn(),
+                TextOptions {
+                    extended: false,
+                    timestamp: true
+                }
+            ),
             "[1700000000.012345]\t    [NEW] tcp      6 120 SYN_SENT src=10.0.0.1 dst=10.0.0.2 \
              sport=43210 dport=80 [UNREPLIED] src=10.0.0.2 dst=10.0.0.1 sport=80 dport=43210\n"
         );
         let mut e = tcp_syn();
         e.time = UNIX_EPOCH + Duration::from_secs(1_700_000_001);
         assert!(
-            line(&e, TextOptions { extended: true, timestamp: true })
-                .starts_with("[1700000001.000000]\t    [NEW] ipv4     2 tcp      6 120 ")
+            line(
+                &e,
+                TextOptions {
+                    extended: true,
+                    timestamp: true
+                }
+            )
+            .starts_with("[1700000001.000000]\t    [NEW] ipv4     2 tcp      6 120 ")
         );
     }
 
@@ -583,13 +686,25 @@ mod tests {
     #[cfg(target_env = "gnu")]
     #[test]
     fn ipv6_matches_libc_inet_ntop() {
+        unsafe extern "C" {
+            fn inet_ntop(
+                af: libc::c_int,
+                src: *const libc::c_void,
+                dst: *mut libc::c_char,
+                size: libc::socklen_t,
+            ) -> *const libc::c_char;
+        }
         let samples: Vec<Ipv6Addr> = (0u32..4096)
             .map(|i| {
                 // Spread zero and non-zero groups over all positions.
                 let mut seg = [0u16; 8];
                 for (b, s) in seg.iter_mut().enumerate() {
                     if i & (1 << b) != 0 {
-                        *s = if b == 5 && i & 256 != 0 { 0xffff } else { (i as u16) << 4 | b as u16 };
+                        *s = if b == 5 && i & 256 != 0 {
+                            0xffff
+                        } else {
+                            (i as u16) << 4 | b as u16
+                        };
                     }
                 }
                 Ipv6Addr::from(seg)
@@ -599,12 +714,14 @@ mod tests {
             let mut buf = [0 as libc::c_char; 64];
             let octets = a.octets();
             // SAFETY: valid in6_addr bytes and a buffer larger than INET6_ADDRSTRLEN.
-            let p = unsafe {
-                libc::inet_ntop(libc::AF_INET6, octets.as_ptr().cast(), buf.as_mut_ptr(), 64)
-            };
+            let p =
+                unsafe { inet_ntop(libc::AF_INET6, octets.as_ptr().cast(), buf.as_mut_ptr(), 64) };
             assert!(!p.is_null());
             // SAFETY: inet_ntop wrote a NUL-terminated string.
-            let want = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }.to_str().unwrap().to_owned();
+            let want = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }
+                .to_str()
+                .unwrap()
+                .to_owned();
             assert_eq!(Addr(&IpAddr::V6(a)).to_string(), want);
         }
     }

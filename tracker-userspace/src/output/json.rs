@@ -10,7 +10,9 @@ use serde::Serialize;
 use super::conntrack_text::{Addr, l3_name, l4_name, tcp_state_name};
 use crate::event::{Event, EventKind, L4Ids, Tuple};
 
-/// The JSON Schema (draft 2020-12) of one event object.
+/// The JSON Schema (draft 2020-12) of one event object (docs/event.schema.json);
+/// the tests validate every event shape against it.
+#[cfg(test)]
 pub const EVENT_SCHEMA: &str = include_str!("../../../docs/event.schema.json");
 
 /// Names of `enum ip_conntrack_status` bits, index = bit. Bit 12 is
@@ -242,8 +244,22 @@ pub(crate) mod tests {
             time: UNIX_EPOCH + Duration::from_micros(1_795_243_201_123_456),
             l3proto: 2,
             l4proto: 6,
-            orig: Tuple { src: ip("10.0.0.1"), dst: ip("10.0.0.2"), l4: L4Ids::Ports { sport: 43210, dport: 80 } },
-            reply: Tuple { src: ip("10.0.0.2"), dst: ip("10.0.0.1"), l4: L4Ids::Ports { sport: 80, dport: 43210 } },
+            orig: Tuple {
+                src: ip("10.0.0.1"),
+                dst: ip("10.0.0.2"),
+                l4: L4Ids::Ports {
+                    sport: 43210,
+                    dport: 80,
+                },
+            },
+            reply: Tuple {
+                src: ip("10.0.0.2"),
+                dst: ip("10.0.0.1"),
+                l4: L4Ids::Ports {
+                    sport: 80,
+                    dport: 43210,
+                },
+            },
             status: status::CONFIRMED,
             tcp_state: Some(1),
             timeout: Some(120),
@@ -284,8 +300,14 @@ pub(crate) mod tests {
             rfc3339(UNIX_EPOCH + Duration::from_micros(1_795_243_201_123_456)),
             "2026-11-21T06:40:01.123456Z"
         );
-        assert_eq!(rfc3339_ns(951_782_400_000_000_999), "2000-02-29T00:00:00.000000Z");
-        assert_eq!(rfc3339_ns(1_709_251_199_999_999_000), "2024-02-29T23:59:59.999999Z");
+        assert_eq!(
+            rfc3339_ns(951_782_400_000_000_999),
+            "2000-02-29T00:00:00.000000Z"
+        );
+        assert_eq!(
+            rfc3339_ns(1_709_251_199_999_999_000),
+            "2024-02-29T23:59:59.999999Z"
+        );
         assert_eq!(
             rfc3339(UNIX_EPOCH - Duration::from_micros(1)),
             "1969-12-31T23:59:59.999999Z"
@@ -333,7 +355,16 @@ pub(crate) mod tests {
         e.timeout = None;
         e.mark = 0x10;
         e.zone = 3;
-        e.counters = Some([Counters { packets: 6, bytes: 412 }, Counters { packets: 4, bytes: 2316 }]);
+        e.counters = Some([
+            Counters {
+                packets: 6,
+                bytes: 412,
+            },
+            Counters {
+                packets: 4,
+                bytes: 2316,
+            },
+        ]);
         e.start_ns = Some(1_795_243_190_000_000_000);
         e.stop_ns = Some(1_795_243_201_250_000_000);
         e.portid = Some(4242);
@@ -341,7 +372,13 @@ pub(crate) mod tests {
         assert_eq!(v["type"], "destroy");
         assert_eq!(
             v["status"],
-            serde_json::json!(["SEEN_REPLY", "ASSURED", "CONFIRMED", "SRC_NAT", "SRC_NAT_DONE"])
+            serde_json::json!([
+                "SEEN_REPLY",
+                "ASSURED",
+                "CONFIRMED",
+                "SRC_NAT",
+                "SRC_NAT_DONE"
+            ])
         );
         assert_eq!(v["orig"]["packets"], 6);
         assert_eq!(v["reply"]["bytes"], 2316);
@@ -359,13 +396,23 @@ pub(crate) mod tests {
         let mut e = sample(EventKind::New);
         e.l4proto = 1;
         e.tcp_state = None;
-        e.orig.l4 = L4Ids::Icmp { kind: 8, code: 0, id: 77 };
+        e.orig.l4 = L4Ids::Icmp {
+            kind: 8,
+            code: 0,
+            id: 77,
+        };
         let v = to_value(&e);
-        assert_eq!(v["orig"], serde_json::json!({"src":"10.0.0.1","dst":"10.0.0.2","icmp_type":8,"icmp_code":0,"icmp_id":77}));
+        assert_eq!(
+            v["orig"],
+            serde_json::json!({"src":"10.0.0.1","dst":"10.0.0.2","icmp_type":8,"icmp_code":0,"icmp_id":77})
+        );
         assert_eq!(v["proto"], "icmp");
 
         e.l4proto = 47;
-        e.orig.l4 = L4Ids::Gre { src_key: 1, dst_key: 2 };
+        e.orig.l4 = L4Ids::Gre {
+            src_key: 1,
+            dst_key: 2,
+        };
         let v = to_value(&e);
         assert_eq!(v["orig"]["gre_src_key"], 1);
         assert_eq!(v["orig"]["gre_dst_key"], 2);
@@ -375,7 +422,10 @@ pub(crate) mod tests {
         let v = to_value(&e);
         assert_eq!(v["proto"], "50");
         assert_eq!(v["proto_num"], 50);
-        assert_eq!(v["orig"], serde_json::json!({"src":"10.0.0.1","dst":"10.0.0.2"}));
+        assert_eq!(
+            v["orig"],
+            serde_json::json!({"src":"10.0.0.1","dst":"10.0.0.2"})
+        );
 
         e.l3proto = 10;
         e.orig.src = ip("2001:db8::1");
@@ -393,7 +443,10 @@ pub(crate) mod tests {
         assert_eq!(names[12], "NAT_CLASH");
         assert_eq!(names[15], "HW_OFFLOAD");
         assert_eq!(names[16], "BIT_16");
-        assert_eq!(status_names(status::DYING | status::HELPER), ["DYING", "HELPER"]);
+        assert_eq!(
+            status_names(status::DYING | status::HELPER),
+            ["DYING", "HELPER"]
+        );
     }
 
     #[test]
@@ -401,7 +454,16 @@ pub(crate) mod tests {
         let schema: Value = serde_json::from_str(EVENT_SCHEMA).unwrap();
         let mut events = vec![sample(EventKind::New), sample(EventKind::Update)];
         let mut d = sample(EventKind::Destroy);
-        d.counters = Some([Counters { packets: 1, bytes: 2 }, Counters { packets: 3, bytes: 4 }]);
+        d.counters = Some([
+            Counters {
+                packets: 1,
+                bytes: 2,
+            },
+            Counters {
+                packets: 3,
+                bytes: 4,
+            },
+        ]);
         d.start_ns = Some(1);
         d.stop_ns = Some(2_000_000);
         d.portid = Some(9);
@@ -410,8 +472,16 @@ pub(crate) mod tests {
         let mut icmp6 = sample(EventKind::New);
         icmp6.l3proto = 10;
         icmp6.l4proto = 58;
-        icmp6.orig.l4 = L4Ids::Icmp { kind: 128, code: 0, id: 1 };
-        icmp6.reply.l4 = L4Ids::Icmp { kind: 129, code: 0, id: 1 };
+        icmp6.orig.l4 = L4Ids::Icmp {
+            kind: 128,
+            code: 0,
+            id: 1,
+        };
+        icmp6.reply.l4 = L4Ids::Icmp {
+            kind: 129,
+            code: 0,
+            id: 1,
+        };
         icmp6.orig.src = ip("fe80::1");
         events.push(icmp6);
         let mut other = sample(EventKind::Destroy);
@@ -449,18 +519,27 @@ pub(crate) mod tests {
         let doc = include_str!("../../../docs/json-schema.md");
         let schema: Value = serde_json::from_str(EVENT_SCHEMA).unwrap();
         // The schema block in the document is the schema file.
-        assert!(doc.contains(EVENT_SCHEMA.trim_end()), "docs/json-schema.md has a stale schema copy");
+        assert!(
+            doc.contains(EVENT_SCHEMA.trim_end()),
+            "docs/json-schema.md has a stale schema copy"
+        );
         // Every ```json example block that is an event validates.
         let mut checked = 0;
         for block in doc.split("```json\n").skip(1) {
             let body = block.split("```").next().unwrap();
             let v: Value = serde_json::from_str(body).unwrap();
-            if v.get("type").and_then(Value::as_str).is_some_and(|t| ["new", "update", "destroy"].contains(&t)) {
+            if v.get("type")
+                .and_then(Value::as_str)
+                .is_some_and(|t| ["new", "update", "destroy"].contains(&t))
+            {
                 schema_check::validate(&schema, &schema, &v, "$").unwrap();
                 checked += 1;
             }
         }
-        assert!(checked >= 3, "expected an example per event type, found {checked}");
+        assert!(
+            checked >= 3,
+            "expected an example per event type, found {checked}"
+        );
     }
 
     /// The part of JSON Schema 2020-12 that docs/event.schema.json uses:
@@ -471,19 +550,44 @@ pub(crate) mod tests {
         use serde_json::Value;
 
         pub(crate) fn validate(root: &Value, s: &Value, v: &Value, at: &str) -> Result<(), String> {
-            let Some(s) = s.as_object() else { return Ok(()) };
+            let Some(s) = s.as_object() else {
+                return Ok(());
+            };
             for key in s.keys() {
                 let known = [
-                    "$schema", "$id", "$defs", "$ref", "title", "description", "type", "enum", "const",
-                    "required", "properties", "additionalProperties", "items", "minimum", "maximum",
-                    "pattern", "allOf", "anyOf", "if", "then", "examples", "format",
+                    "$schema",
+                    "$id",
+                    "$defs",
+                    "$ref",
+                    "title",
+                    "description",
+                    "type",
+                    "enum",
+                    "const",
+                    "required",
+                    "properties",
+                    "additionalProperties",
+                    "items",
+                    "minimum",
+                    "maximum",
+                    "pattern",
+                    "allOf",
+                    "anyOf",
+                    "if",
+                    "then",
+                    "examples",
+                    "format",
                 ];
                 if !known.contains(&key.as_str()) {
-                    return Err(format!("schema keyword {key} not supported by the test validator"));
+                    return Err(format!(
+                        "schema keyword {key} not supported by the test validator"
+                    ));
                 }
             }
             if let Some(r) = s.get("$ref").and_then(Value::as_str) {
-                let name = r.strip_prefix("#/$defs/").ok_or(format!("unsupported $ref {r}"))?;
+                let name = r
+                    .strip_prefix("#/$defs/")
+                    .ok_or(format!("unsupported $ref {r}"))?;
                 validate(root, &root["$defs"][name], v, at)?;
             }
             if let Some(t) = s.get("type") {
@@ -506,30 +610,30 @@ pub(crate) mod tests {
                     return Err(format!("{at}: {v} is not of type {t}"));
                 }
             }
-            if let Some(e) = s.get("enum").and_then(Value::as_array) {
-                if !e.contains(v) {
-                    return Err(format!("{at}: {v} not in enum"));
-                }
+            if let Some(e) = s.get("enum").and_then(Value::as_array)
+                && !e.contains(v)
+            {
+                return Err(format!("{at}: {v} not in enum"));
             }
-            if let Some(c) = s.get("const") {
-                if c != v {
-                    return Err(format!("{at}: {v} is not {c}"));
-                }
+            if let Some(c) = s.get("const")
+                && c != v
+            {
+                return Err(format!("{at}: {v} is not {c}"));
             }
-            if let Some(min) = s.get("minimum").and_then(Value::as_f64) {
-                if v.as_f64().is_some_and(|n| n < min) {
-                    return Err(format!("{at}: {v} < {min}"));
-                }
+            if let Some(min) = s.get("minimum").and_then(Value::as_f64)
+                && v.as_f64().is_some_and(|n| n < min)
+            {
+                return Err(format!("{at}: {v} < {min}"));
             }
-            if let Some(max) = s.get("maximum").and_then(Value::as_f64) {
-                if v.as_f64().is_some_and(|n| n > max) {
-                    return Err(format!("{at}: {v} > {max}"));
-                }
+            if let Some(max) = s.get("maximum").and_then(Value::as_f64)
+                && v.as_f64().is_some_and(|n| n > max)
+            {
+                return Err(format!("{at}: {v} > {max}"));
             }
-            if let (Some(p), Some(text)) = (s.get("pattern").and_then(Value::as_str), v.as_str()) {
-                if !pattern_matches(p, text)? {
-                    return Err(format!("{at}: {text} does not match {p}"));
-                }
+            if let (Some(p), Some(text)) = (s.get("pattern").and_then(Value::as_str), v.as_str())
+                && !pattern_matches(p, text)?
+            {
+                return Err(format!("{at}: {text} does not match {p}"));
             }
             if let Some(obj) = v.as_object() {
                 if let Some(req) = s.get("required").and_then(Value::as_array) {
@@ -560,17 +664,16 @@ pub(crate) mod tests {
                     validate(root, sub, v, at)?;
                 }
             }
-            if let Some(any) = s.get("anyOf").and_then(Value::as_array) {
-                if !any.iter().any(|sub| validate(root, sub, v, at).is_ok()) {
-                    return Err(format!("{at}: {v} matches no alternative of anyOf"));
-                }
+            if let Some(any) = s.get("anyOf").and_then(Value::as_array)
+                && !any.iter().any(|sub| validate(root, sub, v, at).is_ok())
+            {
+                return Err(format!("{at}: {v} matches no alternative of anyOf"));
             }
-            if let Some(cond) = s.get("if") {
-                if validate(root, cond, v, at).is_ok() {
-                    if let Some(then) = s.get("then") {
-                        validate(root, then, v, at)?;
-                    }
-                }
+            if let Some(cond) = s.get("if")
+                && validate(root, cond, v, at).is_ok()
+                && let Some(then) = s.get("then")
+            {
+                validate(root, then, v, at)?;
             }
             Ok(())
         }
@@ -588,10 +691,12 @@ pub(crate) mod tests {
                 }
                 "^(0x[0-9a-f]{8})$" => Ok(text.len() == 10
                     && text.starts_with("0x")
-                    && text[2..].bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))),
-                r"^BIT_[0-9]+$" => Ok(text.strip_prefix("BIT_").is_some_and(|d| {
-                    !d.is_empty() && d.bytes().all(|c| c.is_ascii_digit())
-                })),
+                    && text[2..]
+                        .bytes()
+                        .all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))),
+                r"^BIT_[0-9]+$" => Ok(text
+                    .strip_prefix("BIT_")
+                    .is_some_and(|d| !d.is_empty() && d.bytes().all(|c| c.is_ascii_digit()))),
                 _ => Err(format!("pattern {p} not supported by the test validator")),
             }
         }

@@ -10,7 +10,7 @@ use aya::{
     Ebpf,
     maps::{HashMap, Map, MapData},
 };
-use tracker_common::{LiveEntry, MarkKey, tuple_hash};
+use tracker_common::{LiveEntry, MarkKey};
 
 use crate::source::netlink;
 
@@ -72,7 +72,7 @@ pub fn own_maps(ebpf: &mut Ebpf) -> Result<Vec<HashMap<MapData, MarkKey, i64>>, 
 /// Counts entries that existed before the hooks attached: one dump of the
 /// table (the only one the tracker makes), minus entries the hooks already
 /// counted (matched by tuple hash), written into SEED_COUNTS.
-pub fn seed(ebpf: &mut Ebpf, netns: u32) -> Result<u64, String> {
+pub fn seed(ebpf: &mut Ebpf) -> Result<u64, String> {
     let counted: HashSet<u64> = {
         let live = ebpf
             .map("LIVE")
@@ -82,20 +82,13 @@ pub fn seed(ebpf: &mut Ebpf, netns: u32) -> Result<u64, String> {
         live.iter().flatten().map(|(_, e)| e.tuple_hash).collect()
     };
     let entries = netlink::dump_marks().map_err(|e| e.to_string())?;
-    let mut seeds: BTreeMap<MarkKey, i64> = BTreeMap::new();
+    let mut seeds: std::collections::HashMap<MarkKey, i64> = Default::default();
     let mut seeded = 0;
     for e in &entries {
-        if counted.contains(&tuple_hash(&e.orig, e.l3proto, e.l4proto, e.zone, netns)) {
+        if counted.contains(&e.tuple_hash()) {
             continue;
         }
-        let key = MarkKey {
-            netns,
-            mark: e.mark,
-            l3proto: e.l3proto,
-            l4proto: e.l4proto,
-            _pad: [0; 2],
-        };
-        *seeds.entry(key).or_default() += 1;
+        *seeds.entry(e.mark_key()).or_default() += 1;
         seeded += 1;
     }
     let seed_map = ebpf

@@ -214,14 +214,17 @@ pub fn short(e: &dyn std::error::Error) -> String {
         src = inner.source();
     }
     if let Some(i) = s.find("Verifier output:") {
-        let tail: Vec<&str> = s[i..].lines().rev().take(6).collect();
-        let head = &s[..i];
-        s = format!(
-            "{head}verifier output (last lines): {}",
-            tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
-        );
+        let log = s[i + "Verifier output:".len()..].trim();
+        let head = s[..i].trim_end().trim_end_matches('.').to_string();
+        s = if log.is_empty() {
+            head
+        } else {
+            let tail: Vec<&str> = log.lines().rev().take(6).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            format!("{head}; verifier output (last lines): {}", tail.join(" | "))
+        };
     }
-    s
+    s.replace("the BPF_PROG_LOAD syscall returned ", "")
 }
 
 /// Attaches every hook as `mode` allows. Returns one outcome per hook.

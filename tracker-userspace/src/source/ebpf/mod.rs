@@ -84,20 +84,28 @@ impl EbpfSource {
             .map_err(|e| EbpfError::Load(hooks::short(&e)))?;
 
         let outcomes = hooks::attach_all(&mut ebpf, opts.hook_mode, &kbtf);
-        let missing: Vec<String> = outcomes
-            .iter()
-            .filter(|o| o.hook.required && o.attached.is_none())
-            .map(|o| o.to_string())
-            .collect();
-        if !missing.is_empty() {
-            return Err(EbpfError::Attach(missing.join("; ")));
+        // One sentence for all required hooks: on a kernel that refuses a
+        // way of hooking, every hook is refused for the same reason.
+        let mut reasons: Vec<String> = Vec::new();
+        for o in outcomes.iter().filter(|o| o.hook.required && o.attached.is_none()) {
+            for r in &o.refused {
+                if !reasons.contains(r) {
+                    reasons.push(r.clone());
+                }
+            }
+        }
+        if !reasons.is_empty() {
+            return Err(EbpfError::Attach(reasons.join("; ")));
         }
 
         let ring = ebpf
             .take_map("EVENTS")
             .ok_or_else(|| EbpfError::Map("map EVENTS missing from the object".into()))?;
         let ring = RingBuf::try_from(ring).map_err(|e| EbpfError::Map(e.to_string()))?;
-        let ring = AsyncFd::new(ring).map_err(|e| EbpfError::Map(e.to_string()))?;
+        // SAFETY: the ring owns its map fd, which stays open and unchanged for
+        // as long as the AsyncFd holds the ring.
+        let ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+            .map_err(|e| EbpfError::Map(e.to_string()))?;
         let stats = ebpf
             .take_map("STATS")
             .ok_or_else(|| EbpfError::Map("map STATS missing from the object".into()))?;
@@ -174,5 +182,68 @@ impl EbpfSource {
             ("read_errors", self.stat(stat::READ_ERRORS)),
             ("live_map_full", self.stat(stat::LIVE_MAP_FULL)),
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aya::programs::{FExit, KProbe};
+
+    /// A load is a verifier check: every kprobe-type program must pass the
+    /// host kernel's verifier with the host's offsets. fexit programs need
+    /// trampolines, which this host refuses; that is reported as a skip.
+    #[test]
+    fn programs_pass_the_host_verifier() {
+        if OBJECT.is_empty() {
+            eprintln!("skipped: built with AYA_BUILD_SKIP, no eBPF object");
+            return;
+        }
+        if !crate::privileges::missing_for_ebpf().is_empty() {
+            eprintln!("skipped: loading programs needs root (CAP_BPF, CAP_PERFMON)");
+            return;
+        }
+        let kbtf = match KernelBtf::load() {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("skipped: {e}");
+                return;
+            }
+        };
+        let offsets = kbtf.offsets().expect("offsets from host BTF");
+        let mut ebpf = EbpfLoader::new()
+            .override_global(globals::OFFSETS, &offsets, true)
+            .override_global(globals::FILTER, &KernelFilter::default(), true)
+            .map_max_entries("EVENTS", 1 << 16)
+            .map_max_entries("LIVE", 4096)
+            .load(OBJECT)
+            .expect("object loads (maps created)");
+        let mut loaded = 0;
+        for hook in hooks::HOOKS {
+            for name in std::iter::once(hook.kprobe).chain(hook.kretprobe) {
+                let p: &mut KProbe = ebpf.program_mut(name).unwrap().try_into().unwrap();
+                if p.fd().is_ok() {
+                    continue;
+                }
+                if let Err(e) = p.load() {
+                    panic!("{name} rejected by the verifier: {}", hooks::short(&e));
+                }
+                loaded += 1;
+            }
+        }
+        assert_eq!(loaded, 9, "every kprobe/kretprobe program loaded");
+        let btf = aya::Btf::from_sys_fs().expect("host BTF");
+        for hook in hooks::HOOKS {
+            let Some(name) = hook.fexit else { continue };
+            let func = hook.functions[0];
+            let p: &mut FExit = ebpf.program_mut(name).unwrap().try_into().unwrap();
+            match p.load(func, &btf) {
+                Ok(()) => eprintln!("{name}: fexit on {func} passed the verifier"),
+                Err(e) => eprintln!(
+                    "skipped: fexit {name} on {func}: this kernel refuses it ({})",
+                    hooks::short(&e)
+                ),
+            }
+        }
     }
 }

@@ -92,8 +92,10 @@ impl NetlinkSource {
             Some(r) => &*r,
             slot @ None => {
                 let fd = FdHandle(self.rx.socket.as_raw_fd());
-                let r = AsyncFd::with_interest(fd, Interest::READABLE)
-                    .map_err(|e| classify("registering with the tokio reactor", e))?;
+                // SAFETY: the fd belongs to `self.rx.socket`, which is only
+                // closed after `self.reactor` is dropped (field order).
+                let r = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
+                    .map_err(|e| classify("registering with the tokio reactor", e.into()))?;
                 &*slot.insert(r)
             }
         };

@@ -1,0 +1,31 @@
+#!/bin/bash
+# A burst of BURST_FLOWS (default 50000) UDP flows, one datagram each, then a flush.
+# BURST_RATE (datagrams/s, default 0 = as fast as the sender can) paces it.
+# conntrack -E loses events at this rate: bulk rule (see README) plus counts.
+. "$(dirname "$0")/../lib.sh"
+lib_setup
+
+FLOWS=${BURST_FLOWS:-50000}
+NS=trk-burst
+ns_create $NS
+ns_drop_udp $NS 10000-65535
+cur=$(sysctl -n net.netfilter.nf_conntrack_max)
+[ "$cur" -ge $((FLOWS * 2)) ] || set_global_sysctl net.netfilter.nf_conntrack_max $((FLOWS * 2))
+oracle_start $NS -b 8388608
+out=$(traffic $NS udp-burst 127.0.0.1 127.0.0.2 --count "$FLOWS" --port-base 10000 --time-limit 40 --rate "${BURST_RATE:-0}")
+log "sender: $out"
+sent=$(sed -E 's/.*sent=([0-9]+).*/\1/' <<<"$out")
+[ "$sent" -ge $((FLOWS / 2)) ] || fail "sender managed only $sent of $FLOWS flows: $out"
+t0=$SECONDS
+oracle_settle 30
+n=$(ct_count $NS)
+[ "$n" = "$sent" ] || fail "conntrack holds $n entries, $sent flows were sent"
+check_counts "0=$sent"
+ct_flush $NS
+oracle_settle 30
+check_counts ""
+oracle_stop 30
+oracle_compare_bulk "$sent"
+ct_new=$(grep -c '\[NEW\]' "$CT_OUT" || true)
+ct_destroy=$(grep -c '\[DESTROY\]' "$CT_OUT" || true)
+note "$out; tracker kept up (NEW=DESTROY=$sent); conntrack -E showed $ct_new NEW, $ct_destroy DESTROY; settle+counts+flush $((SECONDS - t0)) s"

@@ -1,0 +1,111 @@
+//! `tracker counts`: live connections per mark, from the kernel's count map
+//! (a running tracker's pinned maps, or maps this command attaches itself).
+//! The netlink fallback has no kernel map and re-reads the table instead.
+
+use std::io::{IsTerminal as _, Write as _};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use tracker_common::KernelFilter;
+
+use crate::cli::{Cli, CountsArgs, CountsFormat, EventKinds};
+use crate::command::{self, Opened};
+use crate::output::counts::{CountsMeta, CountsReport, MarkCount};
+use crate::source::{Source, ebpf::counts as kernel_counts, netlink};
+
+/// Where each refresh reads its rows from.
+enum Reader {
+    Kernel(Vec<aya::maps::HashMap<aya::maps::MapData, tracker_common::MarkKey, i64>>),
+    Dump,
+}
+
+fn read_rows(reader: &Reader, netns: Option<u32>) -> anyhow::Result<Vec<MarkCount>> {
+    Ok(match reader {
+        Reader::Kernel(maps) => kernel_counts::rows(maps, netns)
+            .into_iter()
+            .map(|r| MarkCount {
+                mark: r.mark,
+                l3proto: r.l3proto,
+                l4proto: r.l4proto,
+                connections: r.connections,
+            })
+            .collect(),
+        Reader::Dump => netlink::mark_totals(&netlink::dump_marks()?)
+            .into_iter()
+            .filter(|(k, _)| netns.is_none_or(|n| n == k.netns))
+            .map(|(k, n)| MarkCount {
+                mark: k.mark,
+                l3proto: k.l3proto,
+                l4proto: k.l4proto,
+                connections: n,
+            })
+            .collect(),
+    })
+}
+
+pub async fn run(cli: &Cli, args: &CountsArgs) -> anyhow::Result<ExitCode> {
+    let netns = command::resolve_netns(&args.netns.selection())?;
+    // Kept alive while the maps are read: dropping it detaches the hooks.
+    let mut _own: Option<Opened> = None;
+    let (reader, source_name) = match kernel_counts::running_instance() {
+        Some(maps) => (Reader::Kernel(maps), "ebpf"),
+        None => {
+            // Nothing goes to the ring: the counts are kept in maps.
+            let silent = KernelFilter {
+                kinds: 0,
+                ..Default::default()
+            };
+            let kinds = EventKinds {
+                new: true,
+                update: false,
+                destroy: true,
+            };
+            let mut opened = command::open_source(cli, kinds, silent, None).await?;
+            let reader = match &mut opened.source {
+                Source::Ebpf(s) => Reader::Kernel(
+                    kernel_counts::own_maps(s.ebpf_mut()).map_err(anyhow::Error::msg)?,
+                ),
+                Source::Netlink(_) => Reader::Dump,
+            };
+            let name = opened.source.name();
+            _own = Some(opened);
+            (reader, name)
+        }
+    };
+    let meta = CountsMeta {
+        source: source_name.to_string(),
+        stale: false,
+    };
+    let terminal = std::io::stdout().is_terminal();
+    let mut stdout = std::io::stdout();
+    loop {
+        let mut rows = read_rows(&reader, netns)?;
+        if let Some(m) = args.mark {
+            rows.retain(|r| m.matches(r.mark));
+        }
+        let report = CountsReport::new(&rows, &meta);
+        let text = match args.output {
+            CountsFormat::Json => report.render_json().context("encoding counts")? + "\n",
+            _ => report.render_text(),
+        };
+        if args.watch.is_some() && terminal {
+            // Redraw in place: home the cursor and clear the screen.
+            write!(stdout, "\x1b[H\x1b[2J")?;
+        }
+        if let Err(e) = stdout.write_all(text.as_bytes()).and_then(|_| stdout.flush()) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                break;
+            }
+            return Err(e.into());
+        }
+        let Some(interval) = args.watch else { break };
+        tokio::select! {
+            _ = tokio::time::sleep(interval.0) => {}
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    if let Some(dir) = _own.as_ref().and_then(|o| o.pins.clone()) {
+        kernel_counts::unpin(&dir);
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,88 @@
+//! `tracker events`: the `conntrack -E` counterpart.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::cli::{Cli, EventsArgs};
+use crate::command::{self, Opened};
+use crate::filter::Filter;
+use crate::output::{OutputError, Writer};
+
+pub async fn run(cli: &Cli, args: &EventsArgs) -> anyhow::Result<ExitCode> {
+    let netns = command::resolve_netns(&args.netns.selection())?;
+    let filter = Filter::from_args(args)?.with_netns(netns);
+    let kernel_filter = filter.kernel_filter();
+    let buffer_size = args.buffer_size.map(|b| b.0 as usize);
+    let Opened {
+        mut source,
+        description,
+        pins,
+    } = command::open_source(cli, args.event_mask, kernel_filter, buffer_size).await?;
+    eprintln!("tracker: listening ({description})");
+
+    let mut out = Writer::stdout(args.output);
+    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let deadline = args.duration.map(|d| d.0).unwrap_or(Duration::MAX);
+    let stop_after = tokio::time::sleep(deadline.min(Duration::from_secs(100 * 365 * 86400)));
+    tokio::pin!(stop_after);
+    let limit = args.count.unwrap_or(u64::MAX);
+    let mut batch = Vec::with_capacity(1024);
+    let mut shown: u64 = 0;
+    let mut failure = None;
+
+    'run: loop {
+        tokio::select! {
+            r = source.next_batch(&mut batch) => {
+                if let Err(e) = r {
+                    failure = Some(e.context("reading events"));
+                    break 'run;
+                }
+                for ev in batch.drain(..) {
+                    if !filter.matches(&ev) {
+                        continue;
+                    }
+                    match out.write_event(&ev) {
+                        Ok(()) => shown += 1,
+                        Err(OutputError::Closed) => break 'run,
+                        Err(e) => {
+                            failure = Some(e.into());
+                            break 'run;
+                        }
+                    }
+                    if shown >= limit {
+                        break;
+                    }
+                }
+                match out.flush() {
+                    Ok(()) => {}
+                    Err(OutputError::Closed) => break 'run,
+                    Err(e) => {
+                        failure = Some(e.into());
+                        break 'run;
+                    }
+                }
+                if shown >= limit {
+                    break 'run;
+                }
+            }
+            _ = sigint.recv() => break 'run,
+            _ = sigterm.recv() => break 'run,
+            _ = &mut stop_after => break 'run,
+        }
+    }
+    let _ = out.flush();
+    let lost = source.lost();
+    if let Some(dir) = pins {
+        crate::source::ebpf::counts::unpin(&dir);
+    }
+    drop(source);
+    eprintln!("tracker: {shown} flow events have been shown, {lost} lost.");
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(ExitCode::SUCCESS),
+    }
+}

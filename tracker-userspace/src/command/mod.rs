@@ -1,0 +1,153 @@
+//! The subcommands, and what they share: picking and opening a source.
+
+pub mod counts;
+pub mod events;
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, bail};
+use tracker_common::KernelFilter;
+
+use crate::cli::{Cli, EventKinds, HookKind, NetnsArg, NetnsSelection, SourceKind};
+use crate::privileges;
+use crate::source::{
+    Source,
+    ebpf::{self, EbpfSource, hooks::HookMode},
+    netlink::{self, KindSet, NetlinkSource},
+};
+
+/// The namespace a command looks at: `None` means every namespace.
+pub fn resolve_netns(selection: &NetnsSelection) -> anyhow::Result<Option<u32>> {
+    let own = || {
+        crate::source::netns_inode("/proc/self/ns/net".as_ref())
+            .context("reading this process's network namespace")
+    };
+    Ok(match selection {
+        NetnsSelection::Current => Some(own()?),
+        NetnsSelection::All => None,
+        NetnsSelection::One(NetnsArg::Inode(i)) => Some(*i),
+        NetnsSelection::One(NetnsArg::Path(p)) => Some(
+            crate::source::netns_inode(p)
+                .with_context(|| format!("reading the namespace at {}", p.display()))?,
+        ),
+    })
+}
+
+pub struct Opened {
+    pub source: Source,
+    /// What the `tracker: listening (...)` line says.
+    pub description: String,
+    /// Where the count maps are pinned (eBPF source), removed on exit.
+    pub pins: Option<PathBuf>,
+}
+
+fn human_size(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{} MiB", b >> 20),
+        b if b >= 1 << 10 && b % (1 << 10) == 0 => format!("{} KiB", b >> 10),
+        b => format!("{b} B"),
+    }
+}
+
+/// Opens the source the user asked for; with `--source auto`, eBPF and, when
+/// its hooks cannot attach, ctnetlink — saying which and why.
+pub async fn open_source(
+    cli: &Cli,
+    kinds: EventKinds,
+    mut kernel_filter: KernelFilter,
+    netlink_buffer: Option<usize>,
+) -> anyhow::Result<Opened> {
+    if cli.source != SourceKind::Netlink {
+        let missing = privileges::missing_for_ebpf();
+        if missing.is_empty() {
+            match privileges::ensure_conntrack_loaded() {
+                Ok(Some(note)) => eprintln!("tracker: {note}"),
+                Ok(None) => {}
+                Err(e) => bail!(e),
+            }
+            kernel_filter.kinds = u32::from(kinds.new) | (u32::from(kinds.destroy) << 1);
+            let opts = ebpf::Options {
+                hook_mode: match cli.hook {
+                    HookKind::Auto => HookMode::Auto,
+                    HookKind::Fentry => HookMode::Fentry,
+                    HookKind::Kprobe => HookMode::Kprobe,
+                },
+                ring_size: cli.ring_size.0 as u32,
+                filter: kernel_filter,
+            };
+            match EbpfSource::open(&opts) {
+                Ok(mut source) => {
+                    for outcome in &source.outcomes {
+                        eprintln!("tracker: hook {outcome}");
+                    }
+                    if kinds.update {
+                        eprintln!(
+                            "tracker: UPDATE events are not produced by the eBPF source; \
+                             showing NEW and DESTROY (use --source netlink for UPDATE)"
+                        );
+                    }
+                    let ebpf = source.ebpf_mut();
+                    match ebpf::counts::seed(ebpf) {
+                        Ok(n) => log::info!("{n} entries existed before start (counted once)"),
+                        Err(e) => eprintln!(
+                            "tracker: per-mark counts leave out entries that existed before \
+                             start: the start-up dump failed: {e}"
+                        ),
+                    }
+                    let pins = match ebpf::counts::pin(ebpf) {
+                        Ok(dir) => Some(dir),
+                        Err(e) => {
+                            eprintln!("tracker: `tracker counts` cannot read this instance: {e}");
+                            None
+                        }
+                    };
+                    let description = format!(
+                        "source=ebpf, hooks={}, ring={}",
+                        source.hook_summary(),
+                        human_size(cli.ring_size.0)
+                    );
+                    source.pins = pins.clone();
+                    return Ok(Opened {
+                        source: Source::Ebpf(Box::new(source)),
+                        description,
+                        pins,
+                    });
+                }
+                Err(e) if cli.source == SourceKind::Auto => {
+                    eprintln!(
+                        "tracker: {e}: using ctnetlink events instead; expect event loss under \
+                         load"
+                    );
+                }
+                Err(e) => bail!(e),
+            }
+        } else if cli.source == SourceKind::Ebpf {
+            bail!(
+                "the eBPF source needs root, or the capabilities CAP_BPF, CAP_PERFMON and \
+                 CAP_NET_ADMIN; this process lacks {}",
+                missing.join(", ")
+            );
+        } else {
+            eprintln!(
+                "tracker: the eBPF source needs {} which this process lacks: trying ctnetlink",
+                missing.join(", ")
+            );
+        }
+    }
+    let missing = privileges::missing_for_netlink();
+    if !missing.is_empty() {
+        bail!("reading ctnetlink events needs root or CAP_NET_ADMIN, which this process lacks");
+    }
+    let set = KindSet {
+        new: kinds.new,
+        update: kinds.update,
+        destroy: kinds.destroy,
+    };
+    let source = NetlinkSource::open(set, netlink_buffer.unwrap_or(netlink::DEFAULT_RCVBUF))?;
+    let description = format!("source=netlink, buffer={}", human_size(source.rcvbuf() as u64));
+    Ok(Opened {
+        source: Source::Netlink(source),
+        description,
+        pins: None,
+    })
+}

@@ -1,0 +1,44 @@
+//! Where events come from. Both sources produce the same `Event`s; nothing
+//! downstream knows which one is in use.
+
+pub mod ebpf;
+pub mod netlink;
+
+use crate::event::Event;
+
+pub enum Source {
+    Ebpf(Box<ebpf::EbpfSource>),
+    Netlink(netlink::NetlinkSource),
+}
+
+impl Source {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Source::Ebpf(_) => "ebpf",
+            Source::Netlink(_) => "netlink",
+        }
+    }
+
+    /// Waits for events and appends everything available to `out`.
+    pub async fn next_batch(&mut self, out: &mut Vec<Event>) -> anyhow::Result<()> {
+        match self {
+            Source::Ebpf(s) => Ok(s.next_batch(out).await?),
+            Source::Netlink(s) => Ok(s.next_batch(out).await?),
+        }
+    }
+
+    /// Events known to be lost: ring drops (exact), or ENOBUFS overruns on
+    /// netlink (each overrun loses an unknown number of events).
+    pub fn lost(&self) -> u64 {
+        match self {
+            Source::Ebpf(s) => s.ring_drops(),
+            Source::Netlink(s) => s.enobufs(),
+        }
+    }
+}
+
+/// Inode of a network namespace file (e.g. /proc/self/ns/net).
+pub fn netns_inode(path: &std::path::Path) -> std::io::Result<u32> {
+    use std::os::unix::fs::MetadataExt;
+    Ok(std::fs::metadata(path)?.ino() as u32)
+}

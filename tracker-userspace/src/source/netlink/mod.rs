@@ -1,0 +1,85 @@
+//! ctnetlink as an event source, the fallback (and the oracle's view) next to
+//! the eBPF hooks: the same [`Event`](crate::event::Event)s, decoded from the
+//! messages `conntrack -E` reads, plus a one-shot table dump for seeding the
+//! per-mark counts.
+//!
+//! Limits that come from ctnetlink itself:
+//! - only the netns of the calling thread is visible;
+//! - the kernel drops events when the receive buffer is full and only says
+//!   so with ENOBUFS, counted by [`NetlinkSource::enobufs`];
+//! - events need `net.netfilter.nf_conntrack_events` (1, or 2 = only for
+//!   entries created while a listener existed; default 2 since 6.1).
+//!
+//! Parsing uses netlink-packet-netfilter 0.4; [`attrs`] fills what it lacks.
+
+mod attrs;
+mod decode;
+mod dump;
+mod events;
+mod socket;
+
+#[cfg(test)]
+mod scenario;
+#[cfg(test)]
+mod tests;
+
+use std::io;
+
+pub use decode::{Receipt, decode_event};
+pub use dump::{DumpEntry, DumpStats, dump_each, dump_marks, mark_totals};
+pub use events::{DEFAULT_RCVBUF, MAX_BATCH, NetlinkSource};
+
+/// Which event kinds to subscribe to; each is one multicast group, so the
+/// kernel never sends the others.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KindSet {
+    pub new: bool,
+    pub update: bool,
+    pub destroy: bool,
+}
+
+impl KindSet {
+    pub const ALL: Self = Self {
+        new: true,
+        update: true,
+        destroy: true,
+    };
+    pub const NEW_DESTROY: Self = Self {
+        new: true,
+        update: false,
+        destroy: true,
+    };
+
+    pub fn is_empty(&self) -> bool {
+        !(self.new || self.update || self.destroy)
+    }
+
+    /// `NFNLGRP_CONNTRACK_*` groups to join.
+    pub fn groups(&self) -> impl Iterator<Item = u32> {
+        [
+            (self.new, attrs::NFNLGRP_CONNTRACK_NEW),
+            (self.update, attrs::NFNLGRP_CONNTRACK_UPDATE),
+            (self.destroy, attrs::NFNLGRP_CONNTRACK_DESTROY),
+        ]
+        .into_iter()
+        .filter_map(|(on, group)| on.then_some(group))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetlinkError {
+    #[error("opening a ctnetlink socket needs CAP_NET_ADMIN (run as root)")]
+    PermissionDenied,
+    #[error("ctnetlink is not available: load nf_conntrack_netlink (modprobe nf_conntrack_netlink)")]
+    Unavailable,
+    #[error("no conntrack event kinds selected")]
+    NoKinds,
+    #[error("ctnetlink: {op}: {source}")]
+    Io {
+        op: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("malformed ctnetlink message: {0}")]
+    Malformed(String),
+}
