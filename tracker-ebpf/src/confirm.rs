@@ -32,9 +32,9 @@ fn stash(ptr: u64) {
 pub fn take_stash() -> Option<Stash> {
     let key = bpf_get_current_pid_tgid();
     // SAFETY: copied out before removal.
-    let s = unsafe { STASH.get(&key) }.copied();
+    let s = unsafe { STASH.get(key) }.copied();
     if s.is_some() {
-        let _ = STASH.remove(&key);
+        let _ = STASH.remove(key);
     } else {
         bump(stat::STASH_MISSES);
     }

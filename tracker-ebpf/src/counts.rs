@@ -51,7 +51,7 @@ pub fn on_new(ct: u64, key: MarkKey, tuple_hash: u64, now: u64) -> u64 {
         key,
         _pad: [0; 4],
     };
-    if LIVE.insert(&ct, &entry, 0).is_err() {
+    if LIVE.insert(ct, entry, 0).is_err() {
         bump(stat::LIVE_MAP_FULL);
         return 0;
     }
@@ -64,10 +64,10 @@ pub fn on_new(ct: u64, key: MarkKey, tuple_hash: u64, now: u64) -> u64 {
 #[inline(always)]
 pub fn on_destroy(ct: u64, key: MarkKey, ct_status: u32) -> u64 {
     // SAFETY: the value is copied out before the entry is removed.
-    match unsafe { LIVE.get(&ct) }.copied() {
+    match unsafe { LIVE.get(ct) }.copied() {
         Some(entry) => {
             add(&MARK_COUNTS, &entry.key, -1);
-            let _ = LIVE.remove(&ct);
+            let _ = LIVE.remove(ct);
             entry.generation
         }
         None => {
@@ -85,7 +85,7 @@ pub fn on_destroy(ct: u64, key: MarkKey, ct_status: u32) -> u64 {
 /// Moves a counted entry to its new mark after the mark changed.
 #[inline(always)]
 pub fn on_mark_change(ct: u64, new_mark: u32) {
-    let Some(p) = LIVE.get_ptr_mut(&ct) else {
+    let Some(p) = LIVE.get_ptr_mut(ct) else {
         return;
     };
     // SAFETY: LRU values stay valid for the program's run.

@@ -5,8 +5,7 @@ use aya_ebpf::helpers::bpf_ktime_get_boot_ns;
 use tracker_common::{FlowRecord, FlowTuple, MarkKey, flags, kind, stat, status, tuple_hash};
 
 use crate::{
-    conn,
-    counts,
+    conn, counts,
     maps::{EVENTS, bump},
 };
 
@@ -79,7 +78,16 @@ pub fn destroyed_entry(ct: u64, portid: u32) -> Result<(), i64> {
     if portid != 0 {
         record_flags |= flags::USERSPACE;
     }
-    emit(kind::DESTROY, ct, &s, &orig, record_flags, generation, now, portid)
+    emit(
+        kind::DESTROY,
+        ct,
+        &s,
+        &orig,
+        record_flags,
+        generation,
+        now,
+        portid,
+    )
 }
 
 #[inline(always)]

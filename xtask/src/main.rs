@@ -10,6 +10,7 @@ mod suite;
 mod vm;
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -51,7 +52,8 @@ enum Task {
         kernel: Vec<String>,
         #[command(flatten)]
         timeout: Timeout,
-        /// Command to run in the guest (through sh -c).
+        /// Command line to run in the guest as root, from the workspace root
+        /// (words are joined and run by bash -c).
         #[arg(last = true)]
         command: Vec<String>,
     },
@@ -66,8 +68,10 @@ enum Task {
         /// Go on with the next kernel after one failed.
         #[arg(long)]
         keep_going: bool,
-        #[command(flatten)]
-        timeout: Timeout,
+        /// Seconds before the VM is killed, per kernel (boot included): the
+        /// scenarios take minutes under TCG.
+        #[arg(long = "timeout", value_name = "SECONDS", default_value_t = 1800)]
+        timeout_secs: u64,
         /// The scenario script run in each guest, relative to the workspace.
         #[arg(long, default_value = "tests/vm-suite.sh")]
         suite: PathBuf,
@@ -87,8 +91,21 @@ impl Timeout {
     }
 }
 
-fn main() -> Result<()> {
-    match Cli::parse().task {
+/// Errors as one `error: step: cause: cause` line, without the backtrace
+/// anyhow would add under RUST_BACKTRACE=1: the chain already names the
+/// step and the failing command.
+fn main() -> ExitCode {
+    match run(Cli::parse().task) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(task: Task) -> Result<()> {
+    match task {
         Task::Setup => setup::run(),
         Task::Build => {
             setup::build_tools(setup::Mode::Check)?;
@@ -109,13 +126,13 @@ fn main() -> Result<()> {
             kernel,
             host_only,
             keep_going,
-            timeout,
+            timeout_secs,
             suite,
         } => suite::run(
             &kernels::select(&kernel)?,
             host_only,
             keep_going,
-            timeout.duration(),
+            Duration::from_secs(timeout_secs),
             &suite,
         ),
     }

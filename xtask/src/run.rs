@@ -9,6 +9,9 @@ use crate::{build, kernels, paths, process, setup, vm};
 pub fn build_and_run(kernel: Option<&str>, timeout: Duration, args: &[String]) -> Result<()> {
     setup::build_tools(setup::Mode::Check)?;
     let kernel = kernel.map(kernels::installed).transpose()?;
+    if kernel.is_some() {
+        setup::vm_tools(setup::Mode::Check)?;
+    }
     build::release()?;
 
     let default_args = ["events".to_string()];

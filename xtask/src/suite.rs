@@ -84,6 +84,7 @@ struct KernelOutcome {
     id: String,
     version: String,
     results: Vec<ScenarioResult>,
+    timing: String,
     /// Boot failure, timeout, missing SUITE-DONE, bad exit status.
     problems: Vec<String>,
 }
@@ -95,28 +96,25 @@ pub fn run(
     timeout: Duration,
     suite: &Path,
 ) -> Result<()> {
+    let suite = paths::workspace_root().join(suite);
+    if !host_only && !suite.is_file() {
+        bail!("{} not found: nothing to run in the VMs", suite.display());
+    }
     let host_ok = host_tests()?;
-    if !host_ok && !keep_going {
+    if !host_ok && (host_only || !keep_going) {
         bail!("host unit tests failed");
     }
     if host_only {
-        return if host_ok {
-            Ok(())
-        } else {
-            bail!("host unit tests failed")
-        };
+        return Ok(());
     }
 
-    let suite = paths::workspace_root().join(suite);
-    if !suite.is_file() {
-        bail!("{} not found: nothing to run in the VMs", suite.display());
-    }
     // Fail before the long build when a kernel is missing.
     let kernels: Vec<Kernel> = ids
         .iter()
         .map(|id| kernels::installed(id))
         .collect::<Result<_>>()?;
     setup::build_tools(setup::Mode::Check)?;
+    setup::vm_tools(setup::Mode::Check)?;
     build::release()?;
 
     let mut outcomes = Vec::new();
@@ -187,15 +185,42 @@ fn host_tests() -> Result<bool> {
         .output()
         .with_context(|| format!("cannot start `{}`", process::display(&cmd)))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
+    let summaries: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("test result:"))
+        .collect();
     if out.status.success() {
-        for line in stdout.lines().filter(|l| l.starts_with("test result:")) {
+        for line in &summaries {
             println!("  {line}");
         }
     } else {
         print!("{stdout}");
-        println!("test: host unit tests FAILED ({})", out.status);
     }
+    let [passed, failed, ignored] = host_counts(&summaries);
+    let verdict = if out.status.success() { "ok" } else { "FAILED" };
+    println!(
+        "test: host unit tests {verdict}: {passed} passed, {failed} failed, {ignored} ignored in {} test binaries",
+        summaries.len()
+    );
     Ok(out.status.success())
+}
+
+/// Sums `N passed; N failed; N ignored` over libtest's summary lines.
+fn host_counts(summaries: &[&str]) -> [usize; 3] {
+    let mut sums = [0; 3];
+    for line in summaries {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        for pair in words.windows(2) {
+            let slot = match pair[1].trim_end_matches([';', ',']) {
+                "passed" => 0,
+                "failed" => 1,
+                "ignored" => 2,
+                _ => continue,
+            };
+            sums[slot] += pair[0].parse::<usize>().unwrap_or(0);
+        }
+    }
+    sums
 }
 
 fn run_on(kernel: &Kernel, suite: &Path, timeout: Duration) -> Result<KernelOutcome> {
@@ -250,6 +275,7 @@ fn judge(kernel: &Kernel, run: &GuestRun, results_dir: &Path) -> KernelOutcome {
         id: kernel.id.clone(),
         version: kernel.version.clone(),
         results,
+        timing: run.timing(),
         problems,
     }
 }
@@ -263,7 +289,11 @@ fn parse_results<'a>(lines: impl Iterator<Item = &'a str>) -> Vec<ScenarioResult
                 .split('\t');
             let scenario = fields.next()?.to_string();
             let status = fields.next().unwrap_or("");
-            let seconds = fields.next().unwrap_or("").to_string();
+            let seconds = fields.next().unwrap_or("");
+            // `date +%s.%N` arithmetic has nine decimals; the table shows two.
+            let seconds = seconds
+                .parse::<f64>()
+                .map_or(seconds.to_string(), |s| format!("{s:.2}"));
             let mut reason = fields.collect::<Vec<_>>().join(" ");
             let verdict = match status {
                 "pass" => Verdict::Pass,
@@ -286,7 +316,7 @@ fn parse_results<'a>(lines: impl Iterator<Item = &'a str>) -> Vec<ScenarioResult
 }
 
 fn print_kernel(o: &KernelOutcome) {
-    println!("\nkernel {} ({})", o.id, o.version);
+    println!("\nkernel {} ({}): {}", o.id, o.version, o.timing);
     let width = o
         .results
         .iter()
@@ -328,5 +358,14 @@ mod tests {
         assert_eq!(results[2].verdict, Verdict::Fail);
         let counts = Counts::of(&results);
         assert_eq!(counts.to_string(), "1 passed, 1 failed, 1 skipped");
+    }
+
+    #[test]
+    fn libtest_summaries_are_summed() {
+        let lines = [
+            "test result: ok. 91 passed; 0 failed; 2 ignored; 0 measured; 0 filtered out; finished in 2.58s",
+            "test result: FAILED. 4 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out",
+        ];
+        assert_eq!(host_counts(&lines), [95, 1, 2]);
     }
 }

@@ -9,7 +9,7 @@
 
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread;
@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 
 use crate::kernels::{self, Kernel};
-use crate::{paths, process};
+use crate::{paths, process, setup};
 
 const START_MARK: &str = "XTASK-VM-START";
 const EXIT_MARK: &str = "XTASK-VM-EXIT=";
@@ -27,6 +27,19 @@ const EXIT_MARK: &str = "XTASK-VM-EXIT=";
 const SMOKE: &str = "set -e; echo \"kernel: $(uname -r)\"; \
                      modprobe nf_conntrack; modprobe nf_conntrack_netlink; \
                      n=$(conntrack -C); echo \"conntrack -C: $n\"";
+
+/// Host variables the scenario scripts read (tests/README.md). vng gives
+/// the guest command only TERM from the host environment, so these are
+/// exported explicitly when set.
+const FORWARDED_ENV: [&str; 7] = [
+    "SCENARIOS",
+    "SCEN_TIMEOUT",
+    "TRACKER_READY_TIMEOUT",
+    "BURST_FLOWS",
+    "BURST_RATE",
+    "PYTHON",
+    "RUST_LOG",
+];
 
 /// How much of the console to show when a guest fails.
 const TAIL_LINES: usize = 40;
@@ -126,6 +139,7 @@ pub fn run_command(ids: &[&str], command: &[String], timeout: Duration) -> Resul
     } else {
         command.join(" ")
     };
+    setup::vm_tools(setup::Mode::Check)?;
     let mut runs = Vec::new();
     for id in ids {
         let kernel = kernels::installed(id)?;
@@ -188,12 +202,18 @@ pub fn report(run: &GuestRun) {
 pub fn boot_and_run(kernel: &Kernel, command: &str, timeout: Duration) -> Result<GuestRun> {
     let log_dir = paths::vm_dir().join(&kernel.id);
     fs::create_dir_all(&log_dir)?;
+    let _lock = VmLock::acquire()?;
     let console_path = log_dir.join("console.log");
     let mut console = File::create(&console_path)
         .with_context(|| format!("creating {}", console_path.display()))?;
 
+    let exports: String = FORWARDED_ENV
+        .iter()
+        .filter_map(|name| Some((name, std::env::var(name).ok()?)))
+        .map(|(name, value)| format!("export {name}={}; ", process::shell_quote(&value)))
+        .collect();
     let wrapped = format!(
-        "echo {START_MARK} $(cut -d' ' -f1 /proc/uptime); bash -c {}; s=$?; echo {EXIT_MARK}$s; exit $s",
+        "{exports}echo {START_MARK} $(cut -d' ' -f1 /proc/uptime); bash -c {}; s=$?; echo {EXIT_MARK}$s; exit $s",
         process::shell_quote(command)
     );
     let target = paths::target_dir();
@@ -282,13 +302,14 @@ pub fn boot_and_run(kernel: &Kernel, command: &str, timeout: Duration) -> Result
         }
     }
     run.vng_status = if run.timed_out {
+        // Already SIGKILLed; reap it.
         let _ = child.kill();
+        let _ = child.wait();
         None
     } else {
         Some(child.wait()?)
     };
     run.total = started.elapsed();
-    let _ = child.try_wait();
     Ok(run)
 }
 
@@ -352,9 +373,10 @@ fn spawn_reader(
     });
 }
 
-/// SIGKILLs `root` and all its descendants. vng forks qemu (which may fork
-/// helpers), so killing vng alone would leave the guest running; /proc is
-/// scanned because this kernel has no /proc/<pid>/task/<tid>/children.
+/// SIGKILLs `root`'s descendants, then `root`. vng forks qemu (which may
+/// fork helpers), so killing vng alone would leave the guest running; the
+/// children go first so vng can still reap them. /proc is scanned because
+/// this kernel has no /proc/<pid>/task/<tid>/children.
 fn kill_tree(root: u32) {
     let parents: Vec<(u32, u32)> = fs::read_dir("/proc")
         .into_iter()
@@ -362,11 +384,11 @@ fn kill_tree(root: u32) {
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter_map(|pid| Some((pid, parent_of(pid)?)))
         .collect();
-    let mut doomed = vec![root];
+    let mut tree = vec![root];
     let mut i = 0;
-    while i < doomed.len() {
-        let parent = doomed[i];
-        doomed.extend(
+    while i < tree.len() {
+        let parent = tree[i];
+        tree.extend(
             parents
                 .iter()
                 .filter(|(_, pp)| *pp == parent)
@@ -374,9 +396,66 @@ fn kill_tree(root: u32) {
         );
         i += 1;
     }
-    let mut kill = process::command("kill");
-    kill.arg("-KILL").args(doomed.iter().map(u32::to_string));
-    let _ = process::probe(&mut kill);
+    let signal = |pids: &[u32]| {
+        if !pids.is_empty() {
+            let mut kill = process::command("kill");
+            kill.arg("-KILL").args(pids.iter().map(u32::to_string));
+            let _ = process::probe(&mut kill);
+        }
+    };
+    signal(&tree[1..]);
+    thread::sleep(Duration::from_millis(500));
+    signal(&tree[..1]);
+}
+
+/// One VM at a time across xtask processes: two TCG guests on two cores
+/// would each run at half speed (spurious timeouts, skewed boot times) and
+/// would write the same console.log. Held from boot to exit.
+struct VmLock {
+    path: PathBuf,
+}
+
+impl VmLock {
+    fn acquire() -> Result<Self> {
+        let path = paths::vm_dir().join("lock");
+        let mut said = false;
+        loop {
+            match fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(mut file) => {
+                    writeln!(file, "{}", std::process::id())?;
+                    return Ok(Self { path });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let holder = fs::read_to_string(&path).unwrap_or_default();
+                    let holder = holder.trim();
+                    // A holder that died without cleaning up (SIGKILL).
+                    if !holder.is_empty() && !Path::new("/proc").join(holder).exists() {
+                        let _ = fs::remove_file(&path);
+                        continue;
+                    }
+                    if !said {
+                        println!(
+                            "vm: waiting for another xtask's VM to finish (pid {holder}, {})",
+                            path.display()
+                        );
+                        said = true;
+                    }
+                    thread::sleep(Duration::from_secs(1));
+                }
+                Err(e) => return Err(e).with_context(|| format!("creating {}", path.display())),
+            }
+        }
+    }
+}
+
+impl Drop for VmLock {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
 }
 
 /// The ppid field of /proc/<pid>/stat (after the parenthesised comm, which

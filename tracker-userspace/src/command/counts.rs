@@ -92,7 +92,10 @@ pub async fn run(cli: &Cli, args: &CountsArgs) -> anyhow::Result<ExitCode> {
             // Redraw in place: home the cursor and clear the screen.
             write!(stdout, "\x1b[H\x1b[2J")?;
         }
-        if let Err(e) = stdout.write_all(text.as_bytes()).and_then(|_| stdout.flush()) {
+        if let Err(e) = stdout
+            .write_all(text.as_bytes())
+            .and_then(|_| stdout.flush())
+        {
             if e.kind() == std::io::ErrorKind::BrokenPipe {
                 break;
             }

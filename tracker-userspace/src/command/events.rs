@@ -76,6 +76,12 @@ pub async fn run(cli: &Cli, args: &EventsArgs) -> anyhow::Result<ExitCode> {
     }
     let _ = out.flush();
     let lost = source.lost();
+    let stats: Vec<String> = source
+        .stats()
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    log::info!("source counters: {}", stats.join(" "));
     if let Some(dir) = pins {
         crate::source::ebpf::counts::unpin(&dir);
     }

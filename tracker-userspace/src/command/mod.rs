@@ -144,7 +144,10 @@ pub async fn open_source(
         destroy: kinds.destroy,
     };
     let source = NetlinkSource::open(set, netlink_buffer.unwrap_or(netlink::DEFAULT_RCVBUF))?;
-    let description = format!("source=netlink, buffer={}", human_size(source.rcvbuf() as u64));
+    let description = format!(
+        "source=netlink, buffer={}",
+        human_size(source.rcvbuf() as u64)
+    );
     Ok(Opened {
         source: Source::Netlink(source),
         description,

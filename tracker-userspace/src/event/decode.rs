@@ -19,7 +19,8 @@ const AF_INET6: u8 = 10;
 pub struct KernelProfile {
     /// Kernel tick rate, for jiffies → seconds.
     pub hz: u32,
-    /// DESTROY events carry the remaining timeout when non-zero (5.15+).
+    /// DESTROY events carry the remaining timeout when non-zero, and TCP
+    /// protocol info (5.15+; 5.10 sends neither).
     pub destroy_has_timeout: bool,
 }
 
@@ -179,8 +180,8 @@ pub fn event(r: &FlowRecord, clock: &Clock, profile: &KernelProfile) -> Result<E
         orig: tuple(r, &r.orig),
         reply: tuple(r, &r.reply),
         status: r.status,
-        // ctnetlink sends TCP protocol info with NEW; DESTROY carries none.
-        tcp_state: (is_tcp && kind == EventKind::New).then_some(r.tcp_state),
+        tcp_state: (is_tcp && (kind == EventKind::New || profile.destroy_has_timeout))
+            .then_some(r.tcp_state),
         timeout,
         mark: r.mark,
         mark_changed: false,
@@ -261,21 +262,24 @@ mod tests {
         r.header.kind = kind::DESTROY;
         let e = event(&r, &clock, &PROFILE).unwrap();
         assert_eq!(e.timeout, Some(120));
-        assert_eq!(e.tcp_state, None);
+        assert_eq!(e.tcp_state, Some(1));
         let old = KernelProfile {
             destroy_has_timeout: false,
             ..PROFILE
         };
         assert_eq!(event(&r, &clock, &old).unwrap().timeout, None);
+        assert_eq!(event(&r, &clock, &old).unwrap().tcp_state, None);
         r.timeout_jiffies = -40;
         assert_eq!(event(&r, &clock, &PROFILE).unwrap().timeout, None);
     }
 
     #[test]
     fn decodes_icmp_ids() {
-        let mut t = FlowTuple::default();
-        t.src_id = 0x1234u16.to_be_bytes();
-        t.dst_id = [8, 0];
+        let t = FlowTuple {
+            src_id: 0x1234u16.to_be_bytes(),
+            dst_id: [8, 0],
+            ..Default::default()
+        };
         assert_eq!(
             l4_ids(1, &t),
             L4Ids::Icmp {
@@ -297,7 +301,10 @@ mod tests {
             )
         };
         assert!(matches!(record(bytes), Err(DecodeError::Version(99, _))));
-        assert!(matches!(record(&bytes[..10]), Err(DecodeError::Size(10, _))));
+        assert!(matches!(
+            record(&bytes[..10]),
+            Err(DecodeError::Size(10, _))
+        ));
     }
 
     #[test]
@@ -309,6 +316,10 @@ mod tests {
 
     #[test]
     fn tick_rate_is_a_kernel_hz() {
-        assert!([100, 250, 300, 1000].contains(&tick_rate()), "{}", tick_rate());
+        assert!(
+            [100, 250, 300, 1000].contains(&tick_rate()),
+            "{}",
+            tick_rate()
+        );
     }
 }

@@ -18,10 +18,20 @@ pub enum EventKind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum L4Ids {
     /// tcp, udp, udplite, sctp, dccp.
-    Ports { sport: u16, dport: u16 },
+    Ports {
+        sport: u16,
+        dport: u16,
+    },
     /// icmp and icmpv6.
-    Icmp { kind: u8, code: u8, id: u16 },
-    Gre { src_key: u16, dst_key: u16 },
+    Icmp {
+        kind: u8,
+        code: u8,
+        id: u16,
+    },
+    Gre {
+        src_key: u16,
+        dst_key: u16,
+    },
     /// Protocols conntrack tracks without layer-4 identifiers.
     None,
 }

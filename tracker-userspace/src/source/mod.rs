@@ -27,6 +27,18 @@ impl Source {
         }
     }
 
+    /// Source-specific counters for the verbose exit report.
+    pub fn stats(&self) -> Vec<(&'static str, u64)> {
+        match self {
+            Source::Ebpf(s) => {
+                let mut v = s.kernel_stats().to_vec();
+                v.push(("undecodable", s.undecodable));
+                v
+            }
+            Source::Netlink(s) => vec![("enobufs", s.enobufs()), ("malformed", s.malformed())],
+        }
+    }
+
     /// Events known to be lost: ring drops (exact), or ENOBUFS overruns on
     /// netlink (each overrun loses an unknown number of events).
     pub fn lost(&self) -> u64 {

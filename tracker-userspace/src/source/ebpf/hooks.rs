@@ -53,7 +53,10 @@ pub const HOOKS: &[Hook] = &[
     },
     Hook {
         role: "DESTROY",
-        functions: &["nf_ct_delete"],
+        // GCC may split nf_ct_delete: its callers inside nf_conntrack_core.c
+        // then call the outlined `.part.0` directly (Debian 5.10), and the
+        // exported wrapper calls it too, so the clone sees every delete.
+        functions: &["nf_ct_delete.part.0", "nf_ct_delete"],
         fexit: Some("delete_fexit"),
         kprobe: "delete_kprobe",
         kretprobe: Some("delete_kretprobe"),

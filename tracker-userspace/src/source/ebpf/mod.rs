@@ -87,7 +87,10 @@ impl EbpfSource {
         // One sentence for all required hooks: on a kernel that refuses a
         // way of hooking, every hook is refused for the same reason.
         let mut reasons: Vec<String> = Vec::new();
-        for o in outcomes.iter().filter(|o| o.hook.required && o.attached.is_none()) {
+        for o in outcomes
+            .iter()
+            .filter(|o| o.hook.required && o.attached.is_none())
+        {
             for r in &o.refused {
                 if !reasons.contains(r) {
                     reasons.push(r.clone());
@@ -169,11 +172,7 @@ impl EbpfSource {
         self.stat(stat::RING_DROPS)
     }
 
-    /// Records the kernel wrote into the ring.
-    pub fn emitted(&self) -> u64 {
-        self.stat(stat::EMITTED)
-    }
-
+    /// The kernel side's own counters, for `-v` and the exit report.
     pub fn kernel_stats(&self) -> [(&'static str, u64); 5] {
         [
             ("emitted", self.stat(stat::EMITTED)),

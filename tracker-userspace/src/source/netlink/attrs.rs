@@ -16,7 +16,6 @@ use crate::event::Counters;
 /// nfnetlink subsystem id of ctnetlink (`NFNL_SUBSYS_CTNETLINK`).
 pub const NFNL_SUBSYS_CTNETLINK: u16 = 1;
 pub const IPCTNL_MSG_CT_NEW: u16 = 0;
-pub const IPCTNL_MSG_CT_DELETE: u16 = 2;
 /// `IPCTNL_MSG_CT_GET_STATS`: used as a cheap probe that ctnetlink answers.
 pub const IPCTNL_MSG_CT_GET_STATS: u8 = 5;
 

@@ -95,8 +95,12 @@ pub fn event_from_message(
             ConntrackAttribute::Other(nla) => {
                 let v = GapValue::of(nla).ok_or_else(|| malformed("oversized attribute"))?;
                 match v.kind {
-                    attrs::CTA_ZONE => zone = Some(v.u16_be().ok_or_else(|| malformed("CTA_ZONE"))?),
-                    attrs::CTA_ID => conn_id = v.u32_be().ok_or_else(|| malformed("CTA_ID"))?.into(),
+                    attrs::CTA_ZONE => {
+                        zone = Some(v.u16_be().ok_or_else(|| malformed("CTA_ZONE"))?)
+                    }
+                    attrs::CTA_ID => {
+                        conn_id = v.u32_be().ok_or_else(|| malformed("CTA_ID"))?.into()
+                    }
                     attrs::CTA_COUNTERS_ORIG | attrs::CTA_COUNTERS_REPLY => {
                         let c = attrs::parse_counters(v.bytes())
                             .ok_or_else(|| malformed("CTA_COUNTERS"))?;
@@ -201,10 +205,12 @@ fn decode_tuple(parts: &[CtTuple], which: &str) -> Result<DecodedTuple, NetlinkE
         }
     }
     let (Some(src), Some(dst)) = (src, dst) else {
-        return Err(NetlinkError::Malformed(format!("{which} tuple without addresses")));
+        return Err(NetlinkError::Malformed(format!(
+            "{which} tuple without addresses"
+        )));
     };
-    let l4proto =
-        l4proto.ok_or_else(|| NetlinkError::Malformed(format!("{which} tuple without protocol")))?;
+    let l4proto = l4proto
+        .ok_or_else(|| NetlinkError::Malformed(format!("{which} tuple without protocol")))?;
     let l4 = l4_ids(l4proto, sport, dport, icmp_id, icmp_type, icmp_code);
     Ok(DecodedTuple {
         tuple: Tuple { src, dst, l4 },

@@ -19,7 +19,9 @@ use tracker_common::{FlowTuple, MarkKey, tuple_hash};
 
 use super::NetlinkError;
 use super::attrs::*;
-use super::socket::{align4, classify, classify_errno, netns_inode, open_ctnetlink, recv_blocking, send_request};
+use super::socket::{
+    align4, classify, classify_errno, netns_inode, open_ctnetlink, recv_blocking, send_request,
+};
 
 /// One entry of the table, as much as the per-mark counts need.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -40,7 +42,13 @@ pub struct DumpEntry {
 impl DumpEntry {
     /// The hash the kernel hooks store for the entries they counted.
     pub fn tuple_hash(&self) -> u64 {
-        tuple_hash(&self.orig, self.l3proto, self.l4proto, self.zone, self.netns)
+        tuple_hash(
+            &self.orig,
+            self.l3proto,
+            self.l4proto,
+            self.zone,
+            self.netns,
+        )
     }
 
     pub fn mark_key(&self) -> MarkKey {
@@ -70,10 +78,15 @@ pub fn dump_marks() -> Result<Vec<DumpEntry>, NetlinkError> {
     let mut entries = Vec::with_capacity(table_size_hint());
     let stats = dump_each(|e| entries.push(*e))?;
     if stats.interrupted {
-        log::warn!("the conntrack dump was interrupted by table changes; counts may be off by a few");
+        log::warn!(
+            "the conntrack dump was interrupted by table changes; counts may be off by a few"
+        );
     }
     if stats.malformed > 0 {
-        log::warn!("skipped {} malformed conntrack dump entries", stats.malformed);
+        log::warn!(
+            "skipped {} malformed conntrack dump entries",
+            stats.malformed
+        );
     }
     Ok(entries)
 }
@@ -106,14 +119,18 @@ pub fn dump_each(mut f: impl FnMut(&DumpEntry)) -> Result<DumpStats, NetlinkErro
     let mut stats = DumpStats::default();
     let mut buf = vec![0u8; DUMP_BUF];
     loop {
-        let n = recv_blocking(&socket, &mut buf).map_err(|e| classify("reading the conntrack dump", e))?;
+        let n = recv_blocking(&socket, &mut buf)
+            .map_err(|e| classify("reading the conntrack dump", e))?;
         if n == 0 {
-            return Err(NetlinkError::Malformed("the conntrack dump ended without NLMSG_DONE".into()));
+            return Err(NetlinkError::Malformed(
+                "the conntrack dump ended without NLMSG_DONE".into(),
+            ));
         }
         let mut off = 0;
         while off < n {
             let rest = &buf[off..n];
-            let msg = NetlinkBuffer::new_checked(rest).map_err(|e| NetlinkError::Malformed(e.to_string()))?;
+            let msg = NetlinkBuffer::new_checked(rest)
+                .map_err(|e| NetlinkError::Malformed(e.to_string()))?;
             let len = msg.length() as usize;
             if msg.sequence_number() == DUMP_SEQ {
                 stats.interrupted |= msg.flags() & NLM_F_DUMP_INTR != 0;
@@ -121,7 +138,11 @@ pub fn dump_each(mut f: impl FnMut(&DumpEntry)) -> Result<DumpStats, NetlinkErro
                     NLMSG_DONE => {
                         // The payload is an int: 0, or -errno when the dump failed.
                         let code = parse_i32(msg.payload()).unwrap_or(0);
-                        return if code < 0 { Err(classify_errno("dumping conntrack", -code)) } else { Ok(stats) };
+                        return if code < 0 {
+                            Err(classify_errno("dumping conntrack", -code))
+                        } else {
+                            Ok(stats)
+                        };
                     }
                     NLMSG_ERROR => {
                         let code = parse_i32(msg.payload()).unwrap_or(0);
@@ -195,8 +216,12 @@ fn parse_flow_tuple(nla: &NlaBuffer<&[u8]>, t: &mut FlowTuple) -> Option<(u8, Op
                     let ip = ip.ok()?;
                     let v = ip.value();
                     match (ip.kind(), v.len()) {
-                        (CTA_IP_V4_SRC, 4) | (CTA_IP_V6_SRC, 16) => t.src[..v.len()].copy_from_slice(v),
-                        (CTA_IP_V4_DST, 4) | (CTA_IP_V6_DST, 16) => t.dst[..v.len()].copy_from_slice(v),
+                        (CTA_IP_V4_SRC, 4) | (CTA_IP_V6_SRC, 16) => {
+                            t.src[..v.len()].copy_from_slice(v)
+                        }
+                        (CTA_IP_V4_DST, 4) | (CTA_IP_V6_DST, 16) => {
+                            t.dst[..v.len()].copy_from_slice(v)
+                        }
                         (CTA_IP_V4_SRC..=CTA_IP_V6_DST, _) => return None,
                         _ => {}
                     }

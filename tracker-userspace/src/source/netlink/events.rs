@@ -120,7 +120,11 @@ impl NetlinkSource {
     pub fn enobufs(&self) -> u64 {
         self.rx.enobufs
     }
+}
 
+// Diagnostics for callers that report them.
+#[allow(dead_code)]
+impl NetlinkSource {
     /// Messages that could not be decoded (or were truncated) and were
     /// skipped.
     pub fn malformed(&self) -> u64 {

@@ -14,7 +14,7 @@
 
 mod attrs;
 mod decode;
-mod dump;
+pub mod dump;
 mod events;
 mod socket;
 
@@ -25,9 +25,8 @@ mod tests;
 
 use std::io;
 
-pub use decode::{Receipt, decode_event};
-pub use dump::{DumpEntry, DumpStats, dump_each, dump_marks, mark_totals};
-pub use events::{DEFAULT_RCVBUF, MAX_BATCH, NetlinkSource};
+pub use dump::{dump_marks, mark_totals};
+pub use events::{DEFAULT_RCVBUF, NetlinkSource};
 
 /// Which event kinds to subscribe to; each is one multicast group, so the
 /// kernel never sends the others.
@@ -39,17 +38,6 @@ pub struct KindSet {
 }
 
 impl KindSet {
-    pub const ALL: Self = Self {
-        new: true,
-        update: true,
-        destroy: true,
-    };
-    pub const NEW_DESTROY: Self = Self {
-        new: true,
-        update: false,
-        destroy: true,
-    };
-
     pub fn is_empty(&self) -> bool {
         !(self.new || self.update || self.destroy)
     }
@@ -70,7 +58,9 @@ impl KindSet {
 pub enum NetlinkError {
     #[error("opening a ctnetlink socket needs CAP_NET_ADMIN (run as root)")]
     PermissionDenied,
-    #[error("ctnetlink is not available: load nf_conntrack_netlink (modprobe nf_conntrack_netlink)")]
+    #[error(
+        "ctnetlink is not available: load nf_conntrack_netlink (modprobe nf_conntrack_netlink)"
+    )]
     Unavailable,
     #[error("no conntrack event kinds selected")]
     NoKinds,

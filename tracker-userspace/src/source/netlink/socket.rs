@@ -5,7 +5,9 @@ use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 
-use netlink_packet_core::{NLM_F_ACK, NLM_F_REQUEST, NetlinkBuffer, NetlinkMessage, NetlinkPayload};
+use netlink_packet_core::{
+    NLM_F_ACK, NLM_F_REQUEST, NetlinkBuffer, NetlinkMessage, NetlinkPayload,
+};
 use netlink_packet_netfilter::conntrack::ConntrackMessage;
 use netlink_packet_netfilter::{NetfilterHeader, NetfilterMessage, NetfilterProtoFamily};
 use netlink_sys::{Socket, protocols::NETLINK_NETFILTER};
@@ -42,7 +44,11 @@ fn set_rcvbuf(socket: &Socket, size: usize) -> Result<(), NetlinkError> {
                 size_of::<libc::c_int>() as libc::socklen_t,
             )
         };
-        if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
     };
     set(libc::SO_RCVBUFFORCE)
         .or_else(|_| set(libc::SO_RCVBUF))
@@ -100,7 +106,9 @@ pub fn send_request(
     msg.finalize();
     let mut buf = vec![0u8; msg.buffer_len()];
     msg.serialize(&mut buf);
-    socket.send(&buf, 0).map_err(|e| classify("sending a ctnetlink request", e))?;
+    socket
+        .send(&buf, 0)
+        .map_err(|e| classify("sending a ctnetlink request", e))?;
     Ok(())
 }
 
@@ -161,16 +169,16 @@ pub const RING_SLOT_SIZE: usize = 8192;
 /// are rebuilt on the stack per call instead of stored (keeps this `Send`).
 pub struct RecvRing {
     data: Vec<u8>,
-    lens: [u32; RING_SLOTS],
-    truncated: [bool; RING_SLOTS],
+    lens: Vec<u32>,
+    truncated: Vec<bool>,
 }
 
 impl RecvRing {
     pub fn new() -> Self {
         Self {
             data: vec![0u8; RING_SLOTS * RING_SLOT_SIZE],
-            lens: [0; RING_SLOTS],
-            truncated: [false; RING_SLOTS],
+            lens: vec![0; RING_SLOTS],
+            truncated: vec![false; RING_SLOTS],
         }
     }
 

@@ -17,7 +17,8 @@ use netlink_packet_netfilter::{NetfilterHeader, NetfilterMessage, NetfilterProto
 use tracker_common::{FlowTuple, MarkKey};
 
 use super::attrs::*;
-use super::dump::entry_from_payload;
+use super::decode::{Receipt, decode_event};
+use super::dump::{DumpEntry, entry_from_payload};
 use super::events::decode_datagram;
 use super::*;
 use crate::event::{Counters, Event, EventKind, L4Ids, Tuple};
@@ -33,7 +34,10 @@ fn receipt() -> Receipt {
 
 /// Serializes a ctnetlink message with the crate's emitters.
 fn emit(family: NetfilterProtoFamily, msg: ConntrackMessage, flags: u16, portid: u32) -> Vec<u8> {
-    let mut nl = NetlinkMessage::from(NetfilterMessage::new(NetfilterHeader::new(family, 0, 0), msg));
+    let mut nl = NetlinkMessage::from(NetfilterMessage::new(
+        NetfilterHeader::new(family, 0, 0),
+        msg,
+    ));
     nl.header.flags = flags;
     nl.header.port_number = portid;
     nl.finalize();
@@ -44,7 +48,10 @@ fn emit(family: NetfilterProtoFamily, msg: ConntrackMessage, flags: u16, portid:
 
 fn ip_tuple(src: IpAddr, dst: IpAddr, proto: Vec<ProtoTuple>) -> Vec<CtTuple> {
     vec![
-        CtTuple::Ip(vec![IPTuple::SourceAddress(src), IPTuple::DestinationAddress(dst)]),
+        CtTuple::Ip(vec![
+            IPTuple::SourceAddress(src),
+            IPTuple::DestinationAddress(dst),
+        ]),
         CtTuple::Proto(proto),
     ]
 }
@@ -78,7 +85,9 @@ fn v4(a: [u8; 4]) -> IpAddr {
 }
 
 fn decode_one(bytes: &[u8]) -> Event {
-    decode_event(bytes, &receipt()).expect("decodes").expect("is an event")
+    decode_event(bytes, &receipt())
+        .expect("decodes")
+        .expect("is an event")
 }
 
 #[test]
@@ -97,7 +106,12 @@ fn tcp_new_with_every_optional_field() {
         other(CTA_ZONE, &[0x00, 0x05]),
         other(CTA_ID, &[0xde, 0xad, 0xbe, 0xef]),
     ]);
-    let bytes = emit(NetfilterProtoFamily::IPv4, msg, NLM_F_CREATE | NLM_F_EXCL, 0);
+    let bytes = emit(
+        NetfilterProtoFamily::IPv4,
+        msg,
+        NLM_F_CREATE | NLM_F_EXCL,
+        0,
+    );
     let expected = Event {
         kind: EventKind::New,
         time: receipt().time,
@@ -106,12 +120,18 @@ fn tcp_new_with_every_optional_field() {
         orig: Tuple {
             src: a,
             dst: b,
-            l4: L4Ids::Ports { sport: 40000, dport: 80 },
+            l4: L4Ids::Ports {
+                sport: 40000,
+                dport: 80,
+            },
         },
         reply: Tuple {
             src: b,
             dst: a,
-            l4: L4Ids::Ports { sport: 80, dport: 40000 },
+            l4: L4Ids::Ports {
+                sport: 80,
+                dport: 40000,
+            },
         },
         status: 0x8,
         tcp_state: Some(1),
@@ -163,11 +183,17 @@ fn udp6_destroy_with_counters_timestamps_and_portid() {
         ConntrackAttribute::CtaStatus(Status::from_bits_retain(0xe)),
         other_nested(
             CTA_COUNTERS_ORIG,
-            &[u64_nla(CTA_COUNTERS_PACKETS, 3), u64_nla(CTA_COUNTERS_BYTES, 180)],
+            &[
+                u64_nla(CTA_COUNTERS_PACKETS, 3),
+                u64_nla(CTA_COUNTERS_BYTES, 180),
+            ],
         ),
         other_nested(
             CTA_COUNTERS_REPLY,
-            &[u64_nla(CTA_COUNTERS_PACKETS, 2), u64_nla(CTA_COUNTERS_BYTES, 1 << 33)],
+            &[
+                u64_nla(CTA_COUNTERS_PACKETS, 2),
+                u64_nla(CTA_COUNTERS_BYTES, 1 << 33),
+            ],
         ),
         other_nested(
             CTA_TIMESTAMP,
@@ -182,12 +208,24 @@ fn udp6_destroy_with_counters_timestamps_and_portid() {
     assert_eq!(e.kind, EventKind::Destroy);
     assert_eq!((e.l3proto, e.l4proto), (10, 17));
     assert_eq!(e.orig.src, a);
-    assert_eq!(e.reply.l4, L4Ids::Ports { sport: 4321, dport: 1234 });
+    assert_eq!(
+        e.reply.l4,
+        L4Ids::Ports {
+            sport: 4321,
+            dport: 1234
+        }
+    );
     assert_eq!(
         e.counters,
         Some([
-            Counters { packets: 3, bytes: 180 },
-            Counters { packets: 2, bytes: 1 << 33 },
+            Counters {
+                packets: 3,
+                bytes: 180
+            },
+            Counters {
+                packets: 2,
+                bytes: 1 << 33
+            },
         ])
     );
     assert_eq!(e.start_ns, Some(1_700_000_000_123_456_789));
@@ -215,7 +253,13 @@ fn counters_32bit_and_start_only_timestamp() {
     let e = decode_one(&emit(NetfilterProtoFamily::IPv4, msg, 0, 0));
     assert_eq!(
         e.counters,
-        Some([Counters::default(), Counters { packets: 9, bytes: 900 }])
+        Some([
+            Counters::default(),
+            Counters {
+                packets: 9,
+                bytes: 900
+            }
+        ])
     );
     assert_eq!((e.start_ns, e.stop_ns), (Some(77), None));
 }
@@ -255,7 +299,10 @@ fn icmp_tuple(src: [u8; 4], dst: [u8; 4], id: u16, kind: u8, code: u8) -> Vec<u8
     nest(
         0, // replaced by the caller's kind
         &[
-            nest(CTA_TUPLE_IP, &[nla(CTA_IP_V4_SRC, &src), nla(CTA_IP_V4_DST, &dst)]),
+            nest(
+                CTA_TUPLE_IP,
+                &[nla(CTA_IP_V4_SRC, &src), nla(CTA_IP_V4_DST, &dst)],
+            ),
             nest(
                 CTA_TUPLE_PROTO,
                 &[
@@ -282,10 +329,13 @@ fn raw_icmp_new() -> Vec<u8> {
         0,
         2,
         &[
-            with_kind(icmp_tuple([10, 1, 2, 3], [10, 1, 2, 4], 0x1234, 8, 0), CTA_TUPLE_ORIG),
+            with_kind(
+                icmp_tuple([10, 1, 2, 3], [10, 1, 2, 4], 0x1234, 8, 0),
+                CTA_TUPLE_ORIG,
+            ),
             with_kind(icmp_tuple([10, 1, 2, 4], [10, 1, 2, 3], 0x1234, 0, 0), 2),
-            nla(3, &0x8u32.to_be_bytes()),  // CTA_STATUS
-            nla(7, &30u32.to_be_bytes()),   // CTA_TIMEOUT
+            nla(3, &0x8u32.to_be_bytes()), // CTA_STATUS
+            nla(7, &30u32.to_be_bytes()),  // CTA_TIMEOUT
             nla(CTA_MARK, &[1, 2, 3, 4]),
             nla(CTA_ID, &[0, 0, 1, 0]),
             nla(CTA_ZONE, &[0, 9]),
@@ -303,11 +353,25 @@ fn icmp_from_raw_bytes() {
         Tuple {
             src: v4([10, 1, 2, 3]),
             dst: v4([10, 1, 2, 4]),
-            l4: L4Ids::Icmp { kind: 8, code: 0, id: 0x1234 },
+            l4: L4Ids::Icmp {
+                kind: 8,
+                code: 0,
+                id: 0x1234
+            },
         }
     );
-    assert_eq!(e.reply.l4, L4Ids::Icmp { kind: 0, code: 0, id: 0x1234 });
-    assert_eq!((e.status, e.timeout, e.mark, e.zone, e.conn_id), (8, Some(30), 0x0102_0304, 9, 256));
+    assert_eq!(
+        e.reply.l4,
+        L4Ids::Icmp {
+            kind: 0,
+            code: 0,
+            id: 0x1234
+        }
+    );
+    assert_eq!(
+        (e.status, e.timeout, e.mark, e.zone, e.conn_id),
+        (8, Some(30), 0x0102_0304, 9, 256)
+    );
 }
 
 #[test]
@@ -342,10 +406,20 @@ fn directional_zone_inside_the_tuple() {
         nest(
             kind,
             &[
-                nest(CTA_TUPLE_IP, &[nla(CTA_IP_V4_SRC, &[1, 0, 0, 1]), nla(CTA_IP_V4_DST, &[1, 0, 0, 2])]),
+                nest(
+                    CTA_TUPLE_IP,
+                    &[
+                        nla(CTA_IP_V4_SRC, &[1, 0, 0, 1]),
+                        nla(CTA_IP_V4_DST, &[1, 0, 0, 2]),
+                    ],
+                ),
                 nest(
                     CTA_TUPLE_PROTO,
-                    &[nla(CTA_PROTO_NUM, &[17]), nla(CTA_PROTO_SRC_PORT, &[0, 53]), nla(CTA_PROTO_DST_PORT, &[0, 54])],
+                    &[
+                        nla(CTA_PROTO_NUM, &[17]),
+                        nla(CTA_PROTO_SRC_PORT, &[0, 53]),
+                        nla(CTA_PROTO_DST_PORT, &[0, 54]),
+                    ],
                 ),
                 nla(CTA_TUPLE_ZONE, &[0, 3]),
             ],
@@ -354,7 +428,10 @@ fn directional_zone_inside_the_tuple() {
     let bytes = ct_msg(2, 0, 0, 2, &[tuple(CTA_TUPLE_ORIG), tuple(2)]);
     assert_eq!(decode_one(&bytes).zone, 3);
     let e = entry_from_payload(&bytes[16..], NETNS).unwrap();
-    assert_eq!((e.zone, e.orig.src_id, e.orig.dst_id), (3, [0, 53], [0, 54]));
+    assert_eq!(
+        (e.zone, e.orig.src_id, e.orig.dst_id),
+        (3, [0, 53], [0, 54])
+    );
 }
 
 #[test]
@@ -365,11 +442,25 @@ fn gre_keys_and_protocols_without_ids() {
         ConntrackAttribute::CtaTupleReply(ip_tuple(b, a, ports(Protocol::Gre, 0x20, 0x10))),
     ]);
     let e = decode_one(&emit(NetfilterProtoFamily::IPv4, gre, NLM_F_CREATE, 0));
-    assert_eq!(e.orig.l4, L4Ids::Gre { src_key: 0x10, dst_key: 0x20 });
+    assert_eq!(
+        e.orig.l4,
+        L4Ids::Gre {
+            src_key: 0x10,
+            dst_key: 0x20
+        }
+    );
 
     let ipip = ConntrackMessage::New(vec![
-        ConntrackAttribute::CtaTupleOrig(ip_tuple(a, b, vec![ProtoTuple::Protocol(Protocol::IpIp)])),
-        ConntrackAttribute::CtaTupleReply(ip_tuple(b, a, vec![ProtoTuple::Protocol(Protocol::IpIp)])),
+        ConntrackAttribute::CtaTupleOrig(ip_tuple(
+            a,
+            b,
+            vec![ProtoTuple::Protocol(Protocol::IpIp)],
+        )),
+        ConntrackAttribute::CtaTupleReply(ip_tuple(
+            b,
+            a,
+            vec![ProtoTuple::Protocol(Protocol::IpIp)],
+        )),
     ]);
     let e = decode_one(&emit(NetfilterProtoFamily::IPv4, ipip, NLM_F_CREATE, 0));
     assert_eq!((e.l4proto, e.orig.l4), (94, L4Ids::None));
@@ -381,7 +472,10 @@ fn icmpv6_via_gap_attributes() {
     let icmp6 = |kind: u8| {
         vec![
             ProtoTuple::Protocol(Protocol::Ipv6Icmp),
-            ProtoTuple::Other(DefaultNla::new(CTA_PROTO_ICMPV6_ID, 0xbeefu16.to_be_bytes().to_vec())),
+            ProtoTuple::Other(DefaultNla::new(
+                CTA_PROTO_ICMPV6_ID,
+                0xbeefu16.to_be_bytes().to_vec(),
+            )),
             ProtoTuple::Other(DefaultNla::new(CTA_PROTO_ICMPV6_TYPE, vec![kind])),
             ProtoTuple::Other(DefaultNla::new(CTA_PROTO_ICMPV6_CODE, vec![0])),
         ]
@@ -390,12 +484,40 @@ fn icmpv6_via_gap_attributes() {
         ConntrackAttribute::CtaTupleOrig(ip_tuple(a, a, icmp6(128))),
         ConntrackAttribute::CtaTupleReply(ip_tuple(a, a, icmp6(129))),
     ]);
-    let bytes = emit(NetfilterProtoFamily::IPv6, msg, NLM_F_CREATE | NLM_F_EXCL, 0);
+    let bytes = emit(
+        NetfilterProtoFamily::IPv6,
+        msg,
+        NLM_F_CREATE | NLM_F_EXCL,
+        0,
+    );
     let e = decode_one(&bytes);
-    assert_eq!(e.orig.l4, L4Ids::Icmp { kind: 128, code: 0, id: 0xbeef });
-    assert_eq!(e.reply.l4, L4Ids::Icmp { kind: 129, code: 0, id: 0xbeef });
+    assert_eq!(
+        e.orig.l4,
+        L4Ids::Icmp {
+            kind: 128,
+            code: 0,
+            id: 0xbeef
+        }
+    );
+    assert_eq!(
+        e.reply.l4,
+        L4Ids::Icmp {
+            kind: 129,
+            code: 0,
+            id: 0xbeef
+        }
+    );
     let d = entry_from_payload(&bytes[16..], NETNS).unwrap();
-    assert_eq!((d.l3proto, d.l4proto, d.orig.src[15], d.orig.src_id, d.orig.dst_id), (10, 58, 1, [0xbe, 0xef], [128, 0]));
+    assert_eq!(
+        (
+            d.l3proto,
+            d.l4proto,
+            d.orig.src[15],
+            d.orig.src_id,
+            d.orig.dst_id
+        ),
+        (10, 58, 1, [0xbe, 0xef], [128, 0])
+    );
 }
 
 /// The allocation-free dump walk and the crate-based event decoder agree on
@@ -419,7 +541,11 @@ fn dump_walk_matches_crate_decoder() {
         emit(
             NetfilterProtoFamily::IPv6,
             ConntrackMessage::New(vec![
-                ConntrackAttribute::CtaTupleOrig(ip_tuple(six, a.to_canonical(), ports(Protocol::Sctp, 9, 10))),
+                ConntrackAttribute::CtaTupleOrig(ip_tuple(
+                    six,
+                    a.to_canonical(),
+                    ports(Protocol::Sctp, 9, 10),
+                )),
                 ConntrackAttribute::CtaTupleReply(ip_tuple(six, six, ports(Protocol::Sctp, 10, 9))),
                 other(CTA_ZONE, &[1, 0]),
             ]),
@@ -438,13 +564,22 @@ fn dump_walk_matches_crate_decoder() {
             }
         }
         match e.orig.l4 {
-            L4Ids::Ports { sport, dport } => (t.src_id, t.dst_id) = (sport.to_be_bytes(), dport.to_be_bytes()),
-            L4Ids::Icmp { kind, code, id } => (t.src_id, t.dst_id) = (id.to_be_bytes(), [kind, code]),
-            L4Ids::Gre { src_key, dst_key } => (t.src_id, t.dst_id) = (src_key.to_be_bytes(), dst_key.to_be_bytes()),
+            L4Ids::Ports { sport, dport } => {
+                (t.src_id, t.dst_id) = (sport.to_be_bytes(), dport.to_be_bytes())
+            }
+            L4Ids::Icmp { kind, code, id } => {
+                (t.src_id, t.dst_id) = (id.to_be_bytes(), [kind, code])
+            }
+            L4Ids::Gre { src_key, dst_key } => {
+                (t.src_id, t.dst_id) = (src_key.to_be_bytes(), dst_key.to_be_bytes())
+            }
             L4Ids::None => {}
         }
         assert_eq!(d.orig, t);
-        assert_eq!((d.l3proto, d.l4proto, d.zone, d.mark), (e.l3proto, e.l4proto, e.zone, e.mark));
+        assert_eq!(
+            (d.l3proto, d.l4proto, d.zone, d.mark),
+            (e.l3proto, e.l4proto, e.zone, e.mark)
+        );
     }
 }
 
@@ -457,24 +592,62 @@ fn datagram_with_several_messages_and_garbage() {
     assert_eq!(out.len(), 2);
 
     // A message without a reply tuple is counted, not pushed.
-    let bad = ct_msg(0, NLM_F_CREATE, 0, 2, &[with_kind(icmp_tuple([1; 4], [2; 4], 1, 8, 0), CTA_TUPLE_ORIG)]);
-    assert!(matches!(decode_event(&bad, &receipt()), Err(NetlinkError::Malformed(_))));
+    let bad = ct_msg(
+        0,
+        NLM_F_CREATE,
+        0,
+        2,
+        &[with_kind(
+            icmp_tuple([1; 4], [2; 4], 1, 8, 0),
+            CTA_TUPLE_ORIG,
+        )],
+    );
+    assert!(matches!(
+        decode_event(&bad, &receipt()),
+        Err(NetlinkError::Malformed(_))
+    ));
     let mut tail = bad.clone();
     tail.extend_from_slice(&[1, 2, 3]); // a truncated header after it
     assert_eq!(decode_datagram(&tail, &receipt(), &mut out), 2);
     assert_eq!(out.len(), 2);
 
     // A ctnetlink GET (a request, not an event) is ignored.
-    let get = emit(NetfilterProtoFamily::Unspec, ConntrackMessage::Get(vec![]), 0, 0);
+    let get = emit(
+        NetfilterProtoFamily::Unspec,
+        ConntrackMessage::Get(vec![]),
+        0,
+        0,
+    );
     assert!(decode_event(&get, &receipt()).unwrap().is_none());
 }
 
 #[test]
 fn kind_sets_map_to_groups() {
-    assert_eq!(KindSet::ALL.groups().collect::<Vec<_>>(), [1, 2, 3]);
-    assert_eq!(KindSet::NEW_DESTROY.groups().collect::<Vec<_>>(), [1, 3]);
+    assert_eq!(
+        KindSet {
+            new: true,
+            update: true,
+            destroy: true
+        }
+        .groups()
+        .collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    assert_eq!(
+        KindSet {
+            new: true,
+            update: false,
+            destroy: true
+        }
+        .groups()
+        .collect::<Vec<_>>(),
+        [1, 3]
+    );
     assert!(KindSet::default().is_empty());
-    assert!(matches!(NetlinkSource::open(KindSet::default(), 0), Err(NetlinkError::NoKinds)));
+    assert!(matches!(
+        NetlinkSource::open(KindSet::default(), 0),
+        Err(NetlinkError::NoKinds)
+    ));
 }
 
 #[test]
@@ -510,7 +683,10 @@ fn error_messages_say_what_to_do() {
         NetlinkError::Unavailable.to_string(),
         "ctnetlink is not available: load nf_conntrack_netlink (modprobe nf_conntrack_netlink)"
     );
-    let e = super::socket::classify("socket", std::io::Error::from_raw_os_error(libc::EPROTONOSUPPORT));
+    let e = super::socket::classify(
+        "socket",
+        std::io::Error::from_raw_os_error(libc::EPROTONOSUPPORT),
+    );
     assert!(matches!(e, NetlinkError::Unavailable));
     let e = super::socket::classify("bind", std::io::Error::from_raw_os_error(libc::EPERM));
     assert!(matches!(e, NetlinkError::PermissionDenied));
