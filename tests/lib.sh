@@ -288,7 +288,9 @@ oracle_start() {
         sleep 0.1
     done
     [ "$i" -lt 100 ] || log "warning: conntrack -E not seen on netlink after 10 s; going on"
-    nsenter --net="/run/netns/$ns" -- "$TRACKER" events -e NEW,DESTROY >"$TRK_OUT" 2>"$TRK_ERR" &
+    # shellcheck disable=SC2086  # TRACKER_ARGS: extra words, e.g. filters
+    nsenter --net="/run/netns/$ns" -- "$TRACKER" events -e NEW,DESTROY ${TRACKER_ARGS:-} \
+        >"$TRK_OUT" 2>"$TRK_ERR" &
     TRK_PID=$!
     for ((i = 0; i < TRACKER_READY_TIMEOUT * 10; i++)); do
         grep -q '^tracker: listening' "$TRK_ERR" 2>/dev/null && break
@@ -307,6 +309,28 @@ oracle_start() {
         fail "tracker did not print 'tracker: listening' within ${TRACKER_READY_TIMEOUT}s"
     fi
     log "oracle running in $ns: $(grep '^tracker: listening' "$TRK_ERR" | head -n1)"
+}
+
+# extra_tracker_start NS NAME ARGS... — a second tracker (e.g. -o json) beside the oracle's;
+# output in $SCEN_DIR/NAME.out, stderr in $SCEN_DIR/NAME.err. Sets EXTRA_PID.
+extra_tracker_start() {
+    local ns=$1 name=$2 i
+    shift 2
+    nsenter --net="/run/netns/$ns" -- "$TRACKER" "$@" >"$SCEN_DIR/$name.out" 2>"$SCEN_DIR/$name.err" &
+    EXTRA_PID=$!
+    _bg_pids+=("$EXTRA_PID")
+    for ((i = 0; i < TRACKER_READY_TIMEOUT * 10; i++)); do
+        grep -q '^tracker: listening' "$SCEN_DIR/$name.err" 2>/dev/null && return 0
+        kill -0 "$EXTRA_PID" 2>/dev/null || fail "tracker $name exited: $(tail -n1 "$SCEN_DIR/$name.err")"
+        sleep 0.1
+    done
+    fail "tracker $name did not print 'tracker: listening'"
+}
+
+# extra_tracker_stop: SIGINT and wait.
+extra_tracker_stop() {
+    kill -INT "$EXTRA_PID" 2>/dev/null || true
+    wait "$EXTRA_PID" 2>/dev/null || true
 }
 
 # Waits until both event files stop growing (about 1 s of quiet, at most SECS).

@@ -104,6 +104,10 @@ def udp_client(a):
     for i in range(a.count):
         s = socket.socket(family(a.addr), socket.SOCK_DGRAM)
         s.settimeout(TIMEOUT)
+        if a.sport:
+            # A fixed source port: a later call continues the same flow.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("::" if ":" in a.addr else "0.0.0.0", a.sport + i))
         msg = b"ping %d" % i
         s.sendto(msg, (a.addr, a.port))
         if not a.no_reply:
@@ -198,6 +202,7 @@ def main():
         q.add_argument("--count", type=int, default=1)
         q.add_argument("--abort", action="store_true")
         q.add_argument("--no-reply", action="store_true")
+        q.add_argument("--sport", type=int, default=0, help="udp-client: first fixed source port")
     q = sub.add_parser("ping")
     q.add_argument("addr")
     q.add_argument("--count", type=int, default=1)

@@ -1,6 +1,8 @@
 #!/bin/bash
 # Two "ISPs": connections from 10.200.11.0/24 get connmark 1, from 10.200.12.0/24 mark 2
 # (MARK by source subnet + CONNMARK save/restore in mangle PREROUTING); per-mark counts.
+# Then one live UDP flow is re-marked to 3 by CONNMARK --set-mark on its next packet:
+# the counts must follow the entry to its new mark.
 . "$(dirname "$0")/../lib.sh"
 lib_setup
 need_cmd iptables
@@ -27,12 +29,17 @@ traffic $ISP1 tcp-client 10.200.11.1 8000 --count 20
 traffic $ISP1 udp-client 10.200.11.1 5300 --count 10
 traffic $ISP2 tcp-client 10.200.12.1 8000 --count 10
 traffic $ISP2 udp-client 10.200.12.1 5300 --count 15
-check_counts "1=30,2=25"
+traffic $ISP1 udp-client 10.200.11.1 5300 --sport 40001
+check_counts "1=31,2=25"
+in_ns $RTR iptables -t mangle -I PREROUTING 1 -s 10.200.11.2 -p udp --sport 40001 -j CONNMARK --set-mark 3
+traffic $ISP1 udp-client 10.200.11.1 5300 --sport 40001
+check_counts "1=30,2=25,3=1"
 ct_flush $RTR
 check_counts ""
 oracle_stop
-expect_events '^ *\[NEW\] .*src=10\.200\.11\.2 .* mark=1( |$)' 30 30
+expect_events '^ *\[NEW\] .*src=10\.200\.11\.2 .* mark=1( |$)' 31 31
 expect_events '^ *\[NEW\] .*src=10\.200\.12\.2 .* mark=2( |$)' 25 25
 expect_events '^\[DESTROY\] .* mark=1( |$)' 30 30
 expect_events '^\[DESTROY\] .* mark=2( |$)' 25 25
+expect_events '^\[DESTROY\] .*sport=40001 .* mark=3( |$)' 1 1
 oracle_compare

@@ -99,7 +99,8 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct EventsArgs {
     /// Event kinds, comma separated, case-insensitive, prefixes allowed
-    /// (e.g. -e NEW,DESTROY; -e ALL).
+    /// (e.g. -e NEW,DESTROY; -e ALL). The eBPF source produces NEW and
+    /// DESTROY only; UPDATE needs --source netlink.
     #[arg(short = 'e', long = "event-mask", visible_alias = "events", value_name = "KINDS",
           default_value = "ALL", value_parser = parse_event_kinds)]
     pub event_mask: EventKinds,

@@ -1,16 +1,9 @@
 //! `tracker`: conntrack events and live per-mark counts from eBPF hooks on
 //! nf_conntrack, with a ctnetlink fallback.
 
-mod btf;
-mod cli;
-mod command;
-mod event;
-mod filter;
-mod output;
-mod privileges;
-mod source;
-
 use std::process::ExitCode;
+
+use tracker_userspace::{cli, command};
 
 fn main() -> ExitCode {
     let cli = cli::parse();
@@ -41,6 +34,10 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(code) => code,
+        Err(e) if e.downcast_ref::<command::UsageError>().is_some() => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("tracker: {e:#}");
             ExitCode::FAILURE

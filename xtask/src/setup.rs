@@ -15,8 +15,8 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 /// qemu + udev for virtme-ng (without udev vng cannot return the guest's exit
 /// status), busybox-static for the initramfs vng builds to load a modular distro
 /// kernel's 9p/virtio modules, kmod for modprobe/depmod, the netfilter tools
-/// for the scenarios.
-const DEBIAN_PACKAGES: [&str; 10] = [
+/// for the scenarios, python3-jsonschema to validate the JSON output.
+const DEBIAN_PACKAGES: [&str; 11] = [
     "qemu-system-x86",
     "udev",
     "busybox-static",
@@ -27,6 +27,7 @@ const DEBIAN_PACKAGES: [&str; 10] = [
     "iproute2",
     "bpftool",
     "python3",
+    "python3-jsonschema",
 ];
 
 /// What to do about something missing.

@@ -169,6 +169,23 @@ impl KernelBtf {
         self.offset(root, path).unwrap_or(KernelOffsets::ABSENT)
     }
 
+    /// A field of an extension struct. Kernels whose nf_conntrack is a module
+    /// without module BTF (Debian 5.10) describe `struct nf_ct_ext` and the
+    /// extension ids in vmlinux BTF, but not the extension structs; those
+    /// three are plain u64 pairs unchanged since Linux 3.x, so their layout
+    /// is taken from [`fallback_layout`] then. The host test checks that the
+    /// fallback equals what BTF says wherever BTF has them.
+    fn extension_field(&self, root: &str, path: &[&str]) -> u32 {
+        match self.offset(root, path) {
+            Ok(off) => off,
+            Err(_) if self.find_struct(root).is_err() => {
+                log::info!("BTF lacks struct {root}: using its Linux 3.x+ layout");
+                fallback_layout(root, path[0])
+            }
+            Err(_) => KernelOffsets::ABSENT,
+        }
+    }
+
     fn struct_size(&self, name: &str) -> Result<u32, BtfError> {
         Ok(self.find_struct(name)?.size() as u32)
     }
@@ -239,18 +256,36 @@ impl KernelBtf {
                 .unwrap_or(KernelOffsets::ABSENT),
             ext_id_acct: ext_ids[0].unwrap_or(KernelOffsets::ABSENT),
             ext_id_tstamp: ext_ids[1].unwrap_or(KernelOffsets::ABSENT),
-            acct_counter: self.optional("nf_conn_acct", &["counter"]),
+            acct_counter: self.extension_field("nf_conn_acct", &["counter"]),
             counter_size: self
                 .struct_size("nf_conn_counter")
-                .unwrap_or(KernelOffsets::ABSENT),
-            counter_packets: self.optional("nf_conn_counter", &["packets"]),
-            counter_bytes: self.optional("nf_conn_counter", &["bytes"]),
-            tstamp_start: self.optional("nf_conn_tstamp", &["start"]),
-            tstamp_stop: self.optional("nf_conn_tstamp", &["stop"]),
+                .unwrap_or(FALLBACK_COUNTER_SIZE),
+            counter_packets: self.extension_field("nf_conn_counter", &["packets"]),
+            counter_bytes: self.extension_field("nf_conn_counter", &["bytes"]),
+            tstamp_start: self.extension_field("nf_conn_tstamp", &["start"]),
+            tstamp_stop: self.extension_field("nf_conn_tstamp", &["stop"]),
             ipct_mark: self
                 .enum_value("IPCT_MARK")
                 .unwrap_or(KernelOffsets::ABSENT),
         })
+    }
+}
+
+/// `struct nf_conn_counter { atomic64_t packets, bytes; }` (16 bytes).
+const FALLBACK_COUNTER_SIZE: u32 = 16;
+
+/// Layout of the extension structs for kernels whose BTF lacks them:
+/// `nf_conn_acct { nf_conn_counter counter[2]; }`,
+/// `nf_conn_counter { atomic64_t packets; atomic64_t bytes; }`,
+/// `nf_conn_tstamp { u64 start; u64 stop; }`.
+fn fallback_layout(root: &str, field: &str) -> u32 {
+    match (root, field) {
+        ("nf_conn_acct", "counter") => 0,
+        ("nf_conn_counter", "packets") => 0,
+        ("nf_conn_counter", "bytes") => 8,
+        ("nf_conn_tstamp", "start") => 0,
+        ("nf_conn_tstamp", "stop") => 8,
+        _ => KernelOffsets::ABSENT,
     }
 }
 
@@ -288,10 +323,25 @@ mod tests {
         assert!(o.ct_status < o.ct_net);
         assert!(o.ct_net < o.ct_mark || o.ct_mark == KernelOffsets::ABSENT);
         assert_eq!(o.tuplehash_size % 8, 0);
-        assert_eq!(o.counter_packets, 0);
-        assert_eq!(o.counter_bytes, 8);
-        assert_eq!(o.counter_size, 16);
-        assert_eq!(o.tstamp_stop, o.tstamp_start + 8);
+        // What BTF says must equal the fallback used where BTF lacks these.
+        let btf_says = |root: &str, field: &str| btf.offset(root, &[field]).unwrap();
+        for (root, field) in [
+            ("nf_conn_acct", "counter"),
+            ("nf_conn_counter", "packets"),
+            ("nf_conn_counter", "bytes"),
+            ("nf_conn_tstamp", "start"),
+            ("nf_conn_tstamp", "stop"),
+        ] {
+            assert_eq!(
+                btf_says(root, field),
+                fallback_layout(root, field),
+                "{root}.{field}"
+            );
+        }
+        assert_eq!(
+            btf.struct_size("nf_conn_counter").unwrap(),
+            FALLBACK_COUNTER_SIZE
+        );
         assert_eq!(o.ext_offset_size, 1);
         assert_ne!(o.ext_id_acct, o.ext_id_tstamp);
         assert!(o.skb_nfct > 0 && o.skb_nfct < 256);

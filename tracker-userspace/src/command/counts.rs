@@ -60,7 +60,8 @@ pub async fn run(cli: &Cli, args: &CountsArgs) -> anyhow::Result<ExitCode> {
                 update: false,
                 destroy: true,
             };
-            let mut opened = command::open_source(cli, kinds, silent, None).await?;
+            let mut opened =
+                command::open_source(cli, kinds, silent, None, &args.netns.selection()).await?;
             let reader = match &mut opened.source {
                 Source::Ebpf(s) => Reader::Kernel(
                     kernel_counts::own_maps(s.ebpf_mut()).map_err(anyhow::Error::msg)?,

@@ -13,14 +13,23 @@ use crate::output::{OutputError, Writer};
 
 pub async fn run(cli: &Cli, args: &EventsArgs) -> anyhow::Result<ExitCode> {
     let netns = command::resolve_netns(&args.netns.selection())?;
-    let filter = Filter::from_args(args)?.with_netns(netns);
+    let filter = Filter::from_args(args)
+        .map_err(|e| command::UsageError(e.to_string()))?
+        .with_netns(netns);
     let kernel_filter = filter.kernel_filter();
     let buffer_size = args.buffer_size.map(|b| b.0 as usize);
     let Opened {
         mut source,
         description,
         pins,
-    } = command::open_source(cli, args.event_mask, kernel_filter, buffer_size).await?;
+    } = command::open_source(
+        cli,
+        args.event_mask,
+        kernel_filter,
+        buffer_size,
+        &args.netns.selection(),
+    )
+    .await?;
     eprintln!("tracker: listening ({description})");
 
     let mut out = Writer::stdout(args.output);
@@ -33,6 +42,7 @@ pub async fn run(cli: &Cli, args: &EventsArgs) -> anyhow::Result<ExitCode> {
     let mut batch = Vec::with_capacity(1024);
     let mut shown: u64 = 0;
     let mut failure = None;
+    let mut upkeep = tokio::time::interval(Duration::from_secs(2));
 
     'run: loop {
         tokio::select! {
@@ -69,6 +79,7 @@ pub async fn run(cli: &Cli, args: &EventsArgs) -> anyhow::Result<ExitCode> {
                     break 'run;
                 }
             }
+            _ = upkeep.tick() => source.upkeep(),
             _ = sigint.recv() => break 'run,
             _ = sigterm.recv() => break 'run,
             _ = &mut stop_after => break 'run,

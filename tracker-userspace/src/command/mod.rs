@@ -16,6 +16,48 @@ use crate::source::{
     netlink::{self, KindSet, NetlinkSource},
 };
 
+/// A command line that parses but cannot be honoured (e.g. options that
+/// contradict each other): reported like clap's errors, with exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// ctnetlink only reports the namespace its socket lives in: to watch another
+/// one, the process enters it before opening the socket.
+fn enter_netns_for_netlink(selection: &NetnsSelection) -> anyhow::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    let path = match selection {
+        NetnsSelection::Current => return Ok(()),
+        NetnsSelection::All => {
+            return Err(UsageError(
+                "--all-netns needs the eBPF source: ctnetlink only reports its own network \
+                 namespace"
+                    .into(),
+            )
+            .into());
+        }
+        NetnsSelection::One(NetnsArg::Path(p)) => p.clone(),
+        NetnsSelection::One(NetnsArg::Inode(i)) => {
+            return Err(UsageError(format!(
+                "with the netlink source give the namespace as a path (e.g. /run/netns/NAME or \
+                 /proc/PID/ns/net), not as inode {i}: ctnetlink must be opened inside it"
+            ))
+            .into());
+        }
+    };
+    let file = std::fs::File::open(&path)
+        .with_context(|| format!("opening the namespace {}", path.display()))?;
+    // SAFETY: a valid fd of a namespace file; CLONE_NEWNET checks its type.
+    if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        bail!(
+            "entering the network namespace {}: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(())
+}
+
 /// The namespace a command looks at: `None` means every namespace.
 pub fn resolve_netns(selection: &NetnsSelection) -> anyhow::Result<Option<u32>> {
     let own = || {
@@ -56,6 +98,7 @@ pub async fn open_source(
     kinds: EventKinds,
     mut kernel_filter: KernelFilter,
     netlink_buffer: Option<usize>,
+    netns: &NetnsSelection,
 ) -> anyhow::Result<Opened> {
     if cli.source != SourceKind::Netlink {
         let missing = privileges::missing_for_ebpf();
@@ -138,6 +181,7 @@ pub async fn open_source(
     if !missing.is_empty() {
         bail!("reading ctnetlink events needs root or CAP_NET_ADMIN, which this process lacks");
     }
+    enter_netns_for_netlink(netns)?;
     let set = KindSet {
         new: kinds.new,
         update: kinds.update,

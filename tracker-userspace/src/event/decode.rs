@@ -184,7 +184,9 @@ pub fn event(r: &FlowRecord, clock: &Clock, profile: &KernelProfile) -> Result<E
             .then_some(r.tcp_state),
         timeout,
         mark: r.mark,
-        mark_changed: false,
+        // ctnetlink reports the mark of entries it inserted even when it is 0
+        // (its NEW event carries IPCT_MARK), as conntrack -E shows.
+        mark_changed: kind == EventKind::New && f & flags::NETLINK_INSERT != 0,
         zone: r.zone_id,
         netns: r.netns,
         counters: (f & flags::HAS_ACCT != 0 && kind == EventKind::Destroy).then_some([

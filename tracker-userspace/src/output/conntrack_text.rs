@@ -133,6 +133,11 @@ pub fn format_event(out: &mut String, ev: &Event, opts: TextOptions) {
         let delta = stop_s.wrapping_sub((start_ns / 1_000_000_000) as i64);
         let _ = write!(out, "delta-time={} ", delta as u64);
     }
+    if opts.extended && ev.netns != 0 {
+        // Not in conntrack, whose view is one namespace; with --all-netns the
+        // namespace is what tells otherwise identical lines apart.
+        let _ = write!(out, "netns={} ", ev.netns);
+    }
 
     // Delete the last blank (the C code's `size--`).
     if out.len() > line_start && out.ends_with(' ') {
@@ -447,7 +452,7 @@ mod tests {
                 }
             ),
             "    [NEW] ipv6     10 tcp      6 120 SYN_SENT src=2001:db8::1 dst=2001:db8:0:1::2 \
-             sport=50000 dport=443 [UNREPLIED] src=2001:db8:0:1::2 dst=2001:db8::1 sport=443 dport=50000\n"
+             sport=50000 dport=443 [UNREPLIED] src=2001:db8:0:1::2 dst=2001:db8::1 sport=443 dport=50000 netns=4026531840\n"
         );
     }
 

@@ -27,6 +27,15 @@ impl Source {
         }
     }
 
+    /// Periodic upkeep: attach hooks whose kernel module appeared.
+    pub fn upkeep(&mut self) {
+        if let Source::Ebpf(s) = self {
+            for line in s.attach_late_hooks() {
+                eprintln!("tracker: hook {line} (its module was loaded after start-up)");
+            }
+        }
+    }
+
     /// Source-specific counters for the verbose exit report.
     pub fn stats(&self) -> Vec<(&'static str, u64)> {
         match self {

@@ -32,6 +32,9 @@ pub struct Hook {
     pub kretprobe: Option<&'static str>,
     /// Without a required hook the tracker cannot run on eBPF.
     pub required: bool,
+    /// Kernel module that provides the functions, when it is not
+    /// nf_conntrack itself: the hook attaches once it is loaded.
+    pub module: Option<&'static str>,
 }
 
 pub const HOOKS: &[Hook] = &[
@@ -42,6 +45,7 @@ pub const HOOKS: &[Hook] = &[
         kprobe: "confirm_kprobe",
         kretprobe: Some("confirm_kretprobe"),
         required: true,
+        module: None,
     },
     Hook {
         role: "NEW (ctnetlink insert)",
@@ -50,6 +54,7 @@ pub const HOOKS: &[Hook] = &[
         kprobe: "insert_kprobe",
         kretprobe: Some("insert_kretprobe"),
         required: true,
+        module: None,
     },
     Hook {
         role: "DESTROY",
@@ -61,6 +66,7 @@ pub const HOOKS: &[Hook] = &[
         kprobe: "delete_kprobe",
         kretprobe: Some("delete_kretprobe"),
         required: true,
+        module: None,
     },
     Hook {
         role: "mark change (ctnetlink)",
@@ -69,6 +75,7 @@ pub const HOOKS: &[Hook] = &[
         kprobe: "eventmask_kprobe",
         kretprobe: None,
         required: false,
+        module: None,
     },
     Hook {
         role: "mark change (iptables CONNMARK)",
@@ -77,6 +84,7 @@ pub const HOOKS: &[Hook] = &[
         kprobe: "skb_mark_kprobe",
         kretprobe: Some("skb_mark_kretprobe"),
         required: false,
+        module: Some("xt_connmark"),
     },
 ];
 
@@ -230,56 +238,99 @@ pub fn short(e: &dyn std::error::Error) -> String {
     s.replace("the BPF_PROG_LOAD syscall returned ", "")
 }
 
+/// What attaching needs to know about the kernel, gathered once.
+pub struct KernelView<'a> {
+    pub kbtf: &'a KernelBtf,
+    pub aya_btf: Option<aya::Btf>,
+    pub symbols: HashSet<String>,
+    pub kprobes: Result<(), String>,
+}
+
+impl<'a> KernelView<'a> {
+    pub fn new(kbtf: &'a KernelBtf) -> Self {
+        Self {
+            kbtf,
+            aya_btf: aya::Btf::from_sys_fs().ok(),
+            symbols: kernel_symbols(),
+            kprobes: kprobe_support(),
+        }
+    }
+}
+
+/// Attaches one hook as `mode` allows: per candidate function, fexit first,
+/// then the kprobe pair; the first that attaches wins.
+pub fn attach_hook(
+    ebpf: &mut Ebpf,
+    hook: &'static Hook,
+    mode: HookMode,
+    view: &KernelView<'_>,
+) -> Outcome {
+    let mut refused = Vec::new();
+    for &func in hook.functions {
+        if mode != HookMode::Kprobe
+            && let Some(prog) = hook.fexit
+        {
+            let r = match &view.aya_btf {
+                Some(btf) => try_fexit(ebpf, prog, func, btf, view.kbtf),
+                None => Err("fexit: no kernel BTF".into()),
+            };
+            match r {
+                Ok(()) => {
+                    return Outcome {
+                        hook,
+                        attached: Some(Attached::Fexit(func)),
+                        refused,
+                    };
+                }
+                Err(e) => refused.push(e),
+            }
+        }
+        if mode == HookMode::Fentry {
+            continue;
+        }
+        if let Err(e) = &view.kprobes {
+            refused.push(e.clone());
+            continue;
+        }
+        if !view.symbols.is_empty() && !view.symbols.contains(func) {
+            refused.push(match hook.module {
+                Some(m) => format!("{func} is not a symbol of this kernel ({m} is not loaded)"),
+                None => format!("{func} is not a symbol of this kernel"),
+            });
+            continue;
+        }
+        match try_kprobe(ebpf, hook, func) {
+            Ok(()) => {
+                return Outcome {
+                    hook,
+                    attached: Some(Attached::Kprobe(func)),
+                    refused,
+                };
+            }
+            Err(e) => refused.push(e),
+        }
+    }
+    Outcome {
+        hook,
+        attached: None,
+        refused,
+    }
+}
+
 /// Attaches every hook as `mode` allows. Returns one outcome per hook.
 pub fn attach_all(ebpf: &mut Ebpf, mode: HookMode, kbtf: &KernelBtf) -> Vec<Outcome> {
-    let aya_btf = aya::Btf::from_sys_fs().ok();
-    let symbols = kernel_symbols();
-    let kprobes = kprobe_support();
+    let view = KernelView::new(kbtf);
     HOOKS
         .iter()
-        .map(|hook| {
-            let mut refused = Vec::new();
-            let mut attached = None;
-            'functions: for &func in hook.functions {
-                if mode != HookMode::Kprobe
-                    && let Some(prog) = hook.fexit
-                {
-                    let r = match &aya_btf {
-                        Some(btf) => try_fexit(ebpf, prog, func, btf, kbtf),
-                        None => Err("fexit: no kernel BTF".into()),
-                    };
-                    match r {
-                        Ok(()) => {
-                            attached = Some(Attached::Fexit(func));
-                            break 'functions;
-                        }
-                        Err(e) => refused.push(e),
-                    }
-                }
-                if mode == HookMode::Fentry {
-                    continue;
-                }
-                if let Err(e) = &kprobes {
-                    refused.push(e.clone());
-                    continue;
-                }
-                if !symbols.is_empty() && !symbols.contains(func) {
-                    refused.push(format!("{func} is not a symbol of this kernel"));
-                    continue;
-                }
-                match try_kprobe(ebpf, hook, func) {
-                    Ok(()) => {
-                        attached = Some(Attached::Kprobe(func));
-                        break 'functions;
-                    }
-                    Err(e) => refused.push(e),
-                }
-            }
-            Outcome {
-                hook,
-                attached,
-                refused,
-            }
-        })
+        .map(|hook| attach_hook(ebpf, hook, mode, &view))
         .collect()
+}
+
+/// Whether a hook that did not attach may attach now: its module appeared.
+pub fn module_appeared(outcome: &Outcome) -> bool {
+    outcome.attached.is_none()
+        && outcome
+            .hook
+            .module
+            .is_some_and(|m| std::path::Path::new(&format!("/sys/module/{m}")).exists())
 }

@@ -53,6 +53,7 @@ pub struct EbpfSource {
     clock: Clock,
     profile: KernelProfile,
     pub outcomes: Vec<Outcome>,
+    hook_mode: HookMode,
     pub pins: Option<PathBuf>,
     /// Records that could not be decoded (version or kind mismatch).
     pub undecodable: u64,
@@ -120,6 +121,7 @@ impl EbpfSource {
             clock: Clock::now(),
             profile: KernelProfile::running(),
             outcomes,
+            hook_mode: opts.hook_mode,
             pins: None,
             undecodable: 0,
         })
@@ -136,6 +138,31 @@ impl EbpfSource {
         kinds.sort_unstable();
         kinds.dedup();
         kinds.join("+")
+    }
+
+    /// Attaches hooks whose module was loaded after start-up (e.g. the first
+    /// iptables CONNMARK rule loads xt_connmark). Cheap when there are none:
+    /// one stat per missing module. Returns what attached, for the user.
+    pub fn attach_late_hooks(&mut self) -> Vec<String> {
+        if !self.outcomes.iter().any(hooks::module_appeared) {
+            return Vec::new();
+        }
+        let Ok(kbtf) = KernelBtf::load() else {
+            return Vec::new();
+        };
+        let view = hooks::KernelView::new(&kbtf);
+        let mut attached = Vec::new();
+        for i in 0..self.outcomes.len() {
+            if hooks::module_appeared(&self.outcomes[i]) {
+                let hook = self.outcomes[i].hook;
+                let outcome = hooks::attach_hook(&mut self.ebpf, hook, self.hook_mode, &view);
+                if outcome.attached.is_some() {
+                    attached.push(outcome.to_string());
+                    self.outcomes[i] = outcome;
+                }
+            }
+        }
+        attached
     }
 
     pub fn ebpf_mut(&mut self) -> &mut Ebpf {
