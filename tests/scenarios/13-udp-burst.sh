@@ -25,6 +25,17 @@ ct_flush $NS
 oracle_settle 30
 check_counts ""
 oracle_stop 30
+if grep -q 'source=netlink' "$TRK_ERR"; then
+    # The ctnetlink fallback is as lossy as conntrack -E: what it must not do is lose
+    # events silently. Every shortfall has to show in the exit line's lost count.
+    trk_new=$(grep -c '\[NEW\]' "$TRK_OUT" || true)
+    trk_destroy=$(grep -c '\[DESTROY\]' "$TRK_OUT" || true)
+    if [ "$trk_new" -lt "$sent" ] || [ "$trk_destroy" -lt "$sent" ]; then
+        [ "$TRK_LOST" -gt 0 ] || fail "netlink source showed $trk_new NEW and $trk_destroy DESTROY of $sent flows but reported 0 lost"
+    fi
+    note "netlink source: $trk_new NEW, $trk_destroy DESTROY of $sent flows, $TRK_LOST overruns reported"
+    exit 0
+fi
 oracle_compare_bulk "$sent"
 ct_new=$(grep -c '\[NEW\]' "$CT_OUT" || true)
 ct_destroy=$(grep -c '\[DESTROY\]' "$CT_OUT" || true)

@@ -1,5 +1,7 @@
 //! `cargo xtask test`: host unit tests, the release build, then the
-//! scenarios of tests/vm-suite.sh on each test-bed kernel.
+//! scenarios of tests/vm-suite.sh on this machine's kernel (no VM; where the
+//! hooks cannot attach this checks the netlink fallback) and on each
+//! test-bed kernel.
 //!
 //! Contract with the suite script: it prints
 //! `RESULT<TAB>scenario<TAB>pass|fail|skip<TAB>seconds<TAB>reason` per
@@ -118,13 +120,22 @@ pub fn run(
     build::release()?;
 
     let mut outcomes = Vec::new();
-    for kernel in &kernels {
+    // The host's own kernel first: where the eBPF hooks cannot attach (this
+    // dev/CI kernel), the same scenarios check the ctnetlink fallback.
+    let host = run_on_host(&suite)?;
+    let host_failed = !host.problems.is_empty() || Counts::of(&host.results).failed > 0;
+    print_kernel(&host);
+    outcomes.push(host);
+    if host_failed && !keep_going {
+        println!("stopping after the host run (use --keep-going to go on)");
+    }
+    for kernel in kernels.iter().take_while(|_| !host_failed || keep_going) {
         let outcome = run_on(kernel, &suite, timeout)?;
         let failed = !outcome.problems.is_empty() || Counts::of(&outcome.results).failed > 0;
         print_kernel(&outcome);
         outcomes.push(outcome);
         if failed && !keep_going {
-            let rest: Vec<_> = kernels[outcomes.len()..]
+            let rest: Vec<_> = kernels[outcomes.len() - 1..]
                 .iter()
                 .map(|k| k.id.as_str())
                 .collect();
@@ -156,7 +167,7 @@ pub fn run(
     }
     println!("{total}");
     let broken = outcomes.iter().filter(|o| !o.problems.is_empty()).count();
-    if total.failed > 0 || broken > 0 || !host_ok || outcomes.len() < kernels.len() {
+    if total.failed > 0 || broken > 0 || !host_ok || outcomes.len() < kernels.len() + 1 {
         bail!(
             "{} scenario(s) failed, {broken} kernel run(s) broken{}",
             total.failed,
@@ -238,6 +249,57 @@ fn run_on(kernel: &Kernel, suite: &Path, timeout: Duration) -> Result<KernelOutc
     );
     let run = vm::boot_and_run(kernel, &command, timeout)?;
     Ok(judge(kernel, &run, &results_dir))
+}
+
+/// The suite on this machine's kernel, without a VM. Results go to
+/// target/vm/host/results like a guest's.
+fn run_on_host(suite: &Path) -> Result<KernelOutcome> {
+    let results_dir = paths::vm_dir().join("host").join("results");
+    let _ = fs::remove_dir_all(&results_dir);
+    fs::create_dir_all(&results_dir)
+        .with_context(|| format!("creating {}", results_dir.display()))?;
+    let version = fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    println!("test host ({version}): running {} here", suite.display());
+    let started = std::time::Instant::now();
+    let mut cmd = process::command("bash");
+    cmd.arg(suite)
+        .current_dir(paths::workspace_root())
+        .env("TRACKER", paths::tracker_binary())
+        .env("RESULTS_DIR", &results_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot start `{}`", process::display(&cmd)))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for line in stdout.lines() {
+        println!("[host] {line}");
+    }
+    let results = parse_results(stdout.lines());
+    let mut problems = Vec::new();
+    if !stdout.lines().any(|l| l.trim() == DONE_MARK) {
+        problems.push(format!("{DONE_MARK} missing: the suite stopped early"));
+    }
+    if !out.status.success() && Counts::of(&results).failed == 0 {
+        problems.push(format!(
+            "suite exited {} without a failed scenario",
+            out.status
+        ));
+    }
+    if results.is_empty() && problems.is_empty() {
+        problems.push("the suite reported no scenario".into());
+    }
+    Ok(KernelOutcome {
+        id: "host".into(),
+        version,
+        results,
+        timing: format!("no VM, total {:.1} s", started.elapsed().as_secs_f64()),
+        problems,
+    })
 }
 
 fn judge(kernel: &Kernel, run: &GuestRun, results_dir: &Path) -> KernelOutcome {

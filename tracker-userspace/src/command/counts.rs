@@ -1,9 +1,11 @@
 //! `tracker counts`: live connections per mark, from the kernel's count map
 //! (a running tracker's pinned maps, or maps this command attaches itself).
-//! The netlink fallback has no kernel map and re-reads the table instead.
+//! The netlink fallback has no kernel map: it reads one mark-only dump per
+//! refresh — exact, never stale, and throttled to a tenth of the wall clock.
 
 use std::io::{IsTerminal as _, Write as _};
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use tracker_common::KernelFilter;
@@ -79,8 +81,25 @@ pub async fn run(cli: &Cli, args: &CountsArgs) -> anyhow::Result<ExitCode> {
     };
     let terminal = std::io::stdout().is_terminal();
     let mut stdout = std::io::stdout();
+    // A dump costs the kernel time in proportion to the table: in the netlink
+    // fallback keep refreshing below a tenth of the wall clock.
+    let mut min_interval = Duration::ZERO;
+    let mut throttle_said = false;
     loop {
+        let started = Instant::now();
         let mut rows = read_rows(&reader, netns)?;
+        if matches!(reader, Reader::Dump) {
+            min_interval = started.elapsed() * 10;
+            if args.watch.is_some_and(|w| w.0 < min_interval) && !throttle_said {
+                throttle_said = true;
+                eprintln!(
+                    "tracker: a table dump took {:.2} s: refreshing every {:.1} s at most, to \
+                     keep its cost under 10 % (the eBPF source needs no dump)",
+                    started.elapsed().as_secs_f64(),
+                    min_interval.as_secs_f64()
+                );
+            }
+        }
         if let Some(m) = args.mark {
             rows.retain(|r| m.matches(r.mark));
         }
@@ -104,7 +123,7 @@ pub async fn run(cli: &Cli, args: &CountsArgs) -> anyhow::Result<ExitCode> {
         }
         let Some(interval) = args.watch else { break };
         tokio::select! {
-            _ = tokio::time::sleep(interval.0) => {}
+            _ = tokio::time::sleep(interval.0.max(min_interval)) => {}
             _ = tokio::signal::ctrl_c() => break,
         }
     }

@@ -87,6 +87,7 @@ pub async fn run(cli: &Cli, args: &EventsArgs) -> anyhow::Result<ExitCode> {
     }
     let _ = out.flush();
     let lost = source.lost();
+    let source_name = source.name();
     let stats: Vec<String> = source
         .stats()
         .into_iter()
@@ -97,7 +98,15 @@ pub async fn run(cli: &Cli, args: &EventsArgs) -> anyhow::Result<ExitCode> {
         crate::source::ebpf::counts::unpin(&dir);
     }
     drop(source);
-    eprintln!("tracker: {shown} flow events have been shown, {lost} lost.");
+    match source_name {
+        // ENOBUFS says events were dropped, not how many.
+        "netlink" if lost > 0 => eprintln!(
+            "tracker: {shown} flow events have been shown, {lost} lost. ({lost} netlink \
+             receive-buffer overruns, each losing an unknown number of events; try a larger \
+             --buffer-size or the eBPF source)"
+        ),
+        _ => eprintln!("tracker: {shown} flow events have been shown, {lost} lost."),
+    }
     match failure {
         Some(e) => Err(e),
         None => Ok(ExitCode::SUCCESS),

@@ -1,0 +1,360 @@
+#!/bin/bash
+# Benchmarks of the tracker against conntrack, side by side in one run (see BENCHMARKS.md,
+# written by `cargo xtask bench`, which runs this in the 6.1 VM and, for the netlink
+# source, on the host). Every figure is printed as one machine-readable line
+#   BENCH<TAB>section<TAB>key=value<TAB>key=value...
+# and the xtask turns them into ratios. Needs root, nf_conntrack, conntrack, nft.
+#
+# Env: TRACKER, FLOWGEN (absolute paths, required); BENCH_SOURCE (ebpf|netlink, default
+# ebpf); BENCH_SECONDS (per generator run, default 3); BENCH_UDP_MAX (flows per UDP run,
+# default 1000000); BENCH_TCP_MAX (default 200000); BENCH_COUNTS (table sizes for the
+# per-mark counts, default "100000 1000000"; empty = skip); BENCH_SECTIONS (default
+# "rate loss cpu counts"); BENCH_DIR (scratch, default a fresh /tmp dir).
+
+set -uo pipefail
+
+: "${TRACKER:?TRACKER must be the tracker binary}"
+: "${FLOWGEN:?FLOWGEN must be the flowgen binary}"
+SOURCE=${BENCH_SOURCE:-ebpf}
+SECS=${BENCH_SECONDS:-3}
+UDP_MAX=${BENCH_UDP_MAX:-1000000}
+TCP_MAX=${BENCH_TCP_MAX:-200000}
+COUNTS=${BENCH_COUNTS-100000 1000000}
+SECTIONS=${BENCH_SECTIONS:-rate loss cpu counts}
+DIR=${BENCH_DIR:-$(mktemp -d /tmp/trk-bench.XXXXXX)}
+NS=trk-bench
+PY=${PYTHON:-/usr/bin/python3}
+mkdir -p "$DIR"
+
+log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
+emit() { local IFS=$'\t'; printf 'BENCH\t%s\n' "$*"; }
+die() { log "bench: $*"; emit error "msg=$*"; exit 1; }
+now_ns() { date +%s%N; }
+in_ns() { nsenter --net="/run/netns/$NS" -- "$@"; }
+
+RESTORE=()
+PIDS=()
+cleanup() {
+    local i
+    for pid in "${PIDS[@]}"; do kill -INT "$pid" 2>/dev/null; done
+    sleep 0.5
+    for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null; done
+    in_ns conntrack -F >/dev/null 2>&1
+    ip netns del "$NS" 2>/dev/null
+    for ((i = ${#RESTORE[@]} - 1; i >= 0; i--)); do eval "${RESTORE[$i]}" >/dev/null 2>&1; done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- setup --------------------------------------------------------------------------------
+
+for c in conntrack nft nsenter ip "$PY"; do command -v "$c" >/dev/null || die "tool $c missing"; done
+modprobe -q nf_conntrack 2>/dev/null
+modprobe -q nf_conntrack_netlink 2>/dev/null
+[ -e /proc/sys/net/netfilter/nf_conntrack_max ] || die "nf_conntrack is not available"
+
+set_sysctl() { # KEY VALUE — init netns, restored at exit
+    local old
+    old=$(sysctl -n "$1") || return 1
+    RESTORE+=("sysctl -qw $1=$old")
+    sysctl -qw "$1=$2"
+}
+set_sysctl net.netfilter.nf_conntrack_max 2000000
+# A bigger hash table, or 1 M entries make chains of dozens (restored at exit).
+HS=/sys/module/nf_conntrack/parameters/hashsize
+if [ -w "$HS" ]; then
+    RESTORE+=("echo $(cat $HS) > $HS")
+    echo 1048576 >"$HS" 2>/dev/null || log "cannot resize the conntrack hash"
+fi
+
+ip netns del "$NS" 2>/dev/null
+ip netns add "$NS" || die "cannot create namespace $NS"
+in_ns ip link set lo up
+in_ns sysctl -qw net.netfilter.nf_conntrack_events=1 \
+    net.netfilter.nf_conntrack_udp_timeout=600 net.netfilter.nf_conntrack_udp_timeout_stream=600
+# Tracking in the namespace (the ct state rule registers the hooks); incoming UDP to the
+# generator's ports is dropped after conntrack saw it, so no ICMP errors come back.
+in_ns nft -f - <<'EOF' || die "nft rules failed"
+table inet trk_bench {
+    chain input {
+        type filter hook input priority 0; policy accept;
+        udp dport 10000-59999 drop
+        ct state new,established,related accept
+    }
+}
+EOF
+
+MACHINE="$(uname -r); $(nproc) CPU; $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
+emit env "kernel=$(uname -r)" "source=$SOURCE" "machine=$MACHINE" "seconds=$SECS" \
+    "conntrack=$(conntrack --version 2>&1 | head -n1)" "hz=$(getconf CLK_TCK)"
+
+TRACKER_ARGS=()
+[ "$SOURCE" = netlink ] && TRACKER_ARGS=(--source netlink)
+
+nfnl_listeners() {
+    in_ns cat /proc/net/netlink | awk '$2 == 12 && $4 != "00000000" { n++ } END { print n + 0 }'
+}
+
+# start_listener VARIANT — sets LPID, LERR. Variants: none, tracker, tracker-json,
+# ct, ct-b8M, ct-new, ct-new-b8M.
+start_listener() {
+    local v=$1 base i
+    LPID=
+    LERR=$DIR/$v.err
+    : >"$LERR"
+    case $v in
+    none) return 0 ;;
+    tracker | tracker-json)
+        local out=()
+        [ "$v" = tracker-json ] && out=(-o json)
+        nsenter --net="/run/netns/$NS" -- "$TRACKER" "${TRACKER_ARGS[@]}" events "${out[@]}" \
+            >/dev/null 2>"$LERR" &
+        LPID=$!
+        for ((i = 0; i < 600; i++)); do
+            grep -q '^tracker: listening' "$LERR" && break
+            kill -0 "$LPID" 2>/dev/null || die "tracker exited: $(tail -n2 "$LERR")"
+            sleep 0.1
+        done
+        [ "$i" -lt 600 ] || die "tracker not listening after 60 s"
+        ;;
+    ct*)
+        local args=()
+        case $v in ct-new*) args+=(-e NEW) ;; esac
+        case $v in *-b8M) args+=(-b 8388608) ;; esac
+        base=$(nfnl_listeners)
+        nsenter --net="/run/netns/$NS" -- conntrack -E "${args[@]}" >/dev/null 2>"$LERR" &
+        LPID=$!
+        for ((i = 0; i < 100; i++)); do
+            [ "$(nfnl_listeners)" -gt "$base" ] && break
+            sleep 0.1
+        done
+        ;;
+    esac
+    PIDS+=("$LPID")
+}
+
+# stop_listener — sets SHOWN, LOST (tracker: its count; conntrack: ENOBUFS warnings).
+stop_listener() {
+    local i
+    SHOWN=- LOST=-
+    [ -n "$LPID" ] || return 0
+    # Let the listener drain what is queued (its stderr/out stop changing).
+    sleep 1
+    kill -INT "$LPID" 2>/dev/null
+    for ((i = 0; i < 300; i++)); do kill -0 "$LPID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$LPID" 2>/dev/null
+    wait "$LPID" 2>/dev/null
+    if grep -q '^tracker:' "$LERR"; then
+        local line
+        line=$(grep -E '^tracker: [0-9]+ flow events have been shown' "$LERR" | tail -n1)
+        SHOWN=$(sed -E 's/^tracker: ([0-9]+) .*/\1/' <<<"$line")
+        LOST=$(sed -E 's/.*shown, ([0-9]+) lost.*/\1/' <<<"$line")
+    else
+        SHOWN=$(grep -oE '[0-9]+ flow events have been shown' "$LERR" | tail -n1 | cut -d' ' -f1)
+        LOST=$(grep -c ENOBUFS "$LERR")
+    fi
+    SHOWN=${SHOWN:--}
+    LOST=${LOST:--}
+    LPID=
+}
+
+reset_table() {
+    in_ns conntrack -F >/dev/null 2>&1
+    local i
+    for ((i = 0; i < 100; i++)); do
+        [ "$(in_ns conntrack -C)" -le 0 ] 2>/dev/null && return 0
+        sleep 0.2
+    done
+}
+
+# flowgen output line → FLOWS, RATE, ERRORS
+parse_flowgen() {
+    local line
+    line=$(grep '^flowgen:' "$1" | tail -n1)
+    FLOWS=$(grep -oE 'flows=[0-9]+' <<<"$line" | cut -d= -f2)
+    RATE=$(grep -oE 'rate=[0-9]+' <<<"$line" | cut -d= -f2)
+    ERRORS=$(grep -oE 'errors=[0-9]+' <<<"$line" | cut -d= -f2)
+    [ -n "$FLOWS" ] || die "flowgen failed: $(cat "$1")"
+}
+
+TCP_NEXT=0
+UDP_NEXT=0
+# one_run SECTION PROTO VARIANT [RATE] — one generator run with one listener.
+one_run() {
+    local section=$1 proto=$2 v=$3 rate=${4:-0} created
+    reset_table
+    start_listener "$v"
+    if [ "$proto" = udp ]; then
+        in_ns "$FLOWGEN" udp --count "$UDP_MAX" --seconds "$SECS" --rate "$rate" \
+            --start "$UDP_NEXT" >"$DIR/flowgen.out" 2>&1
+    else
+        in_ns "$FLOWGEN" tcp --count "$TCP_MAX" --seconds "$SECS" --start "$TCP_NEXT" \
+            >"$DIR/flowgen.out" 2>&1
+    fi
+    parse_flowgen "$DIR/flowgen.out"
+    [ "$proto" = tcp ] && TCP_NEXT=$((TCP_NEXT + FLOWS))
+    created=$(in_ns conntrack -C)
+    stop_listener
+    emit "$section" "proto=$proto" "listener=$v" "offered=$rate" "rate=$RATE" "flows=$FLOWS" \
+        "errors=$ERRORS" "created=$created" "shown=$SHOWN" "lost=$LOST"
+    log "$section $proto $v: $RATE/s, $FLOWS flows, $created created, shown $SHOWN, lost $LOST"
+}
+
+# --- 1. new-flow rate -----------------------------------------------------------------------
+
+UDP_BASE_RATE=
+section_rate() {
+    local v
+    for proto in udp tcp; do
+        for v in none tracker tracker-json ct ct-b8M ct-new ct-new-b8M; do
+            one_run rate "$proto" "$v"
+            [ "$proto/$v" = udp/none ] && UDP_BASE_RATE=$RATE
+        done
+    done
+}
+
+# --- 2. loss curve ------------------------------------------------------------------------
+
+section_loss() {
+    local base=${UDP_BASE_RATE:-0} pct v
+    if [ -z "$UDP_BASE_RATE" ]; then
+        one_run rate udp none
+        base=$RATE
+    fi
+    for pct in 5 10 25 50 100; do
+        for v in tracker ct-new ct-new-b8M; do
+            if [ "$pct" = 100 ]; then
+                one_run loss udp "$v" 0
+            else
+                one_run loss udp "$v" $((base * pct / 100))
+            fi
+        done
+    done
+}
+
+# --- 4. CPU and memory per 10 k events/s, BPF run time per event ---------------------------
+
+# ticks (utime+stime) of a pid
+ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null; }
+rss_kib() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status" 2>/dev/null; }
+
+section_cpu() {
+    local rate v t0 t1 w0 w1 rss hz bpf=0
+    hz=$(getconf CLK_TCK)
+    # Paced well below the maximum so every listener keeps up.
+    rate=${BENCH_CPU_RATE:-$(( ${UDP_BASE_RATE:-40000} / 4 ))}
+    [ "$rate" -gt 50000 ] && rate=50000
+    for v in tracker tracker-json ct ct-new; do
+        reset_table
+        if [ "$SOURCE" = ebpf ] && [[ $v == tracker ]] && sysctl -qw kernel.bpf_stats_enabled=1 2>/dev/null; then
+            bpf=1
+            RESTORE+=("sysctl -qw kernel.bpf_stats_enabled=0")
+        fi
+        start_listener "$v"
+        t0=$(ticks "$LPID")
+        w0=$(now_ns)
+        in_ns "$FLOWGEN" udp --count "$UDP_MAX" --seconds $((SECS * 2)) --rate "$rate" \
+            --start "$UDP_NEXT" >"$DIR/flowgen.out" 2>&1
+        parse_flowgen "$DIR/flowgen.out"
+        t1=$(ticks "$LPID")
+        w1=$(now_ns)
+        rss=$(rss_kib "$LPID")
+        if [ "$bpf" = 1 ]; then
+            bpftool -j prog show >"$DIR/bpftool.json" 2>/dev/null
+            sysctl -qw kernel.bpf_stats_enabled=0
+            bpf=0
+            "$PY" - "$DIR/bpftool.json" "$LPID" <<'EOF'
+import json, sys
+progs = json.load(open(sys.argv[1]))
+pid = int(sys.argv[2])
+for p in progs:
+    owners = [x.get("pid") for x in p.get("pids", [])]
+    if owners and pid not in owners:
+        continue
+    if not owners and p.get("type") not in ("kprobe", "tracing"):
+        continue
+    cnt, ns = p.get("run_cnt", 0), p.get("run_time_ns", 0)
+    if cnt:
+        print("BENCH\tbpf\tprog=%s\ttype=%s\trun_cnt=%d\trun_time_ns=%d" % (p.get("name", "?"), p.get("type", "?"), cnt, ns))
+EOF
+        fi
+        created=$(in_ns conntrack -C)
+        stop_listener
+        emit cpu "listener=$v" "rate=$RATE" "flows=$FLOWS" "created=$created" "ticks=$((t1 - t0))" \
+            "hz=$hz" "wall_ns=$((w1 - w0))" "rss_kib=$rss" "shown=$SHOWN" "lost=$LOST"
+        log "cpu $v: $((t1 - t0)) ticks over $(((w1 - w0) / 1000000)) ms at $RATE/s, RSS $rss KiB"
+    done
+}
+
+# --- 3. per-mark counts at N live entries -----------------------------------------------------
+
+time_us() { # command... → prints microseconds; output in $DIR/timed.out
+    local t0 t1
+    t0=$(now_ns)
+    "$@" >"$DIR/timed.out" 2>"$DIR/timed.err"
+    t1=$(now_ns)
+    echo $(((t1 - t0) / 1000))
+}
+
+section_counts() {
+    local n us out
+    in_ns nft -f - <<'EOF' || die "nft mark rules failed"
+table inet trk_bench_mark {
+    chain output {
+        type filter hook output priority 0; policy accept;
+        udp dport 10000-10499 ct mark set 1
+        udp dport 10500-10999 ct mark set 2
+    }
+}
+EOF
+    for n in $COUNTS; do
+        reset_table
+        start_listener tracker
+        local counts_pid=$LPID
+        local t0 t1
+        t0=$(now_ns)
+        in_ns "$FLOWGEN" udp --count "$n" --seconds 900 --start 0 --ports 10000-10999 \
+            >"$DIR/flowgen.out" 2>&1
+        parse_flowgen "$DIR/flowgen.out"
+        t1=$(now_ns)
+        local have
+        have=$(in_ns conntrack -C)
+        log "counts: $have entries made in $(((t1 - t0) / 1000000)) ms"
+        # Every variant once; the fast ones best of three.
+        local best=
+        for _ in 1 2 3; do
+            us=$(time_us in_ns "$TRACKER" counts -o json)
+            [ -z "$best" ] || [ "$us" -lt "$best" ] && best=$us
+        done
+        out=$(tr -d '\n' <"$DIR/timed.out" | head -c 300)
+        emit counts "entries=$have" "tool=tracker counts -o json" "us=$best" "answer=$out"
+        best=
+        for _ in 1 2 3; do
+            us=$(time_us in_ns conntrack -C)
+            [ -z "$best" ] || [ "$us" -lt "$best" ] && best=$us
+        done
+        emit counts "entries=$have" "tool=conntrack -C" "us=$best" "answer=$(cat "$DIR/timed.out")"
+        us=$(time_us in_ns bash -c 'conntrack -L 2>/dev/null | grep -c mark=1')
+        emit counts "entries=$have" "tool=conntrack -L | grep -c mark=1" "us=$us" "answer=$(cat "$DIR/timed.out")"
+        us=$(time_us in_ns bash -c 'conntrack -L -m 1 2>/dev/null | wc -l')
+        emit counts "entries=$have" "tool=conntrack -L -m 1 | wc -l" "us=$us" "answer=$(cat "$DIR/timed.out")"
+        LPID=$counts_pid
+        stop_listener
+        log "counts at $have entries done"
+    done
+    in_ns nft delete table inet trk_bench_mark
+}
+
+# --- main ------------------------------------------------------------------------------------
+
+for s in $SECTIONS; do
+    case $s in
+    rate) section_rate ;;
+    loss) section_loss ;;
+    cpu) section_cpu ;;
+    counts) [ -n "$COUNTS" ] && section_counts ;;
+    *) die "unknown section $s" ;;
+    esac
+done
+reset_table
+emit done

@@ -1,0 +1,341 @@
+//! `cargo xtask bench`: the tracker against conntrack, side by side in one
+//! run, as ratios (absolute rates under TCG mean little; ratios measured in
+//! the same guest minutes apart do). Writes BENCHMARKS.md.
+//!
+//! - tests/bench/bench.sh in the test-bed VM (eBPF source, kprobes), then on
+//!   this host (where the hooks cannot attach: the netlink source); it prints
+//!   `BENCH<TAB>section<TAB>key=value...` lines, parsed here.
+//! - tracker-userspace/benches/replay.rs on the host: decode + filter +
+//!   format alone, single-threaded.
+
+mod report;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{BufRead, BufReader, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::{build, kernels, paths, process, setup, vm};
+
+pub struct Options {
+    pub kernel: String,
+    pub counts: String,
+    pub seconds: u32,
+    pub timeout: Duration,
+    pub skip_host: bool,
+    pub skip_vm: bool,
+    pub output: PathBuf,
+}
+
+/// One `BENCH` line.
+#[derive(Clone, Debug, Default)]
+pub struct Row {
+    pub section: String,
+    pub fields: BTreeMap<String, String>,
+}
+
+impl Row {
+    pub fn get(&self, key: &str) -> &str {
+        self.fields.get(key).map_or("", String::as_str)
+    }
+
+    pub fn num(&self, key: &str) -> Option<f64> {
+        self.get(key).parse().ok()
+    }
+
+    fn parse(line: &str) -> Option<Row> {
+        let mut parts = line.trim_end().strip_prefix("BENCH\t")?.split('\t');
+        let section = parts.next()?.to_string();
+        let fields = parts
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Some(Row { section, fields })
+    }
+}
+
+/// One environment's rows (the VM, or the host).
+pub struct Run {
+    pub title: String,
+    pub rows: Vec<Row>,
+    pub seconds: f64,
+    pub problem: Option<String>,
+}
+
+pub struct Replay {
+    pub lines: Vec<(String, f64)>,
+    pub problem: Option<String>,
+}
+
+pub fn run(opts: &Options) -> Result<()> {
+    let started = Instant::now();
+    setup::build_tools(setup::Mode::Check)?;
+    if !opts.skip_vm {
+        setup::vm_tools(setup::Mode::Check)?;
+    }
+    let kernel = if opts.skip_vm {
+        None
+    } else {
+        Some(kernels::installed(&opts.kernel)?)
+    };
+    // The guest runs target/release/tracker: never relink it under another
+    // xtask's running VM.
+    wait_for_idle_vm();
+    build::release()?;
+    let tracker = paths::tracker_binary();
+    let flowgen = paths::target_dir().join("release").join("flowgen");
+    if !flowgen.is_file() {
+        bail!("{} was not built", flowgen.display());
+    }
+
+    let script = paths::workspace_root().join("tests/bench/bench.sh");
+    let env = |source: &str, sections: &str, counts: &str| {
+        format!(
+            "TRACKER={} FLOWGEN={} BENCH_SOURCE={source} BENCH_SECTIONS={} BENCH_COUNTS={} BENCH_SECONDS={}",
+            process::shell_quote(&tracker.display().to_string()),
+            process::shell_quote(&flowgen.display().to_string()),
+            process::shell_quote(sections),
+            process::shell_quote(counts),
+            opts.seconds,
+        )
+    };
+
+    let mut runs = Vec::new();
+    if let Some(kernel) = &kernel {
+        let command = format!(
+            "{} bash {}",
+            env("ebpf", "rate loss cpu counts", &opts.counts),
+            process::shell_quote(&script.display().to_string())
+        );
+        let t = Instant::now();
+        let run = vm::boot_and_run(kernel, &command, opts.timeout)?;
+        vm::report(&run);
+        runs.push(Run {
+            title: format!(
+                "test-bed VM: Debian {} under QEMU TCG, 2 vCPU, 2 GiB; eBPF source",
+                kernel.version
+            ),
+            rows: run.stdout.iter().filter_map(|l| Row::parse(l)).collect(),
+            seconds: t.elapsed().as_secs_f64(),
+            problem: run.failure(),
+        });
+    }
+    if !opts.skip_host {
+        let t = Instant::now();
+        let (rows, problem) = host_run(&format!(
+            "{} bash {}",
+            env("netlink", "rate loss cpu", ""),
+            process::shell_quote(&script.display().to_string())
+        ))?;
+        runs.push(Run {
+            title: format!(
+                "this host: Linux {} (no kprobes, fentry refused); netlink source",
+                uname_r()
+            ),
+            rows,
+            seconds: t.elapsed().as_secs_f64(),
+            problem,
+        });
+    }
+    let replay = replay()?;
+
+    let total = started.elapsed();
+    let markdown = report::render(&report::Context {
+        runs: &runs,
+        replay: &replay,
+        machine: machine(),
+        command: command_line(),
+        total,
+    });
+    fs::write(&opts.output, &markdown)
+        .with_context(|| format!("writing {}", opts.output.display()))?;
+    println!("{markdown}");
+    println!(
+        "bench: wrote {} in {:.1} min",
+        opts.output.display(),
+        total.as_secs_f64() / 60.0
+    );
+    let problems: Vec<String> = runs
+        .iter()
+        .filter_map(|r| r.problem.as_ref().map(|p| format!("{}: {p}", r.title)))
+        .chain(replay.problem.clone())
+        .collect();
+    if !problems.is_empty() {
+        bail!("incomplete benchmark: {}", problems.join("; "));
+    }
+    Ok(())
+}
+
+/// The script on this host, as root, holding the VM lock so that no TCG
+/// guest competes for the two cores while rates are measured.
+fn host_run(command: &str) -> Result<(Vec<Row>, Option<String>)> {
+    if !process::is_root() {
+        return Ok((Vec::new(), Some("not root: host part skipped".into())));
+    }
+    let _lock = HostLock::acquire()?;
+    println!("bench: host part: {command}");
+    let mut child = process::command("bash")
+        .current_dir(paths::workspace_root())
+        .args(["-c", command])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("starting tests/bench/bench.sh on the host")?;
+    let mut rows = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        for line in BufReader::new(out).lines() {
+            let line = line?;
+            println!("[host] {line}");
+            rows.extend(Row::parse(&line));
+        }
+    }
+    let status = child.wait()?;
+    let problem = (!status.success()).then(|| format!("host bench.sh: {status}"));
+    Ok((rows, problem))
+}
+
+/// `cargo bench` of replay.rs in its own target directory: a bench build
+/// also links the package's binaries, and target/release/tracker may be in
+/// use by a guest.
+fn replay() -> Result<Replay> {
+    let mut cmd = process::command("cargo");
+    cmd.current_dir(paths::workspace_root())
+        .args(["bench", "-p", "tracker-userspace", "--bench", "replay"])
+        .arg("--target-dir")
+        .arg(paths::target_dir().join("bench"))
+        .args(["--", "2"])
+        .stderr(Stdio::inherit());
+    println!("bench: {}", process::display(&cmd));
+    let out = match process::output(&mut cmd) {
+        Ok(out) => out,
+        Err(e) => {
+            return Ok(Replay {
+                lines: Vec::new(),
+                problem: Some(format!("replay: {e:#}")),
+            });
+        }
+    };
+    let lines = out
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.strip_prefix("replay\t")?.split('\t');
+            let mode = f.next()?.to_string();
+            let rate = f.find_map(|kv| kv.strip_prefix("events_per_s="))?;
+            Some((mode, rate.parse().ok()?))
+        })
+        .collect::<Vec<_>>();
+    for (mode, rate) in &lines {
+        println!("replay: {mode}: {rate:.0} events/s");
+    }
+    let problem = lines
+        .is_empty()
+        .then(|| "replay printed no results".to_string());
+    Ok(Replay { lines, problem })
+}
+
+fn lock_path() -> PathBuf {
+    paths::vm_dir().join("lock")
+}
+
+fn holder_alive(path: &Path) -> bool {
+    let holder = fs::read_to_string(path).unwrap_or_default();
+    let holder = holder.trim();
+    !holder.is_empty() && Path::new("/proc").join(holder).exists()
+}
+
+/// Waits while another xtask holds the VM lock (its guest runs our binary).
+fn wait_for_idle_vm() {
+    let path = lock_path();
+    let mut said = false;
+    while path.exists() && holder_alive(&path) {
+        if !said {
+            println!(
+                "bench: waiting for another xtask's VM to finish before building ({})",
+                path.display()
+            );
+            said = true;
+        }
+        thread::sleep(Duration::from_secs(2));
+    }
+}
+
+/// The VM lock's protocol (create_new, our pid inside), held while the host
+/// part measures.
+struct HostLock(PathBuf);
+
+impl HostLock {
+    fn acquire() -> Result<Self> {
+        let path = lock_path();
+        fs::create_dir_all(paths::vm_dir())?;
+        let mut said = false;
+        loop {
+            match fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(mut f) => {
+                    writeln!(f, "{}", std::process::id())?;
+                    return Ok(HostLock(path));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    if !holder_alive(&path) {
+                        let _ = fs::remove_file(&path);
+                        continue;
+                    }
+                    if !said {
+                        println!("bench: waiting for another xtask's VM before the host part");
+                        said = true;
+                    }
+                    thread::sleep(Duration::from_secs(1));
+                }
+                Err(e) => return Err(e).with_context(|| format!("creating {}", path.display())),
+            }
+        }
+    }
+}
+
+impl Drop for HostLock {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
+}
+
+fn uname_r() -> String {
+    fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+fn machine() -> String {
+    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name")?.split_once(':').map(|x| x.1))
+        .unwrap_or("unknown CPU")
+        .trim()
+        .to_string();
+    let cpus = cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("processor"))
+        .count();
+    let mem = fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or("?".into(), |kib| format!("{:.1} GiB", kib / 1048576.0));
+    format!("{model}, {cpus} CPUs, {mem} RAM; Linux {}", uname_r())
+}
+
+fn command_line() -> String {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    format!("cargo xtask {}", args.join(" "))
+}
