@@ -43,5 +43,5 @@ run_filter "-p udp --dport 5301" 4
 run_filter "-m 1" 4
 run_filter "-f ipv6" 4
 run_filter "-s 127.0.0.0/8 -d 127.0.0.1 -p tcp" 2
-run_filter "-r ::1 -q ::1/128 -p udp" 2
+run_filter "-r ::1 -q ::1 -p udp" 2
 note "5 filter sets equal to conntrack -E"

@@ -3,7 +3,8 @@
 //! ordinary packets:
 //! - `nf_conntrack_eventmask_report`: ctnetlink updates (`conntrack -U --mark`)
 //!   report IPCT_MARK through it after the mark was written;
-//! - `connmark_tg` (xt_connmark): iptables `CONNMARK --set-mark/--save-mark`.
+//! - `connmark_tg`, `connmark_tg_v2` (xt_connmark): iptables `CONNMARK
+//!   --set-mark/--save-mark`.
 
 use aya_ebpf::{
     macros::{kprobe, kretprobe},

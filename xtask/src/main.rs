@@ -1,5 +1,6 @@
-//! Project tasks: `cargo xtask <setup|build|build-and-run|vm|test>`.
+//! Project tasks: `cargo xtask <setup|build|build-and-run|vm|test|bench>`.
 
+mod bench;
 mod build;
 mod kernels;
 mod paths;
@@ -76,6 +77,31 @@ enum Task {
         #[arg(long, default_value = "tests/vm-suite.sh")]
         suite: PathBuf,
     },
+    /// Benchmarks against conntrack in the 6.1 VM (eBPF) and on this host
+    /// (netlink), plus the userspace replay; writes BENCHMARKS.md.
+    Bench {
+        /// Kernel line for the VM part.
+        #[arg(long, default_value = "6.1")]
+        kernel: String,
+        /// Table sizes for the per-mark counts (space separated; "" = none).
+        #[arg(long, default_value = "100000 1000000")]
+        counts: String,
+        /// Seconds per generator run.
+        #[arg(long, default_value_t = 3)]
+        seconds: u32,
+        /// Seconds before the VM is killed (boot included).
+        #[arg(long = "timeout", value_name = "SECONDS", default_value_t = 1200)]
+        timeout_secs: u64,
+        /// Skip the host (netlink) part.
+        #[arg(long)]
+        no_host: bool,
+        /// Skip the VM (eBPF) part.
+        #[arg(long)]
+        no_vm: bool,
+        /// Where the report goes.
+        #[arg(long, default_value = "BENCHMARKS.md")]
+        output: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -135,5 +161,22 @@ fn run(task: Task) -> Result<()> {
             Duration::from_secs(timeout_secs),
             &suite,
         ),
+        Task::Bench {
+            kernel,
+            counts,
+            seconds,
+            timeout_secs,
+            no_host,
+            no_vm,
+            output,
+        } => bench::run(&bench::Options {
+            kernel,
+            counts,
+            seconds,
+            timeout: Duration::from_secs(timeout_secs),
+            skip_host: no_host,
+            skip_vm: no_vm,
+            output: paths::workspace_root().join(output),
+        }),
     }
 }

@@ -77,9 +77,20 @@ pub const HOOKS: &[Hook] = &[
         required: false,
         module: None,
     },
+    // Both target revisions of xt_connmark change marks (iptables-nft uses
+    // revision 2); each is a hook of its own since both may be in use.
     Hook {
-        role: "mark change (iptables CONNMARK)",
+        role: "mark change (iptables CONNMARK rev 1)",
         functions: &["connmark_tg"],
+        fexit: None,
+        kprobe: "skb_mark_kprobe",
+        kretprobe: Some("skb_mark_kretprobe"),
+        required: false,
+        module: Some("xt_connmark"),
+    },
+    Hook {
+        role: "mark change (iptables CONNMARK rev 2)",
+        functions: &["connmark_tg_v2"],
         fexit: None,
         kprobe: "skb_mark_kprobe",
         kretprobe: Some("skb_mark_kretprobe"),

@@ -1,0 +1,527 @@
+//! BENCHMARKS.md from the parsed `BENCH` rows: ratios first, raw figures
+//! beside them, and the project's targets with what was measured.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use super::{Replay, Row, Run};
+
+pub struct Context<'a> {
+    pub runs: &'a [Run],
+    pub replay: &'a Replay,
+    pub machine: String,
+    pub command: String,
+    pub total: Duration,
+}
+
+fn listener_name(v: &str, source: &str) -> String {
+    let tracker = if source == "netlink" {
+        "tracker --source netlink events"
+    } else {
+        "tracker events"
+    };
+    match v {
+        "none" => "nothing listening".into(),
+        "tracker" => format!("`{tracker} > /dev/null`"),
+        "tracker-json" => format!("`{tracker} -o json > /dev/null`"),
+        "ct" => "`conntrack -E > /dev/null`".into(),
+        "ct-b8M" => "`conntrack -E -b 8M > /dev/null`".into(),
+        "ct-new" => "`conntrack -E -e NEW > /dev/null`".into(),
+        "ct-new-b8M" => "`conntrack -E -e NEW -b 8M > /dev/null`".into(),
+        other => other.into(),
+    }
+}
+
+/// Events the listener should have shown: known only when its stream holds
+/// NEW events alone during the run (UDP never gets a reply here; TCP gets
+/// UPDATEs on ctnetlink, but the eBPF source has no UPDATE).
+fn expected_known(r: &Row, source: &str) -> bool {
+    let v = r.get("listener");
+    r.get("proto") == "udp"
+        || v.starts_with("ct-new")
+        || (source == "ebpf" && v.starts_with("tracker"))
+}
+
+fn missing(r: &Row, source: &str) -> Option<i64> {
+    let created = r.num("created")? as i64;
+    let shown = r.num("shown")? as i64;
+    expected_known(r, source).then_some((created - shown).max(0))
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.1} %", x * 100.0)
+}
+
+fn rate(x: f64) -> String {
+    if x >= 1e6 {
+        format!("{:.2} M/s", x / 1e6)
+    } else if x >= 1e3 {
+        format!("{:.1} k/s", x / 1e3)
+    } else {
+        format!("{x:.0}/s")
+    }
+}
+
+fn source_of(run: &Run) -> String {
+    run.rows
+        .iter()
+        .find(|r| r.section == "env")
+        .map_or("ebpf".into(), |r| r.get("source").to_string())
+}
+
+/// What the tool itself says it lost.
+fn lost_cell(r: &Row) -> String {
+    let lost = r.get("lost");
+    if lost == "-" || lost.is_empty() {
+        return "—".into();
+    }
+    if r.get("listener").starts_with("ct") {
+        format!("{lost} ENOBUFS")
+    } else {
+        lost.into()
+    }
+}
+
+fn loss_cell(r: &Row, source: &str) -> String {
+    match missing(r, source) {
+        Some(m) => {
+            let created = r.num("created").unwrap_or(0.0).max(1.0);
+            format!("{m} ({})", pct(m as f64 / created))
+        }
+        None => "n/a (UPDATEs)".into(),
+    }
+}
+
+fn rate_table(out: &mut String, run: &Run, source: &str) -> Vec<(String, f64)> {
+    let mut ratios = Vec::new();
+    let rows: Vec<&Row> = run.rows.iter().filter(|r| r.section == "rate").collect();
+    if rows.is_empty() {
+        return ratios;
+    }
+    let _ = writeln!(
+        out,
+        "| flows | listener | flows/s | vs nothing listening | flows made | events shown | events missing | loss reported by the tool |\n|---|---|---:|---:|---:|---:|---:|---:|"
+    );
+    for proto in ["udp", "tcp"] {
+        let base = rows
+            .iter()
+            .find(|r| r.get("proto") == proto && r.get("listener") == "none")
+            .and_then(|r| r.num("rate"));
+        for r in rows.iter().filter(|r| r.get("proto") == proto) {
+            let v = r.get("listener");
+            let ratio = match (base, r.num("rate")) {
+                (Some(b), Some(x)) if b > 0.0 => x / b,
+                _ => f64::NAN,
+            };
+            if v != "none" {
+                ratios.push((format!("{proto} {v}"), ratio));
+            }
+            let what = if proto == "udp" {
+                "UDP, 1 datagram each"
+            } else {
+                "TCP connect+close"
+            };
+            let _ = writeln!(
+                out,
+                "| {what} | {} | {} | {:.2} | {} | {} | {} | {} |",
+                listener_name(v, source),
+                rate(r.num("rate").unwrap_or(0.0)),
+                ratio,
+                r.get("created"),
+                r.get("shown"),
+                if v == "none" {
+                    "—".into()
+                } else {
+                    loss_cell(r, source)
+                },
+                lost_cell(r),
+            );
+        }
+    }
+    out.push('\n');
+    ratios
+}
+
+/// Returns per tool the lowest offered rate with a loss.
+fn loss_table(out: &mut String, run: &Run, source: &str) -> Vec<(String, Option<f64>, f64)> {
+    let rows: Vec<&Row> = run.rows.iter().filter(|r| r.section == "loss").collect();
+    let mut first = Vec::new();
+    if rows.is_empty() {
+        return first;
+    }
+    let tools = ["tracker", "ct-new", "ct-new-b8M"];
+    let _ = write!(out, "| offered | ");
+    for t in tools {
+        let _ = write!(out, "{} | ", listener_name(t, source));
+    }
+    let _ = writeln!(out, "\n|---:|{}", "---:|".repeat(tools.len()));
+    let mut offered: Vec<u64> = rows
+        .iter()
+        .filter_map(|r| r.get("offered").parse().ok())
+        .collect();
+    offered.sort_unstable_by(|a, b| (*a == 0).cmp(&(*b == 0)).then(a.cmp(b)));
+    offered.dedup();
+    for o in &offered {
+        let label = if *o == 0 {
+            "maximum".to_string()
+        } else {
+            rate(*o as f64)
+        };
+        let _ = write!(out, "| {label} | ");
+        for t in tools {
+            let cell = rows
+                .iter()
+                .find(|r| r.get("listener") == t && r.get("offered") == o.to_string())
+                .map_or("—".into(), |r| {
+                    format!(
+                        "{}: {} missing, {}",
+                        rate(r.num("rate").unwrap_or(0.0)),
+                        missing(r, source).map_or("?".into(), |m| m.to_string()),
+                        lost_cell(r)
+                    )
+                });
+            let _ = write!(out, "{cell} | ");
+        }
+        out.push('\n');
+    }
+    for t in tools {
+        let mut lossy: Vec<&&Row> = rows
+            .iter()
+            .filter(|r| r.get("listener") == t)
+            .filter(|r| {
+                missing(r, source).unwrap_or(0) > 0 || r.num("lost").is_some_and(|l| l > 0.0)
+            })
+            .collect();
+        lossy.sort_by(|a, b| {
+            a.num("rate")
+                .unwrap_or(0.0)
+                .total_cmp(&b.num("rate").unwrap_or(0.0))
+        });
+        let max_rate = rows
+            .iter()
+            .filter(|r| r.get("listener") == t)
+            .filter_map(|r| r.num("rate"))
+            .fold(0.0, f64::max);
+        first.push((
+            t.to_string(),
+            lossy.first().and_then(|r| r.num("rate")),
+            max_rate,
+        ));
+    }
+    out.push('\n');
+    for (t, at, max) in &first {
+        let _ = writeln!(
+            out,
+            "- {}: {}",
+            listener_name(t, source),
+            match at {
+                Some(r) => format!("first loses events at {}", rate(*r)),
+                None => format!("no loss up to {} (the maximum reached)", rate(*max)),
+            }
+        );
+    }
+    out.push('\n');
+    first
+}
+
+fn counts_table(out: &mut String, run: &Run) -> Vec<(f64, f64)> {
+    let rows: Vec<&Row> = run.rows.iter().filter(|r| r.section == "counts").collect();
+    let mut speedups = Vec::new();
+    if rows.is_empty() {
+        return speedups;
+    }
+    let _ = writeln!(
+        out,
+        "| live entries | command | time | `tracker counts` is faster by | answer |\n|---:|---|---:|---:|---|"
+    );
+    let mut sizes: Vec<&str> = rows.iter().map(|r| r.get("entries")).collect();
+    sizes.dedup();
+    for n in sizes {
+        let ours = rows
+            .iter()
+            .find(|r| r.get("entries") == n && r.get("tool").starts_with("tracker"))
+            .and_then(|r| r.num("us"));
+        for r in rows.iter().filter(|r| r.get("entries") == n) {
+            let us = r.num("us").unwrap_or(f64::NAN);
+            let factor = ours.map_or(f64::NAN, |o| us / o.max(1.0));
+            if r.get("tool") == "conntrack -L | grep -c mark=1" {
+                speedups.push((r.num("entries").unwrap_or(0.0), factor));
+            }
+            let mut answer = r.get("answer").replace('|', "\\|");
+            answer.truncate(120);
+            let _ = writeln!(
+                out,
+                "| {n} | `{}` | {:.1} ms | {} | `{answer}` |",
+                r.get("tool").replace('|', "\\|"),
+                us / 1000.0,
+                if r.get("tool").starts_with("tracker") {
+                    "1×".into()
+                } else {
+                    format!("{factor:.0}×")
+                },
+            );
+        }
+    }
+    out.push('\n');
+    speedups
+}
+
+/// Returns (CPU % of a core per 10 k events/s) of the tracker.
+fn cpu_table(out: &mut String, run: &Run, source: &str) -> Option<f64> {
+    let rows: Vec<&Row> = run.rows.iter().filter(|r| r.section == "cpu").collect();
+    let mut ours = None;
+    if !rows.is_empty() {
+        let _ = writeln!(
+            out,
+            "| listener | events/s | CPU (% of a core) | per 10 k events/s | RSS | events missing |\n|---|---:|---:|---:|---:|---:|"
+        );
+        for r in &rows {
+            let secs = r.num("wall_ns").unwrap_or(f64::NAN) / 1e9;
+            let cpu = r.num("ticks").unwrap_or(f64::NAN) / r.num("hz").unwrap_or(100.0) / secs;
+            let ev = r.num("rate").unwrap_or(f64::NAN);
+            let per10k = cpu * 10_000.0 / ev;
+            if r.get("listener") == "tracker" {
+                ours = Some(per10k);
+            }
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {:.1} MiB | {} |",
+                listener_name(r.get("listener"), source),
+                rate(ev),
+                pct(cpu),
+                pct(per10k),
+                r.num("rss_kib").unwrap_or(f64::NAN) / 1024.0,
+                loss_cell(r, source),
+            );
+        }
+        out.push('\n');
+    }
+    let bpf: Vec<&Row> = run.rows.iter().filter(|r| r.section == "bpf").collect();
+    if !bpf.is_empty() {
+        let base = run
+            .rows
+            .iter()
+            .find(|r| r.section == "rate" && r.get("proto") == "udp" && r.get("listener") == "none")
+            .and_then(|r| r.num("rate"));
+        let _ = writeln!(
+            out,
+            "BPF run time (`kernel.bpf_stats_enabled=1`, `bpftool prog show`) during the `tracker events` run above:\n\n| program | type | runs | ns per run | vs the time of one new UDP flow with nothing listening |\n|---|---|---:|---:|---:|"
+        );
+        for r in bpf {
+            let per =
+                r.num("run_time_ns").unwrap_or(f64::NAN) / r.num("run_cnt").unwrap_or(f64::NAN);
+            let share = base.map_or("—".into(), |b| pct(per / (1e9 / b)));
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {per:.0} | {share} |",
+                r.get("prog"),
+                r.get("type"),
+                r.get("run_cnt"),
+            );
+        }
+        let _ = writeln!(
+            out,
+            "\nThe hooks attach as kprobes/kretprobes on Debian kernels: nf_conntrack is a module there and aya 0.14 cannot attach fentry/fexit to module functions (module BTF is not used for the attach target). A kprobe+kretprobe pair costs more than fentry/fexit would.\n"
+        );
+    }
+    ours
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "met" } else { "**not met**" }
+}
+
+pub fn render(cx: &Context) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# Benchmarks\n\nWritten by `cargo xtask bench` (xtask/src/bench.rs, tests/bench/bench.sh, xtask/src/bin/flowgen.rs, tracker-userspace/benches/replay.rs). Every figure below comes from one run; rerun to refresh. Absolute rates under QEMU TCG are far below real hardware — compare the ratios, which are measured side by side in the same guest.\n\n- machine: {}\n- command: `{}`\n- run time: {:.1} min\n",
+        cx.machine,
+        cx.command,
+        cx.total.as_secs_f64() / 60.0
+    );
+    for run in cx.runs {
+        let _ = writeln!(out, "- {}: {:.1} min", run.title, run.seconds / 60.0);
+    }
+    out.push('\n');
+
+    let mut targets: Vec<(String, String, bool)> = Vec::new();
+    for run in cx.runs {
+        let source = source_of(run);
+        let env = run.rows.iter().find(|r| r.section == "env");
+        let _ = writeln!(out, "## {}\n", run.title);
+        if let Some(e) = env {
+            let _ = writeln!(
+                out,
+                "kernel {}, {}; {}; {} s per generator run.\n",
+                e.get("kernel"),
+                e.get("machine"),
+                e.get("conntrack"),
+                e.get("seconds")
+            );
+        }
+        if let Some(p) = &run.problem {
+            let _ = writeln!(out, "**Incomplete: {p}**\n");
+        }
+        if let Some(err) = run.rows.iter().find(|r| r.section == "error") {
+            let _ = writeln!(out, "**bench.sh stopped: {}**\n", err.get("msg"));
+        }
+
+        let _ = writeln!(
+            out,
+            "### 1. New-flow rate with each listener\n\nflowgen makes new conntrack entries in a network namespace of its own (loopback; an nft `ct state` rule makes conntrack track there; `nf_conntrack_events=1`), {} s per run, table flushed between runs. *events missing* = flows made (`conntrack -C`) − events the listener printed (its exit line); for conntrack that is the only loss count, its ENOBUFS warnings each lose an unknown number.\n",
+            env.map_or("?", |e| e.get("seconds"))
+        );
+        let ratios = rate_table(&mut out, run, &source);
+        let _ = writeln!(out, "### 2. Loss curve (UDP, paced)\n");
+        let first = loss_table(&mut out, run, &source);
+        let counts = if source == "ebpf" {
+            let _ = writeln!(
+                out,
+                "### 3. Per-mark counts of a large table\n\nUDP flows from the namespace with a 600 s UDP timeout and nft rules `ct mark set 1` / `ct mark set 2` by destination port range; a `tracker events` runs (its pinned maps are what `tracker counts` reads). Fast commands best of three, `conntrack -L` once.\n"
+            );
+            counts_table(&mut out, run)
+        } else {
+            let _ = writeln!(
+                out,
+                "### 3. Per-mark counts\n\nNot measured on this host: `tracker counts` needs the eBPF hooks (see the VM section).\n"
+            );
+            Vec::new()
+        };
+        let _ = writeln!(
+            out,
+            "### 4. CPU and memory of the listener (paced UDP)\n\nFrom /proc/PID/stat (utime+stime) over the generator's run and VmRSS at its end.\n"
+        );
+        let cpu = cpu_table(&mut out, run, &source);
+
+        // Targets, per environment.
+        let tag = if source == "ebpf" {
+            "eBPF (VM)"
+        } else {
+            "netlink (host)"
+        };
+        for (name, r) in ratios.iter().filter(|(n, _)| n.ends_with(" tracker")) {
+            targets.push((
+                format!("{tag}: {name} flow rate ≥ 0.97 of nothing listening"),
+                format!("{r:.2}"),
+                *r >= 0.97,
+            ));
+        }
+        let ct_survives = first
+            .iter()
+            .filter(|(t, _, _)| t.starts_with("ct"))
+            .map(|(_, at, max)| at.unwrap_or(*max))
+            .fold(0.0, f64::max);
+        if let Some((_, at, max)) = first.iter().find(|(t, _, _)| t == "tracker") {
+            targets.push((
+                format!("{tag}: zero loss at every rate conntrack -E survives and at the maximum (default ring)"),
+                match at {
+                    Some(a) => format!("first loss at {} (conntrack -E lossless below {})", rate(*a), rate(ct_survives)),
+                    None => format!("no loss up to {}", rate(*max)),
+                },
+                at.is_none(),
+            ));
+        }
+        for (n, f) in &counts {
+            targets.push((
+                format!("{tag}: `tracker counts` ≥ 1000× faster than `conntrack -L | grep -c` at {n:.0} entries"),
+                format!("{f:.0}×"),
+                *f >= 1000.0,
+            ));
+        }
+        if let Some(c) = cpu {
+            targets.push((
+                format!("{tag}: ≤ 2 % of a core per 10 k events/s"),
+                pct(c),
+                c <= 0.02,
+            ));
+        }
+    }
+
+    let _ = writeln!(
+        out,
+        "## 5. Userspace alone (this host, one core)\n\nSynthesised ring records (70 % TCP, 25 % UDP, 5 % ICMP; 10 % IPv6; NEW and DESTROY) through `decode::record` → `decode::event` → `Filter::matches` → `output::Writer` into a 64 KiB buffer on `io::sink()`.\n"
+    );
+    if let Some(p) = &cx.replay.problem {
+        let _ = writeln!(out, "**Incomplete: {p}**\n");
+    }
+    let _ = writeln!(out, "| mode | events/s |\n|---|---:|");
+    for (mode, r) in &cx.replay.lines {
+        let _ = writeln!(out, "| {mode} | {} |", rate(*r));
+    }
+    out.push('\n');
+    let slowest_format = cx
+        .replay
+        .lines
+        .iter()
+        .filter(|(m, _)| m.starts_with("decode+text") || m.starts_with("decode+json"))
+        .map(|(_, r)| *r)
+        .fold(f64::INFINITY, f64::min);
+    if slowest_format.is_finite() {
+        targets.push((
+            "≥ 2 M events/s decode+format on one core (slowest format)".into(),
+            rate(slowest_format),
+            slowest_format >= 2e6,
+        ));
+    }
+
+    let _ = writeln!(out, "## Targets\n\n| target | measured | |\n|---|---|---|");
+    for (t, m, ok) in &targets {
+        let _ = writeln!(out, "| {t} | {m} | {} |", verdict(*ok));
+    }
+    out.push('\n');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(text: &str) -> Vec<Row> {
+        text.lines().filter_map(Row::parse).collect()
+    }
+
+    #[test]
+    fn tables_and_targets_come_from_rows() {
+        let run = Run {
+            title: "host".into(),
+            rows: rows(
+                "BENCH\tenv\tkernel=6.18\tsource=netlink\tseconds=1\n\
+                 BENCH\trate\tproto=udp\tlistener=none\toffered=0\trate=200000\tcreated=600000\tshown=-\tlost=-\n\
+                 BENCH\trate\tproto=udp\tlistener=tracker\toffered=0\trate=190000\tcreated=570000\tshown=570000\tlost=0\n\
+                 BENCH\trate\tproto=tcp\tlistener=ct\toffered=0\trate=20000\tcreated=60000\tshown=250000\tlost=3\n\
+                 BENCH\tloss\tproto=udp\tlistener=tracker\toffered=10000\trate=10000\tcreated=10000\tshown=10000\tlost=0\n\
+                 BENCH\tloss\tproto=udp\tlistener=ct-new\toffered=10000\trate=10000\tcreated=10000\tshown=9000\tlost=1\n\
+                 BENCH\tcpu\tlistener=tracker\trate=10000\tticks=10\thz=100\twall_ns=2000000000\trss_kib=4096\tcreated=20000\tshown=20000\tlost=0\n",
+            ),
+            seconds: 60.0,
+            problem: None,
+        };
+        let replay = Replay {
+            lines: vec![("decode+text".into(), 3e6)],
+            problem: None,
+        };
+        let md = render(&Context {
+            runs: std::slice::from_ref(&run),
+            replay: &replay,
+            machine: "m".into(),
+            command: "cargo xtask bench".into(),
+            total: Duration::from_secs(90),
+        });
+        assert!(md.contains("| UDP, 1 datagram each | `tracker --source netlink events > /dev/null` | 190.0 k/s | 0.95 |"), "{md}");
+        assert!(md.contains("n/a (UPDATEs)"), "{md}");
+        assert!(md.contains("first loses events at 10.0 k/s"), "{md}");
+        assert!(
+            md.contains(
+                "| netlink (host): ≤ 2 % of a core per 10 k events/s | 5.0 % | **not met** |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| ≥ 2 M events/s decode+format on one core (slowest format) | 3.00 M/s | met |"
+            ),
+            "{md}"
+        );
+    }
+}
