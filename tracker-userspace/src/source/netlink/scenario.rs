@@ -264,18 +264,7 @@ struct Seen {
     portid: Option<u32>,
 }
 
-const TCP_STATES: [&str; 10] = [
-    "NONE",
-    "SYN_SENT",
-    "SYN_RECV",
-    "ESTABLISHED",
-    "FIN_WAIT",
-    "CLOSE_WAIT",
-    "LAST_ACK",
-    "TIME_WAIT",
-    "CLOSE",
-    "SYN_SENT2",
-];
+use crate::output::conntrack_text::TCP_STATES;
 
 fn l4_text(l4: &L4Ids) -> String {
     match *l4 {
