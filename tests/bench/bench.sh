@@ -239,7 +239,7 @@ ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/nul
 rss_kib() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status" 2>/dev/null; }
 
 section_cpu() {
-    local rate v t0 t1 w0 w1 rss hz bpf=0
+    local rate v t0 t1 w0 w1 rss hz created expected bpf=0
     hz=$(getconf CLK_TCK)
     # Paced well below the maximum so every listener keeps up.
     rate=${BENCH_CPU_RATE:-$(( ${UDP_BASE_RATE:-40000} / 4 ))}
@@ -259,7 +259,12 @@ section_cpu() {
         t1=$(ticks "$LPID")
         w1=$(now_ns)
         rss=$(rss_kib "$LPID")
+        created=$(in_ns conntrack -C)
+        expected=$created
         if [ "$bpf" = 1 ]; then
+            # A flush while the stats run, so that the DESTROY hooks are timed too.
+            reset_table
+            expected=$((created * 2))
             bpftool -j prog show >"$DIR/bpftool.json" 2>/dev/null
             sysctl -qw kernel.bpf_stats_enabled=0
             bpf=0
@@ -278,9 +283,8 @@ for p in progs:
         print("BENCH\tbpf\tprog=%s\ttype=%s\trun_cnt=%d\trun_time_ns=%d" % (p.get("name", "?"), p.get("type", "?"), cnt, ns))
 EOF
         fi
-        created=$(in_ns conntrack -C)
         stop_listener
-        emit cpu "listener=$v" "rate=$RATE" "flows=$FLOWS" "created=$created" "ticks=$((t1 - t0))" \
+        emit cpu "listener=$v" "rate=$RATE" "flows=$FLOWS" "created=$created" "expected=$expected" "ticks=$((t1 - t0))" \
             "hz=$hz" "wall_ns=$((w1 - w0))" "rss_kib=$rss" "shown=$SHOWN" "lost=$LOST"
         log "cpu $v: $((t1 - t0)) ticks over $(((w1 - w0) / 1000000)) ms at $RATE/s, RSS $rss KiB"
     done

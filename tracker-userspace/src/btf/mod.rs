@@ -264,12 +264,15 @@ impl KernelBtf {
             counter_bytes: self.extension_field("nf_conn_counter", &["bytes"]),
             tstamp_start: self.extension_field("nf_conn_tstamp", &["start"]),
             tstamp_stop: self.extension_field("nf_conn_tstamp", &["stop"]),
-            ipct_mark: self
-                .enum_value("IPCT_MARK")
-                .unwrap_or(KernelOffsets::ABSENT),
+            // uapi (nf_conntrack_common.h), fixed by ABI, where BTF lacks it
+            // (Debian 5.10: no module BTF, and vmlinux never uses the enum).
+            ipct_mark: self.enum_value("IPCT_MARK").unwrap_or(UAPI_IPCT_MARK),
         })
     }
 }
+
+/// `IPCT_MARK` of the uapi `enum ip_conntrack_events`.
+const UAPI_IPCT_MARK: u32 = 7;
 
 /// `struct nf_conn_counter { atomic64_t packets, bytes; }` (16 bytes).
 const FALLBACK_COUNTER_SIZE: u32 = 16;
@@ -359,6 +362,6 @@ mod tests {
         let Some(btf) = host() else { return };
         // uapi enum ip_conntrack_events: IPCT_NEW is 0, IPCT_MARK 7 since 2.6.
         assert_eq!(btf.enum_value("IPCT_NEW"), Some(0));
-        assert_eq!(btf.enum_value("IPCT_MARK"), Some(7));
+        assert_eq!(btf.enum_value("IPCT_MARK"), Some(UAPI_IPCT_MARK));
     }
 }

@@ -43,7 +43,8 @@ fn expected_known(r: &Row, source: &str) -> bool {
 }
 
 fn missing(r: &Row, source: &str) -> Option<i64> {
-    let created = r.num("created")? as i64;
+    // `expected`: the CPU run's flush adds a DESTROY per entry.
+    let created = r.num("expected").or(r.num("created"))? as i64;
     let shown = r.num("shown")? as i64;
     expected_known(r, source).then_some((created - shown).max(0))
 }
@@ -85,7 +86,11 @@ fn lost_cell(r: &Row) -> String {
 fn loss_cell(r: &Row, source: &str) -> String {
     match missing(r, source) {
         Some(m) => {
-            let created = r.num("created").unwrap_or(0.0).max(1.0);
+            let created = r
+                .num("expected")
+                .or(r.num("created"))
+                .unwrap_or(0.0)
+                .max(1.0);
             format!("{m} ({})", pct(m as f64 / created))
         }
         None => "n/a (UPDATEs)".into(),
@@ -305,7 +310,7 @@ fn cpu_table(out: &mut String, run: &Run, source: &str) -> Option<f64> {
             .and_then(|r| r.num("rate"));
         let _ = writeln!(
             out,
-            "BPF run time (`kernel.bpf_stats_enabled=1`, `bpftool prog show`) during the `tracker events` run above:\n\n| program | type | runs | ns per run | vs the time of one new UDP flow with nothing listening |\n|---|---|---:|---:|---:|"
+            "BPF run time (`kernel.bpf_stats_enabled=1`, `bpftool prog show`) during the `tracker events` run above and the `conntrack -F` after it (which times the DESTROY hooks):\n\n| program | type | runs | ns per run | vs the time of one new UDP flow with nothing listening |\n|---|---|---:|---:|---:|"
         );
         for r in bpf {
             let per =
