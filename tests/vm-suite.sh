@@ -66,7 +66,10 @@ for script in "$TESTS_DIR"/scenarios/*.sh; do
     reset_state
     start=$(date +%s.%N)
     SCEN_UNDER_SUITE=1 SCEN_NAME=$name SCEN_DIR=$dir TESTS_DIR=$TESTS_DIR TRACKER=$TRACKER \
-        timeout -k 10 "$SCEN_TIMEOUT" bash "$script" >"$dir/log" 2>&1 </dev/null
+        # A scenario may ask for more time with a `# timeout: SECONDS` line.
+        limit=$(sed -nE 's/^# timeout: ([0-9]+)$/\1/p' "$script" | head -n1)
+        limit=$(( ${limit:-0} > SCEN_TIMEOUT ? limit : SCEN_TIMEOUT ))
+        timeout -k 10 "$limit" bash "$script" >"$dir/log" 2>&1 </dev/null
     rc=$?
     secs=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
     reason=
@@ -75,7 +78,7 @@ for script in "$TESTS_DIR"/scenarios/*.sh; do
         0) status=pass ;;
         77) status=skip
             [ -n "$reason" ] || reason=$(grep -v '^\s*$' "$dir/log" | tail -n1 | one_line) ;;
-        124 | 137) status=fail; reason="timed out after ${SCEN_TIMEOUT}s${reason:+; $reason}" ;;
+        124 | 137) status=fail; reason="timed out after ${limit}s${reason:+; $reason}" ;;
         *) status=fail
            [ -n "$reason" ] || reason="exit code $rc: $(grep -v '^\s*$' "$dir/log" | tail -n1 | one_line)" ;;
     esac

@@ -284,7 +284,7 @@ for p in progs:
 EOF
         fi
         stop_listener
-        emit cpu "listener=$v" "rate=$RATE" "flows=$FLOWS" "created=$created" "expected=$expected" "ticks=$((t1 - t0))" \
+        emit cpu "proto=udp" "listener=$v" "rate=$RATE" "flows=$FLOWS" "created=$created" "expected=$expected" "ticks=$((t1 - t0))" \
             "hz=$hz" "wall_ns=$((w1 - w0))" "rss_kib=$rss" "shown=$SHOWN" "lost=$LOST"
         log "cpu $v: $((t1 - t0)) ticks over $(((w1 - w0) / 1000000)) ms at $RATE/s, RSS $rss KiB"
     done

@@ -85,7 +85,7 @@ pub fn run(opts: &Options) -> Result<()> {
     };
     // The guest runs target/release/tracker: never relink it under another
     // xtask's running VM.
-    wait_for_idle_vm();
+    let mut waited = wait_for_idle_vm();
     build::release()?;
     let tracker = paths::tracker_binary();
     let flowgen = paths::target_dir().join("release").join("flowgen");
@@ -115,19 +115,20 @@ pub fn run(opts: &Options) -> Result<()> {
         let t = Instant::now();
         let run = vm::boot_and_run(kernel, &command, opts.timeout)?;
         vm::report(&run);
+        // boot_and_run's own wait for the lock is not part of the run.
+        waited += t.elapsed().saturating_sub(run.total);
         runs.push(Run {
             title: format!(
                 "test-bed VM: Debian {} under QEMU TCG, 2 vCPU, 2 GiB; eBPF source",
                 kernel.version
             ),
             rows: run.stdout.iter().filter_map(|l| Row::parse(l)).collect(),
-            seconds: t.elapsed().as_secs_f64(),
+            seconds: run.total.as_secs_f64(),
             problem: run.failure(),
         });
     }
     if !opts.skip_host {
-        let t = Instant::now();
-        let (rows, problem) = host_run(&format!(
+        let (rows, problem, host_seconds, host_waited) = host_run(&format!(
             "{} bash {}",
             env("netlink", "rate loss cpu", ""),
             process::shell_quote(&script.display().to_string())
@@ -138,27 +139,30 @@ pub fn run(opts: &Options) -> Result<()> {
                 uname_r()
             ),
             rows,
-            seconds: t.elapsed().as_secs_f64(),
+            seconds: host_seconds,
             problem,
         });
+        waited += host_waited;
     }
     let replay = replay()?;
 
-    let total = started.elapsed();
+    let total = started.elapsed().saturating_sub(waited);
     let markdown = report::render(&report::Context {
         runs: &runs,
         replay: &replay,
         machine: machine(),
         command: command_line(),
         total,
+        waited,
     });
     fs::write(&opts.output, &markdown)
         .with_context(|| format!("writing {}", opts.output.display()))?;
     println!("{markdown}");
     println!(
-        "bench: wrote {} in {:.1} min",
+        "bench: wrote {} in {:.1} min (plus {:.1} min waiting for another xtask's VM)",
         opts.output.display(),
-        total.as_secs_f64() / 60.0
+        total.as_secs_f64() / 60.0,
+        waited.as_secs_f64() / 60.0
     );
     let problems: Vec<String> = runs
         .iter()
@@ -173,11 +177,16 @@ pub fn run(opts: &Options) -> Result<()> {
 
 /// The script on this host, as root, holding the VM lock so that no TCG
 /// guest competes for the two cores while rates are measured.
-fn host_run(command: &str) -> Result<(Vec<Row>, Option<String>)> {
+/// Returns the rows, a problem, the seconds it ran and the time it waited.
+fn host_run(command: &str) -> Result<(Vec<Row>, Option<String>, f64, Duration)> {
     if !process::is_root() {
-        return Ok((Vec::new(), Some("not root: host part skipped".into())));
+        let why = Some("not root: host part skipped".into());
+        return Ok((Vec::new(), why, 0.0, Duration::ZERO));
     }
+    let t = Instant::now();
     let _lock = HostLock::acquire()?;
+    let waited = t.elapsed();
+    let t = Instant::now();
     println!("bench: host part: {command}");
     let mut child = process::command("bash")
         .current_dir(paths::workspace_root())
@@ -197,7 +206,7 @@ fn host_run(command: &str) -> Result<(Vec<Row>, Option<String>)> {
     }
     let status = child.wait()?;
     let problem = (!status.success()).then(|| format!("host bench.sh: {status}"));
-    Ok((rows, problem))
+    Ok((rows, problem, t.elapsed().as_secs_f64(), waited))
 }
 
 /// `cargo bench` of replay.rs in its own target directory: a bench build
@@ -249,8 +258,10 @@ fn holder_alive(path: &Path) -> bool {
     !holder.is_empty() && Path::new("/proc").join(holder).exists()
 }
 
-/// Waits while another xtask holds the VM lock (its guest runs our binary).
-fn wait_for_idle_vm() {
+/// Waits while another xtask holds the VM lock (its guest runs our binary);
+/// returns how long.
+fn wait_for_idle_vm() -> Duration {
+    let t = Instant::now();
     let path = lock_path();
     let mut said = false;
     while path.exists() && holder_alive(&path) {
@@ -263,6 +274,7 @@ fn wait_for_idle_vm() {
         }
         thread::sleep(Duration::from_secs(2));
     }
+    t.elapsed()
 }
 
 /// The VM lock's protocol (create_new, our pid inside), held while the host

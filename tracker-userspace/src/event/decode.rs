@@ -130,6 +130,17 @@ fn tuple(r: &FlowRecord, t: &FlowTuple) -> Tuple {
     }
 }
 
+/// Names one connection: the same for its NEW and DESTROY (same address,
+/// same generation). Mixed, then cut to 53 bits so JSON readers that hold
+/// numbers as doubles (jq, JavaScript) keep it exact.
+fn conn_id(ct: u64, generation: u64) -> u64 {
+    // splitmix64's finaliser: neighbouring addresses and times spread out.
+    let mut z = ct ^ generation.rotate_left(32);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (z ^ (z >> 31)) & ((1 << 53) - 1)
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
     #[error("record of {0} bytes, expected {1}")]
@@ -203,7 +214,7 @@ pub fn event(r: &FlowRecord, clock: &Clock, profile: &KernelProfile) -> Result<E
         stop_ns: (f & flags::HAS_TSTAMP != 0 && kind == EventKind::Destroy && r.stop_ns != 0)
             .then_some(r.stop_ns),
         portid: (f & flags::USERSPACE != 0).then_some(r.portid),
-        conn_id: r.ct ^ r.generation,
+        conn_id: conn_id(r.ct, r.generation),
     })
 }
 
@@ -307,6 +318,16 @@ mod tests {
             record(&bytes[..10]),
             Err(DecodeError::Size(10, _))
         ));
+    }
+
+    #[test]
+    fn conn_ids_fit_a_double_and_pair_new_with_destroy() {
+        let a = conn_id(0xffff_8880_0123_4500, 5_000_000_000);
+        assert_eq!(a, conn_id(0xffff_8880_0123_4500, 5_000_000_000));
+        assert!(a < 1 << 53);
+        // The slab reuses addresses: a later connection at the same address differs.
+        assert_ne!(a, conn_id(0xffff_8880_0123_4500, 7_000_000_000));
+        assert_ne!(a, conn_id(0xffff_8880_0123_4600, 5_000_000_000));
     }
 
     #[test]

@@ -271,7 +271,7 @@ pub(crate) mod tests {
             start_ns: None,
             stop_ns: None,
             portid: None,
-            conn_id: 0xffff_8880_0123_4567,
+            conn_id: 0x0010_8880_0123_4567,
         }
     }
 
@@ -333,7 +333,7 @@ pub(crate) mod tests {
                 "mark": 0,
                 "zone": 0,
                 "netns": 4026531840u32,
-                "id": 0xffff_8880_0123_4567u64
+                "id": 0x0010_8880_0123_4567u64
             })
         );
     }

@@ -12,6 +12,8 @@ pub struct Context<'a> {
     pub machine: String,
     pub command: String,
     pub total: Duration,
+    /// Spent waiting for another xtask's VM (not in `total`).
+    pub waited: Duration,
 }
 
 fn listener_name(v: &str, source: &str) -> String {
@@ -340,10 +342,11 @@ pub fn render(cx: &Context) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "# Benchmarks\n\nWritten by `cargo xtask bench` (xtask/src/bench.rs, tests/bench/bench.sh, xtask/src/bin/flowgen.rs, tracker-userspace/benches/replay.rs). Every figure below comes from one run; rerun to refresh. Absolute rates under QEMU TCG are far below real hardware — compare the ratios, which are measured side by side in the same guest.\n\n- machine: {}\n- command: `{}`\n- run time: {:.1} min\n",
+        "# Benchmarks\n\nWritten by `cargo xtask bench` (xtask/src/bench.rs, tests/bench/bench.sh, xtask/src/bin/flowgen.rs, tracker-userspace/benches/replay.rs). Every figure below comes from one run; rerun to refresh. Absolute rates under QEMU TCG are far below real hardware — compare the ratios, which are measured side by side in the same guest.\n\n- machine: {}\n- command: `{}`\n- run time: {:.1} min (not counting {:.1} min spent waiting for another xtask's VM)\n",
         cx.machine,
         cx.command,
-        cx.total.as_secs_f64() / 60.0
+        cx.total.as_secs_f64() / 60.0,
+        cx.waited.as_secs_f64() / 60.0
     );
     for run in cx.runs {
         let _ = writeln!(out, "- {}: {:.1} min", run.title, run.seconds / 60.0);
@@ -512,6 +515,7 @@ mod tests {
             machine: "m".into(),
             command: "cargo xtask bench".into(),
             total: Duration::from_secs(90),
+            waited: Duration::ZERO,
         });
         assert!(md.contains("| UDP, 1 datagram each | `tracker --source netlink events > /dev/null` | 190.0 k/s | 0.95 |"), "{md}");
         assert!(md.contains("n/a (UPDATEs)"), "{md}");
