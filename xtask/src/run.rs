@@ -7,11 +7,9 @@ use anyhow::{Result, bail};
 use crate::{build, kernels, paths, process, setup, vm};
 
 pub fn build_and_run(kernel: Option<&str>, timeout: Duration, args: &[String]) -> Result<()> {
-    setup::build_tools(setup::Mode::Check)?;
+    // A fresh machine needs nothing but this command: install what is missing.
+    setup::run()?;
     let kernel = kernel.map(kernels::installed).transpose()?;
-    if kernel.is_some() {
-        setup::vm_tools(setup::Mode::Check)?;
-    }
     build::release()?;
 
     let default_args = ["events".to_string()];

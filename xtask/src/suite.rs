@@ -102,6 +102,9 @@ pub fn run(
     if !host_only && !suite.is_file() {
         bail!("{} not found: nothing to run in the VMs", suite.display());
     }
+    // Everything the tests need, installed when missing (idempotent, about a
+    // second when all is there): a fresh machine needs nothing else.
+    setup::run()?;
     let host_ok = host_tests()?;
     if !host_ok && (host_only || !keep_going) {
         bail!("host unit tests failed");
@@ -115,8 +118,6 @@ pub fn run(
         .iter()
         .map(|id| kernels::installed(id))
         .collect::<Result<_>>()?;
-    setup::build_tools(setup::Mode::Check)?;
-    setup::vm_tools(setup::Mode::Check)?;
     build::release()?;
 
     let mut outcomes = Vec::new();
