@@ -1,9 +1,9 @@
 #!/bin/bash
 # Two "ISPs": connections from 10.200.11.0/24 get connmark 1, from 10.200.12.0/24 mark 2
-# timeout: 240
 # (MARK by source subnet + CONNMARK save/restore in mangle PREROUTING); per-mark counts.
 # Then one live UDP flow is re-marked to 3 by CONNMARK --set-mark on its next packet:
 # the counts must follow the entry to its new mark.
+# timeout: 240
 . "$(dirname "$0")/../lib.sh"
 lib_setup
 need_cmd iptables

@@ -1,8 +1,8 @@
 #!/bin/bash
 # A burst of BURST_FLOWS (default 50000) UDP flows, one datagram each, then a flush.
-# timeout: 240
 # BURST_RATE (datagrams/s, default 0 = as fast as the sender can) paces it.
 # conntrack -E loses events at this rate: bulk rule (see README) plus counts.
+# timeout: 240
 . "$(dirname "$0")/../lib.sh"
 lib_setup
 
