@@ -278,6 +278,9 @@ oracle_start() {
     CT_ERR=$SCEN_DIR/conntrack.stderr
     TRK_OUT=$SCEN_DIR/tracker.events
     TRK_ERR=$SCEN_DIR/tracker.stderr
+    # Empty the files first: a scenario may run the oracle more than once, and the
+    # readiness check below must never see the previous tracker's `listening` line.
+    : >"$CT_OUT"; : >"$CT_ERR"; : >"$TRK_OUT"; : >"$TRK_ERR"
     base=$(_nfnl_listeners "$ns")
     # nsenter directly (not in_ns): $! must be conntrack itself to receive SIGINT.
     nsenter --net="/run/netns/$ns" -- conntrack -E -e NEW,DESTROY "$@" >"$CT_OUT" 2>"$CT_ERR" &
@@ -316,6 +319,7 @@ oracle_start() {
 extra_tracker_start() {
     local ns=$1 name=$2 i
     shift 2
+    : >"$SCEN_DIR/$name.err"
     nsenter --net="/run/netns/$ns" -- "$TRACKER" "$@" >"$SCEN_DIR/$name.out" 2>"$SCEN_DIR/$name.err" &
     EXTRA_PID=$!
     _bg_pids+=("$EXTRA_PID")

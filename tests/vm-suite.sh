@@ -64,11 +64,11 @@ for script in "$TESTS_DIR"/scenarios/*.sh; do
     rm -rf "$dir"
     mkdir -p "$dir"
     reset_state
+    # A scenario may ask for more time with a `# timeout: SECONDS` line.
+    limit=$(sed -nE 's/^# timeout: ([0-9]+)$/\1/p' "$script" | head -n1)
+    limit=$(( ${limit:-0} > SCEN_TIMEOUT ? limit : SCEN_TIMEOUT ))
     start=$(date +%s.%N)
     SCEN_UNDER_SUITE=1 SCEN_NAME=$name SCEN_DIR=$dir TESTS_DIR=$TESTS_DIR TRACKER=$TRACKER \
-        # A scenario may ask for more time with a `# timeout: SECONDS` line.
-        limit=$(sed -nE 's/^# timeout: ([0-9]+)$/\1/p' "$script" | head -n1)
-        limit=$(( ${limit:-0} > SCEN_TIMEOUT ? limit : SCEN_TIMEOUT ))
         timeout -k 10 "$limit" bash "$script" >"$dir/log" 2>&1 </dev/null
     rc=$?
     secs=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
