@@ -12,10 +12,9 @@ mod report;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{BufRead, BufReader, Write as _};
-use std::path::{Path, PathBuf};
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
 use std::process::Stdio;
-use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
@@ -85,7 +84,7 @@ pub fn run(opts: &Options) -> Result<()> {
     };
     // The guest runs target/release/tracker: never relink it under another
     // xtask's running VM.
-    let mut waited = wait_for_idle_vm();
+    let mut waited = vm::wait_until_free();
     build::release()?;
     let tracker = paths::tracker_binary();
     let flowgen = paths::target_dir().join("release").join("flowgen");
@@ -184,7 +183,7 @@ fn host_run(command: &str) -> Result<(Vec<Row>, Option<String>, f64, Duration)> 
         return Ok((Vec::new(), why, 0.0, Duration::ZERO));
     }
     let t = Instant::now();
-    let _lock = HostLock::acquire()?;
+    let _lock = vm::VmLock::acquire()?;
     let waited = t.elapsed();
     let t = Instant::now();
     println!("bench: host part: {command}");
@@ -246,77 +245,6 @@ fn replay() -> Result<Replay> {
         .is_empty()
         .then(|| "replay printed no results".to_string());
     Ok(Replay { lines, problem })
-}
-
-fn lock_path() -> PathBuf {
-    paths::vm_dir().join("lock")
-}
-
-fn holder_alive(path: &Path) -> bool {
-    let holder = fs::read_to_string(path).unwrap_or_default();
-    let holder = holder.trim();
-    !holder.is_empty() && Path::new("/proc").join(holder).exists()
-}
-
-/// Waits while another xtask holds the VM lock (its guest runs our binary);
-/// returns how long.
-fn wait_for_idle_vm() -> Duration {
-    let t = Instant::now();
-    let path = lock_path();
-    let mut said = false;
-    while path.exists() && holder_alive(&path) {
-        if !said {
-            println!(
-                "bench: waiting for another xtask's VM to finish before building ({})",
-                path.display()
-            );
-            said = true;
-        }
-        thread::sleep(Duration::from_secs(2));
-    }
-    t.elapsed()
-}
-
-/// The VM lock's protocol (create_new, our pid inside), held while the host
-/// part measures.
-struct HostLock(PathBuf);
-
-impl HostLock {
-    fn acquire() -> Result<Self> {
-        let path = lock_path();
-        fs::create_dir_all(paths::vm_dir())?;
-        let mut said = false;
-        loop {
-            match fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)
-            {
-                Ok(mut f) => {
-                    writeln!(f, "{}", std::process::id())?;
-                    return Ok(HostLock(path));
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    if !holder_alive(&path) {
-                        let _ = fs::remove_file(&path);
-                        continue;
-                    }
-                    if !said {
-                        println!("bench: waiting for another xtask's VM before the host part");
-                        said = true;
-                    }
-                    thread::sleep(Duration::from_secs(1));
-                }
-                Err(e) => return Err(e).with_context(|| format!("creating {}", path.display())),
-            }
-        }
-    }
-}
-
-impl Drop for HostLock {
-    fn drop(&mut self) {
-        let _ = fs::remove_file(&self.0);
-    }
 }
 
 fn uname_r() -> String {

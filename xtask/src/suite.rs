@@ -281,19 +281,11 @@ fn run_on_host(suite: &Path) -> Result<KernelOutcome> {
         println!("[host] {line}");
     }
     let results = parse_results(stdout.lines());
+    let done = stdout.lines().any(|l| l.trim() == DONE_MARK);
     let mut problems = Vec::new();
-    if !stdout.lines().any(|l| l.trim() == DONE_MARK) {
-        problems.push(format!("{DONE_MARK} missing: the suite stopped early"));
-    }
-    if !out.status.success() && Counts::of(&results).failed == 0 {
-        problems.push(format!(
-            "suite exited {} without a failed scenario",
-            out.status
-        ));
-    }
-    if results.is_empty() && problems.is_empty() {
-        problems.push("the suite reported no scenario".into());
-    }
+    // A suite killed by a signal has no exit code: count it as a failure.
+    let status = Some(out.status.code().unwrap_or(-1));
+    suite_problems(&mut problems, &results, done, status);
     Ok(KernelOutcome {
         id: "host".into(),
         version,
@@ -320,16 +312,8 @@ fn judge(kernel: &Kernel, run: &GuestRun, results_dir: &Path) -> KernelOutcome {
     let done = run.stdout.iter().any(|l| l.trim() == DONE_MARK);
     if run.timed_out || run.boot.is_none() || run.guest_status.is_none() {
         problems.push(run.failure().unwrap_or_else(|| "guest failed".into()));
-    } else if !done {
-        problems.push(format!("{DONE_MARK} missing: the suite stopped early"));
-    }
-    if let Some(code) = run.guest_status.filter(|&c| c != 0)
-        && Counts::of(&results).failed == 0
-    {
-        problems.push(format!("suite exited {code} without a failed scenario"));
-    }
-    if results.is_empty() && problems.is_empty() {
-        problems.push("the suite reported no scenario".into());
+    } else {
+        suite_problems(&mut problems, &results, done, run.guest_status);
     }
     if !problems.is_empty() {
         run.show_console_tail();
@@ -340,6 +324,27 @@ fn judge(kernel: &Kernel, run: &GuestRun, results_dir: &Path) -> KernelOutcome {
         results,
         timing: run.timing(),
         problems,
+    }
+}
+
+/// What is wrong with a suite run besides failed scenarios: it stopped early,
+/// its exit status disagrees with its results, or it ran nothing.
+fn suite_problems(
+    problems: &mut Vec<String>,
+    results: &[ScenarioResult],
+    done: bool,
+    status: Option<i32>,
+) {
+    if !done {
+        problems.push(format!("{DONE_MARK} missing: the suite stopped early"));
+    }
+    if let Some(code) = status.filter(|&c| c != 0)
+        && Counts::of(results).failed == 0
+    {
+        problems.push(format!("suite exited {code} without a failed scenario"));
+    }
+    if results.is_empty() && problems.is_empty() {
+        problems.push("the suite reported no scenario".into());
     }
 }
 

@@ -410,14 +410,43 @@ fn kill_tree(root: u32) {
 
 /// One VM at a time across xtask processes: two TCG guests on two cores
 /// would each run at half speed (spurious timeouts, skewed boot times) and
-/// would write the same console.log. Held from boot to exit.
-struct VmLock {
+/// would write the same console.log. Held from boot to exit; the bench also
+/// holds it while it measures on the host.
+pub struct VmLock {
     path: PathBuf,
 }
 
+fn lock_path() -> PathBuf {
+    paths::vm_dir().join("lock")
+}
+
+/// The pid in the lock file, when that process is alive.
+fn lock_holder() -> Option<String> {
+    let holder = fs::read_to_string(lock_path()).ok()?;
+    let holder = holder.trim().to_string();
+    (!holder.is_empty() && Path::new("/proc").join(&holder).exists()).then_some(holder)
+}
+
+/// Waits, without taking it, until no other xtask holds the lock (its guest
+/// may be running target/release/tracker, which a build would replace).
+/// Returns how long it waited.
+pub fn wait_until_free() -> Duration {
+    let t = std::time::Instant::now();
+    let mut said = false;
+    while let Some(holder) = lock_holder() {
+        if !said {
+            println!("vm: waiting for another xtask's VM to finish (pid {holder})");
+            said = true;
+        }
+        thread::sleep(Duration::from_secs(2));
+    }
+    t.elapsed()
+}
+
 impl VmLock {
-    fn acquire() -> Result<Self> {
-        let path = paths::vm_dir().join("lock");
+    pub fn acquire() -> Result<Self> {
+        let path = lock_path();
+        fs::create_dir_all(paths::vm_dir())?;
         let mut said = false;
         loop {
             match fs::OpenOptions::new()
@@ -430,19 +459,20 @@ impl VmLock {
                     return Ok(Self { path });
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let holder = fs::read_to_string(&path).unwrap_or_default();
-                    let holder = holder.trim();
-                    // A holder that died without cleaning up (SIGKILL).
-                    if !holder.is_empty() && !Path::new("/proc").join(holder).exists() {
-                        let _ = fs::remove_file(&path);
-                        continue;
-                    }
-                    if !said {
-                        println!(
-                            "vm: waiting for another xtask's VM to finish (pid {holder}, {})",
-                            path.display()
-                        );
-                        said = true;
+                    match lock_holder() {
+                        // A holder that died without cleaning up (SIGKILL).
+                        None => {
+                            let _ = fs::remove_file(&path);
+                            continue;
+                        }
+                        Some(holder) if !said => {
+                            println!(
+                                "vm: waiting for another xtask's VM to finish (pid {holder}, {})",
+                                path.display()
+                            );
+                            said = true;
+                        }
+                        Some(_) => {}
                     }
                     thread::sleep(Duration::from_secs(1));
                 }

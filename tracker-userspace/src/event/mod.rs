@@ -84,3 +84,30 @@ pub struct Event {
     /// object address and the time of its NEW (eBPF), or the ctnetlink id.
     pub conn_id: u64,
 }
+
+#[cfg(test)]
+impl Event {
+    /// A confirmed connection with nothing optional set: the tests' fixture.
+    pub(crate) fn bare(kind: EventKind, l4proto: u8, orig: Tuple, reply: Tuple) -> Event {
+        Event {
+            kind,
+            time: std::time::UNIX_EPOCH + std::time::Duration::from_micros(1_700_000_000_012_345),
+            l3proto: if orig.src.is_ipv4() { 2 } else { 10 },
+            l4proto,
+            orig,
+            reply,
+            status: tracker_common::status::CONFIRMED,
+            tcp_state: None,
+            timeout: None,
+            mark: 0,
+            mark_changed: false,
+            zone: 0,
+            netns: 4026531840,
+            counters: None,
+            start_ns: None,
+            stop_ns: None,
+            portid: None,
+            conn_id: 1,
+        }
+    }
+}

@@ -241,30 +241,10 @@ mod tests {
     use crate::cli::{Cli, Command};
     use crate::event::Tuple;
     use clap::Parser;
-    use std::time::UNIX_EPOCH;
     use tracker_common::status;
 
     fn test_event(kind: EventKind, l4proto: u8, orig: Tuple, reply: Tuple) -> Event {
-        Event {
-            kind,
-            time: UNIX_EPOCH,
-            l3proto: if orig.src.is_ipv4() { 2 } else { 10 },
-            l4proto,
-            orig,
-            reply,
-            status: status::CONFIRMED,
-            tcp_state: None,
-            timeout: None,
-            mark: 0,
-            mark_changed: false,
-            zone: 0,
-            netns: 4026531840,
-            counters: None,
-            start_ns: None,
-            stop_ns: None,
-            portid: None,
-            conn_id: 1,
-        }
+        Event::bare(kind, l4proto, orig, reply)
     }
 
     fn filter(args: &[&str]) -> Result<Filter, FilterError> {

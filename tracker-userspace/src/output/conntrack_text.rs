@@ -258,7 +258,6 @@ mod tests {
 
     const SEEN_REPLY: u32 = status::SEEN_REPLY;
     const ASSURED: u32 = status::ASSURED;
-    const CONFIRMED: u32 = status::CONFIRMED;
 
     fn v4(s: &str) -> IpAddr {
         s.parse().unwrap()
@@ -273,26 +272,7 @@ mod tests {
     }
 
     fn base(kind: EventKind, l4proto: u8, orig: Tuple, reply: Tuple) -> Event {
-        Event {
-            kind,
-            time: UNIX_EPOCH + Duration::from_micros(1_700_000_000_012_345),
-            l3proto: if orig.src.is_ipv4() { 2 } else { 10 },
-            l4proto,
-            orig,
-            reply,
-            status: CONFIRMED,
-            tcp_state: None,
-            timeout: None,
-            mark: 0,
-            mark_changed: false,
-            zone: 0,
-            netns: 4026531840,
-            counters: None,
-            start_ns: None,
-            stop_ns: None,
-            portid: None,
-            conn_id: 1,
-        }
+        Event::bare(kind, l4proto, orig, reply)
     }
 
     fn line(ev: &Event, opts: TextOptions) -> String {

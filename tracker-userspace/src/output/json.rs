@@ -239,39 +239,28 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn sample(kind: EventKind) -> Event {
+        let orig = Tuple {
+            src: ip("10.0.0.1"),
+            dst: ip("10.0.0.2"),
+            l4: L4Ids::Ports {
+                sport: 43210,
+                dport: 80,
+            },
+        };
+        let reply = Tuple {
+            src: ip("10.0.0.2"),
+            dst: ip("10.0.0.1"),
+            l4: L4Ids::Ports {
+                sport: 80,
+                dport: 43210,
+            },
+        };
         Event {
-            kind,
             time: UNIX_EPOCH + Duration::from_micros(1_795_243_201_123_456),
-            l3proto: 2,
-            l4proto: 6,
-            orig: Tuple {
-                src: ip("10.0.0.1"),
-                dst: ip("10.0.0.2"),
-                l4: L4Ids::Ports {
-                    sport: 43210,
-                    dport: 80,
-                },
-            },
-            reply: Tuple {
-                src: ip("10.0.0.2"),
-                dst: ip("10.0.0.1"),
-                l4: L4Ids::Ports {
-                    sport: 80,
-                    dport: 43210,
-                },
-            },
-            status: status::CONFIRMED,
             tcp_state: Some(1),
             timeout: Some(120),
-            mark: 0,
-            mark_changed: false,
-            zone: 0,
-            netns: 4026531840,
-            counters: None,
-            start_ns: None,
-            stop_ns: None,
-            portid: None,
             conn_id: 0x0010_8880_0123_4567,
+            ..Event::bare(kind, 6, orig, reply)
         }
     }
 
