@@ -269,7 +269,8 @@ _nfnl_listeners() {
 
 # oracle_start NS [extra conntrack -E args...]
 # Starts `conntrack -E -e NEW,DESTROY` then `$TRACKER events -e NEW,DESTROY` in NS and
-# waits until the tracker prints `tracker: listening` on stderr.
+# waits until the tracker prints `tracker: listening` on stderr. ORACLE_EVENTS replaces
+# NEW,DESTROY for both (e.g. ALL); TRACKER_ARGS adds words to the tracker's command.
 oracle_start() {
     local ns=$1 base i
     shift
@@ -283,7 +284,8 @@ oracle_start() {
     : >"$CT_OUT"; : >"$CT_ERR"; : >"$TRK_OUT"; : >"$TRK_ERR"
     base=$(_nfnl_listeners "$ns")
     # nsenter directly (not in_ns): $! must be conntrack itself to receive SIGINT.
-    nsenter --net="/run/netns/$ns" -- conntrack -E -e NEW,DESTROY "$@" >"$CT_OUT" 2>"$CT_ERR" &
+    nsenter --net="/run/netns/$ns" -- conntrack -E -e "${ORACLE_EVENTS:-NEW,DESTROY}" "$@" \
+        >"$CT_OUT" 2>"$CT_ERR" &
     CT_PID=$!
     for ((i = 0; i < 100; i++)); do
         [ "$(_nfnl_listeners "$ns")" -gt "$base" ] && break
@@ -292,7 +294,7 @@ oracle_start() {
     done
     [ "$i" -lt 100 ] || log "warning: conntrack -E not seen on netlink after 10 s; going on"
     # shellcheck disable=SC2086  # TRACKER_ARGS: extra words, e.g. filters
-    nsenter --net="/run/netns/$ns" -- "$TRACKER" events -e NEW,DESTROY ${TRACKER_ARGS:-} \
+    nsenter --net="/run/netns/$ns" -- "$TRACKER" events -e "${ORACLE_EVENTS:-NEW,DESTROY}" ${TRACKER_ARGS:-} \
         >"$TRK_OUT" 2>"$TRK_ERR" &
     TRK_PID=$!
     for ((i = 0; i < TRACKER_READY_TIMEOUT * 10; i++)); do

@@ -9,14 +9,33 @@
 use core::mem::size_of;
 
 /// Bumped whenever [`FlowRecord`] changes shape.
-pub const RECORD_VERSION: u16 = 1;
+pub const RECORD_VERSION: u16 = 2;
 
 /// Record kinds. The numbers are part of the format and never reused.
 pub mod kind {
     pub const NEW: u32 = 1;
     pub const DESTROY: u32 = 2;
-    /// Reserved for UPDATE events.
+    /// A change ctnetlink reports as an UPDATE (state, reply, assured, mark…).
     pub const UPDATE: u32 = 3;
+}
+
+/// Bits of `enum ip_conntrack_events` (uapi `nf_conntrack_common.h`, stable):
+/// what [`FlowRecord::events`] of an UPDATE holds.
+pub mod ipct {
+    pub const NEW: u16 = 1 << 0;
+    pub const RELATED: u16 = 1 << 1;
+    pub const DESTROY: u16 = 1 << 2;
+    pub const REPLY: u16 = 1 << 3;
+    pub const ASSURED: u16 = 1 << 4;
+    pub const PROTOINFO: u16 = 1 << 5;
+    pub const HELPER: u16 = 1 << 6;
+    pub const MARK: u16 = 1 << 7;
+    pub const SEQADJ: u16 = 1 << 8;
+    pub const SECMARK: u16 = 1 << 9;
+    pub const LABEL: u16 = 1 << 10;
+    pub const SYNPROXY: u16 = 1 << 11;
+    /// Events ctnetlink reports as NEW or DESTROY rather than UPDATE.
+    pub const NOT_UPDATE: u16 = NEW | RELATED | DESTROY;
 }
 
 /// Bits of [`RecordHeader::flags`]: which optional parts of a record are valid.
@@ -120,7 +139,9 @@ pub struct FlowRecord {
     pub l4proto: u8,
     /// `ct->proto.tcp.state` for TCP, else 0.
     pub tcp_state: u8,
-    pub _pad: [u8; 6],
+    /// UPDATE only: the [`ipct`] bits the kernel delivered.
+    pub events: u16,
+    pub _pad: [u8; 4],
 }
 
 /// Key of the per-mark connection counts kept in the kernel.
@@ -169,7 +190,7 @@ pub mod stat {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct KernelFilter {
-    /// Bit 0: emit NEW, bit 1: emit DESTROY.
+    /// Bits of [`filter_kind`]: which kinds to emit.
     pub kinds: u32,
     pub netns: u32,
     pub mark: u32,
@@ -179,6 +200,13 @@ pub struct KernelFilter {
     pub l3proto: u8,
     pub l4proto: u8,
     pub _pad: u8,
+}
+
+/// Bits of [`KernelFilter::kinds`].
+pub mod filter_kind {
+    pub const NEW: u32 = 1 << 0;
+    pub const DESTROY: u32 = 1 << 1;
+    pub const UPDATE: u32 = 1 << 2;
 }
 
 /// Byte offsets inside kernel structs, read from the running kernel's BTF by
@@ -218,6 +246,9 @@ pub struct KernelOffsets {
     pub tstamp_stop: u32,
     /// Bit number of IPCT_MARK in `enum ip_conntrack_events`.
     pub ipct_mark: u32,
+    /// `struct nf_ct_event`: what the kernel hands its event notifier.
+    pub ct_event_ct: u32,
+    pub ct_event_portid: u32,
 }
 
 impl KernelOffsets {
@@ -255,6 +286,8 @@ impl KernelOffsets {
             tstamp_start: a,
             tstamp_stop: a,
             ipct_mark: a,
+            ct_event_ct: a,
+            ct_event_portid: a,
         }
     }
 }
@@ -311,7 +344,7 @@ const _: () = assert!(size_of::<FlowRecord>() == 192);
 const _: () = assert!(size_of::<MarkKey>() == 12);
 const _: () = assert!(size_of::<LiveEntry>() == 32);
 const _: () = assert!(size_of::<KernelFilter>() == 20);
-const _: () = assert!(size_of::<KernelOffsets>() == 28 * 4);
+const _: () = assert!(size_of::<KernelOffsets>() == 30 * 4);
 
 #[cfg(feature = "user")]
 mod pod {

@@ -2,7 +2,9 @@
 //! found in the running kernel's BTF.
 
 use aya_ebpf::helpers::{bpf_jiffies64, bpf_probe_read_kernel};
-use tracker_common::{Counters, FlowTuple, KernelFilter, KernelOffsets, RecordHeader, kind};
+use tracker_common::{
+    Counters, FlowTuple, KernelFilter, KernelOffsets, RecordHeader, filter_kind, kind,
+};
 
 /// Set by userspace before load (see `tracker_common::globals`).
 #[unsafe(no_mangle)]
@@ -10,7 +12,7 @@ pub(crate) static OFFSETS: KernelOffsets = KernelOffsets::absent();
 
 #[unsafe(no_mangle)]
 static FILTER: KernelFilter = KernelFilter {
-    kinds: 0b11,
+    kinds: filter_kind::NEW | filter_kind::DESTROY,
     netns: 0,
     mark: 0,
     mark_mask: 0,
@@ -166,8 +168,9 @@ pub fn header(kind: u32, flags: u16, time_ns: u64) -> RecordHeader {
 pub fn wanted(kind_: u32, netns: u32, mark: u32, l3: u8, l4: u8) -> bool {
     let f = filter();
     let bit = match kind_ {
-        kind::NEW => 1,
-        kind::DESTROY => 2,
+        kind::NEW => filter_kind::NEW,
+        kind::DESTROY => filter_kind::DESTROY,
+        kind::UPDATE => filter_kind::UPDATE,
         _ => 0,
     };
     (f.kinds & bit) != 0

@@ -82,6 +82,14 @@ pub fn on_destroy(ct: u64, key: MarkKey, ct_status: u32) -> u64 {
     }
 }
 
+/// The generation a counted entry is known by, or 0 when it predates the
+/// hooks.
+#[inline(always)]
+pub fn generation(ct: u64) -> u64 {
+    // SAFETY: copied out at once.
+    unsafe { LIVE.get(ct) }.map_or(0, |e| e.generation)
+}
+
 /// Moves a counted entry to its new mark after the mark changed.
 #[inline(always)]
 pub fn on_mark_change(ct: u64, new_mark: u32) {

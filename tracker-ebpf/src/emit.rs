@@ -2,7 +2,7 @@
 //! bookkeeping that must happen whether or not the record fits.
 
 use aya_ebpf::helpers::bpf_ktime_get_boot_ns;
-use tracker_common::{FlowRecord, FlowTuple, MarkKey, flags, kind, stat, status, tuple_hash};
+use tracker_common::{FlowRecord, FlowTuple, MarkKey, flags, ipct, kind, stat, status, tuple_hash};
 
 use crate::{
     conn, counts,
@@ -58,7 +58,51 @@ pub fn new_entry(ct: u64, record_flags: u16) -> Result<(), i64> {
     }
     let hash = tuple_hash(&orig, s.l3, s.l4, s.zone, s.netns);
     let generation = counts::on_new(ct, key(&s), hash, now);
-    emit(kind::NEW, ct, &s, &orig, record_flags, generation, now, 0)
+    emit(
+        kind::NEW,
+        ct,
+        &s,
+        &orig,
+        record_flags,
+        generation,
+        now,
+        0,
+        0,
+    )
+}
+
+/// A change the kernel delivers to its event notifier (`events`: ipct bits
+/// of an UPDATE). Counts follow mark changes whatever their origin.
+#[inline(always)]
+pub fn updated_entry(ct: u64, events: u16, portid: u32) -> Result<(), i64> {
+    let s = summary(ct)?;
+    if events & ipct::MARK != 0 {
+        counts::on_mark_change(ct, s.mark);
+    }
+    let now = unsafe { bpf_ktime_get_boot_ns() };
+    let generation = counts::generation(ct);
+    let mut orig = FlowTuple::default();
+    if conn::tuple(ct, 0, &mut orig).is_err() {
+        bump(stat::READ_ERRORS);
+    }
+    let mut record_flags = 0;
+    if generation != 0 {
+        record_flags |= flags::PAIRED;
+    }
+    if portid != 0 {
+        record_flags |= flags::USERSPACE;
+    }
+    emit(
+        kind::UPDATE,
+        ct,
+        &s,
+        &orig,
+        record_flags,
+        generation,
+        now,
+        portid,
+        events,
+    )
 }
 
 /// An entry `nf_ct_delete` removed: uncount it, then report it.
@@ -87,6 +131,7 @@ pub fn destroyed_entry(ct: u64, portid: u32) -> Result<(), i64> {
         generation,
         now,
         portid,
+        0,
     )
 }
 
@@ -101,6 +146,7 @@ fn emit(
     generation: u64,
     now: u64,
     portid: u32,
+    events: u16,
 ) -> Result<(), i64> {
     if !conn::wanted(kind_, s.netns, s.mark, s.l3, s.l4) {
         bump(stat::FILTERED);
@@ -145,7 +191,8 @@ fn emit(
     r.l3proto = s.l3;
     r.l4proto = s.l4;
     r.tcp_state = if s.l4 == 6 { conn::tcp_state(ct) } else { 0 };
-    r._pad = [0; 6];
+    r.events = events;
+    r._pad = [0; 4];
     r.header = conn::header(kind_, record_flags, now);
     entry.submit(0);
     bump(stat::EMITTED);

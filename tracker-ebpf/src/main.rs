@@ -26,6 +26,8 @@ mod emit;
 mod maps;
 #[cfg(target_arch = "bpf")]
 mod mark;
+#[cfg(target_arch = "bpf")]
+mod update;
 
 #[cfg(not(target_arch = "bpf"))]
 fn main() {}

@@ -99,11 +99,21 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct EventsArgs {
     /// Event kinds, comma separated, case-insensitive, prefixes allowed
-    /// (e.g. -e NEW,DESTROY; -e ALL). The eBPF source produces NEW and
-    /// DESTROY only; UPDATE needs --source netlink.
+    /// (e.g. -e NEW,DESTROY; -e ALL). Default: ALL with the netlink source;
+    /// NEW,DESTROY with the eBPF source, where UPDATE is opt-in (-e ALL or
+    /// -e UPDATE): it adds a kprobe run per state change (about 5 per TCP
+    /// connection, 2 per UDP flow) and needs the kernel's event cache, see
+    /// --set-nf-conntrack-events.
     #[arg(short = 'e', long = "event-mask", visible_alias = "events", value_name = "KINDS",
-          default_value = "ALL", value_parser = parse_event_kinds)]
-    pub event_mask: EventKinds,
+          value_parser = parse_event_kinds)]
+    pub event_mask: Option<EventKinds>,
+
+    /// With UPDATE on the eBPF source: set net.netfilter.nf_conntrack_events
+    /// to 1 in the watched namespace for this run, and restore its value on
+    /// exit. The kernel only collects UPDATE events for connections created
+    /// while it is 1 (or 2 with a ctnetlink listener, e.g. conntrack -E).
+    #[arg(long = "set-nf-conntrack-events")]
+    pub set_nf_conntrack_events: bool,
 
     /// Output format, comma separated: extended, timestamp, json
     /// (e.g. -o extended,timestamp).
@@ -916,11 +926,11 @@ mod tests {
         };
         assert_eq!(
             a.event_mask,
-            EventKinds {
+            Some(EventKinds {
                 new: true,
                 update: false,
                 destroy: true
-            }
+            })
         );
         assert_eq!(a.proto, Some(Protocol(6)));
         assert_eq!(a.dport, Some(443));

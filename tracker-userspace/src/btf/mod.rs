@@ -169,10 +169,10 @@ impl KernelBtf {
         self.offset(root, path).unwrap_or(KernelOffsets::ABSENT)
     }
 
-    /// A field of an extension struct. Kernels whose nf_conntrack is a module
-    /// without module BTF (Debian 5.10) describe `struct nf_ct_ext` and the
-    /// extension ids in vmlinux BTF, but not the extension structs; those
-    /// three are plain u64 pairs unchanged since Linux 3.x, so their layout
+    /// A field of an extension struct or of `struct nf_ct_event`. Kernels
+    /// whose nf_conntrack is a module without module BTF (Debian 5.10)
+    /// describe `struct nf_ct_ext` and the extension ids in vmlinux BTF, but
+    /// not these structs; all are unchanged since Linux 3.x, so their layout
     /// is taken from [`fallback_layout`] then. The host test checks that the
     /// fallback equals what BTF says wherever BTF has them.
     fn extension_field(&self, root: &str, path: &[&str]) -> u32 {
@@ -267,6 +267,8 @@ impl KernelBtf {
             // uapi (nf_conntrack_common.h), fixed by ABI, where BTF lacks it
             // (Debian 5.10: no module BTF, and vmlinux never uses the enum).
             ipct_mark: self.enum_value("IPCT_MARK").unwrap_or(UAPI_IPCT_MARK),
+            ct_event_ct: self.extension_field("nf_ct_event", &["ct"]),
+            ct_event_portid: self.extension_field("nf_ct_event", &["portid"]),
         })
     }
 }
@@ -288,6 +290,9 @@ fn fallback_layout(root: &str, field: &str) -> u32 {
         ("nf_conn_counter", "bytes") => 8,
         ("nf_conn_tstamp", "start") => 0,
         ("nf_conn_tstamp", "stop") => 8,
+        // { struct nf_conn *ct; u32 portid; int report; } since 3.7.
+        ("nf_ct_event", "ct") => 0,
+        ("nf_ct_event", "portid") => 8,
         _ => KernelOffsets::ABSENT,
     }
 }
@@ -334,6 +339,8 @@ mod tests {
             ("nf_conn_counter", "bytes"),
             ("nf_conn_tstamp", "start"),
             ("nf_conn_tstamp", "stop"),
+            ("nf_ct_event", "ct"),
+            ("nf_ct_event", "portid"),
         ] {
             assert_eq!(
                 btf_says(root, field),
@@ -363,5 +370,29 @@ mod tests {
         // uapi enum ip_conntrack_events: IPCT_NEW is 0, IPCT_MARK 7 since 2.6.
         assert_eq!(btf.enum_value("IPCT_NEW"), Some(0));
         assert_eq!(btf.enum_value("IPCT_MARK"), Some(UAPI_IPCT_MARK));
+    }
+
+    /// The UPDATE records carry raw event bits; their names in
+    /// `tracker_common::ipct` must be the kernel's.
+    #[test]
+    fn ipct_bits_match_the_kernel() {
+        use tracker_common::ipct;
+        let Some(btf) = host() else { return };
+        for (name, bit) in [
+            ("IPCT_NEW", ipct::NEW),
+            ("IPCT_RELATED", ipct::RELATED),
+            ("IPCT_DESTROY", ipct::DESTROY),
+            ("IPCT_REPLY", ipct::REPLY),
+            ("IPCT_ASSURED", ipct::ASSURED),
+            ("IPCT_PROTOINFO", ipct::PROTOINFO),
+            ("IPCT_HELPER", ipct::HELPER),
+            ("IPCT_MARK", ipct::MARK),
+            ("IPCT_SEQADJ", ipct::SEQADJ),
+            ("IPCT_SECMARK", ipct::SECMARK),
+            ("IPCT_LABEL", ipct::LABEL),
+            ("IPCT_SYNPROXY", ipct::SYNPROXY),
+        ] {
+            assert_eq!(btf.enum_value(name).map(|v| 1u16 << v), Some(bit), "{name}");
+        }
     }
 }

@@ -57,13 +57,16 @@ pub async fn run(cli: &Cli, args: &CountsArgs) -> anyhow::Result<ExitCode> {
                 kinds: 0,
                 ..Default::default()
             };
-            let kinds = EventKinds {
-                new: true,
-                update: false,
-                destroy: true,
+            let wanted = command::Wanted {
+                kinds: Some(EventKinds {
+                    new: true,
+                    update: false,
+                    destroy: true,
+                }),
+                set_events_sysctl: false,
             };
             let mut opened =
-                command::open_source(cli, kinds, silent, None, &args.netns.selection()).await?;
+                command::open_source(cli, wanted, silent, None, &args.netns.selection()).await?;
             let reader = match &mut opened.source {
                 Source::Ebpf(s) => Reader::Kernel(
                     kernel_counts::own_maps(s.ebpf_mut()).map_err(anyhow::Error::msg)?,

@@ -24,7 +24,10 @@ pub async fn run(cli: &Cli, args: &EventsArgs) -> anyhow::Result<ExitCode> {
         pins,
     } = command::open_source(
         cli,
-        args.event_mask,
+        command::Wanted {
+            kinds: args.event_mask,
+            set_events_sysctl: args.set_nf_conntrack_events,
+        },
         kernel_filter,
         buffer_size,
         &args.netns.selection(),

@@ -6,13 +6,13 @@ pub mod events;
 use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
-use tracker_common::KernelFilter;
+use tracker_common::{KernelFilter, filter_kind};
 
 use crate::cli::{Cli, EventKinds, HookKind, NetnsArg, NetnsSelection, SourceKind};
 use crate::privileges;
 use crate::source::{
     Source,
-    ebpf::{self, EbpfSource, hooks::HookMode},
+    ebpf::{self, EbpfSource, event_cache::Prepared, hooks::HookMode},
     netlink::{self, KindSet, NetlinkSource},
 };
 
@@ -91,11 +91,21 @@ fn human_size(bytes: u64) -> String {
     }
 }
 
+/// Which events a command wants from its source.
+#[derive(Clone, Copy, Debug)]
+pub struct Wanted {
+    /// `-e` as given; `None` is each source's default (netlink: ALL, eBPF:
+    /// NEW and DESTROY, since UPDATE costs a hook run per state change).
+    pub kinds: Option<EventKinds>,
+    /// `--set-nf-conntrack-events`.
+    pub set_events_sysctl: bool,
+}
+
 /// Opens the source the user asked for; with `--source auto`, eBPF and, when
 /// its hooks cannot attach, ctnetlink — saying which and why.
 pub async fn open_source(
     cli: &Cli,
-    kinds: EventKinds,
+    wanted: Wanted,
     mut kernel_filter: KernelFilter,
     netlink_buffer: Option<usize>,
     netns: &NetnsSelection,
@@ -108,7 +118,10 @@ pub async fn open_source(
                 Ok(None) => {}
                 Err(e) => bail!(e),
             }
-            kernel_filter.kinds = u32::from(kinds.new) | (u32::from(kinds.destroy) << 1);
+            let updates = wanted.kinds.is_some_and(|k| k.update);
+            if !updates {
+                kernel_filter.kinds &= !filter_kind::UPDATE;
+            }
             let opts = ebpf::Options {
                 hook_mode: match cli.hook {
                     HookKind::Auto => HookMode::Auto,
@@ -117,16 +130,36 @@ pub async fn open_source(
                 },
                 ring_size: cli.ring_size.0 as u32,
                 filter: kernel_filter,
+                updates,
             };
             match EbpfSource::open(&opts) {
                 Ok(mut source) => {
                     for outcome in &source.outcomes {
                         eprintln!("tracker: hook {outcome}");
                     }
-                    if kinds.update {
+                    if updates {
+                        // Without the event cache the UPDATE hook never fires.
+                        // Checked once the hooks are known to attach, so a
+                        // host that falls back to netlink (which needs no
+                        // sysctl) is not asked to change anything.
+                        match ebpf::event_cache::prepare(
+                            netns,
+                            wanted.set_events_sysctl,
+                            source.events_autodetect,
+                        ) {
+                            Ok(Prepared::Enabled) => {}
+                            Ok(Prepared::Set(guard, note)) => {
+                                eprintln!("tracker: {note}");
+                                source.event_cache = Some(guard);
+                            }
+                            Ok(Prepared::Unchecked(warning)) => eprintln!("tracker: {warning}"),
+                            Err(e) => bail!(e),
+                        }
+                    }
+                    if wanted.kinds.is_none() {
                         eprintln!(
-                            "tracker: UPDATE events are not produced by the eBPF source; \
-                             showing NEW and DESTROY (use --source netlink for UPDATE)"
+                            "tracker: showing NEW and DESTROY; UPDATE events are opt-in with the \
+                             eBPF source (-e ALL)"
                         );
                     }
                     let ebpf = source.ebpf_mut();
@@ -182,6 +215,7 @@ pub async fn open_source(
         bail!("reading ctnetlink events needs root or CAP_NET_ADMIN, which this process lacks");
     }
     enter_netns_for_netlink(netns)?;
+    let kinds = wanted.kinds.unwrap_or(EventKinds::ALL);
     let set = KindSet {
         new: kinds.new,
         update: kinds.update,

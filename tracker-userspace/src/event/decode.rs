@@ -7,7 +7,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tracker_common::{FlowRecord, FlowTuple, flags, kind};
+use tracker_common::{FlowRecord, FlowTuple, flags, ipct, kind};
 
 use super::{Counters, Event, EventKind, L4Ids, Tuple};
 
@@ -27,10 +27,9 @@ pub struct KernelProfile {
 impl KernelProfile {
     /// Profile of the running kernel.
     pub fn running() -> Self {
-        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
         Self {
             hz: tick_rate(),
-            destroy_has_timeout: version_at_least(&release, 5, 15),
+            destroy_has_timeout: kernel_release_at_least(5, 15),
         }
     }
 }
@@ -49,6 +48,12 @@ fn tick_rate() -> u32 {
     } else {
         250
     }
+}
+
+/// Whether the running kernel's release is at least `major.minor`.
+pub fn kernel_release_at_least(major: u32, minor: u32) -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    version_at_least(&release, major, minor)
 }
 
 fn version_at_least(release: &str, major: u32, minor: u32) -> bool {
@@ -172,7 +177,19 @@ pub fn event(r: &FlowRecord, clock: &Clock, profile: &KernelProfile) -> Result<E
     let kind = match r.header.kind {
         kind::NEW => EventKind::New,
         kind::DESTROY => EventKind::Destroy,
+        kind::UPDATE => EventKind::Update,
         k => return Err(DecodeError::Kind(k)),
+    };
+    // What ctnetlink puts into the message, hence what conntrack -E prints:
+    // protocol info on NEW (and DESTROY from 5.15), on UPDATE only when it
+    // changed; the mark when non-zero or when it changed.
+    let changes = (kind == EventKind::Update).then_some(r.events);
+    let changed = |bit: u16| changes.is_some_and(|c| c & bit != 0);
+    let f = r.header.flags;
+    let shows_protoinfo = match kind {
+        EventKind::New => true,
+        EventKind::Update => changed(ipct::PROTOINFO),
+        EventKind::Destroy => profile.destroy_has_timeout,
     };
     let hz = profile.hz.max(1) as i64;
     // ctnetlink reports whole seconds, rounded down, never negative.
@@ -181,7 +198,6 @@ pub fn event(r: &FlowRecord, clock: &Clock, profile: &KernelProfile) -> Result<E
         EventKind::Destroy if !profile.destroy_has_timeout || secs == 0 => None,
         _ => Some(secs),
     };
-    let f = r.header.flags;
     let is_tcp = r.l4proto == 6;
     Ok(Event {
         kind,
@@ -191,13 +207,13 @@ pub fn event(r: &FlowRecord, clock: &Clock, profile: &KernelProfile) -> Result<E
         orig: tuple(r, &r.orig),
         reply: tuple(r, &r.reply),
         status: r.status,
-        tcp_state: (is_tcp && (kind == EventKind::New || profile.destroy_has_timeout))
-            .then_some(r.tcp_state),
+        tcp_state: (is_tcp && shows_protoinfo).then_some(r.tcp_state),
         timeout,
         mark: r.mark,
         // ctnetlink reports the mark of entries it inserted even when it is 0
         // (its NEW event carries IPCT_MARK), as conntrack -E shows.
-        mark_changed: kind == EventKind::New && f & flags::NETLINK_INSERT != 0,
+        mark_changed: (kind == EventKind::New && f & flags::NETLINK_INSERT != 0)
+            || changed(ipct::MARK),
         zone: r.zone_id,
         netns: r.netns,
         counters: (f & flags::HAS_ACCT != 0 && kind == EventKind::Destroy).then_some([
@@ -214,6 +230,7 @@ pub fn event(r: &FlowRecord, clock: &Clock, profile: &KernelProfile) -> Result<E
         stop_ns: (f & flags::HAS_TSTAMP != 0 && kind == EventKind::Destroy && r.stop_ns != 0)
             .then_some(r.stop_ns),
         portid: (f & flags::USERSPACE != 0).then_some(r.portid),
+        changes,
         conn_id: conn_id(r.ct, r.generation),
     })
 }
@@ -284,6 +301,28 @@ mod tests {
         assert_eq!(event(&r, &clock, &old).unwrap().tcp_state, None);
         r.timeout_jiffies = -40;
         assert_eq!(event(&r, &clock, &PROFILE).unwrap().timeout, None);
+    }
+
+    #[test]
+    fn update_shows_state_and_mark_only_when_they_changed() {
+        let clock = Clock { offset_ns: 0 };
+        let mut r = tcp_record();
+        r.header.kind = kind::UPDATE;
+        r.events = ipct::REPLY;
+        let e = event(&r, &clock, &PROFILE).unwrap();
+        assert_eq!(e.kind, EventKind::Update);
+        assert_eq!(e.timeout, Some(120));
+        assert_eq!(e.tcp_state, None);
+        assert!(!e.mark_changed);
+        assert_eq!(e.changes, Some(ipct::REPLY));
+        r.events = ipct::PROTOINFO | ipct::ASSURED | ipct::MARK;
+        let e = event(&r, &clock, &PROFILE).unwrap();
+        assert_eq!(e.tcp_state, Some(1));
+        assert!(e.mark_changed);
+        assert_eq!(e.counters, None);
+        // NEW and DESTROY carry no event bits.
+        r.header.kind = kind::NEW;
+        assert_eq!(event(&r, &clock, &PROFILE).unwrap().changes, None);
     }
 
     #[test]

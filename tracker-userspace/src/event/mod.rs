@@ -80,6 +80,9 @@ pub struct Event {
     pub stop_ns: Option<u64>,
     /// Netlink port id when the event was caused by a netlink request.
     pub portid: Option<u32>,
+    /// UPDATE: the kernel's event bits (`tracker_common::ipct`), when the
+    /// source sees them (eBPF; ctnetlink messages do not carry them).
+    pub changes: Option<u16>,
     /// Identity of the connection for pairing NEW and DESTROY: the kernel
     /// object address and the time of its NEW (eBPF), or the ctnetlink id.
     pub conn_id: u64,
@@ -107,6 +110,7 @@ impl Event {
             start_ns: None,
             stop_ns: None,
             portid: None,
+            changes: None,
             conn_id: 1,
         }
     }

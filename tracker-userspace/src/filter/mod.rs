@@ -11,7 +11,7 @@ mod nat;
 
 use std::net::IpAddr;
 
-use tracker_common::KernelFilter;
+use tracker_common::{KernelFilter, filter_kind};
 
 use crate::cli::{Cidr, EventKinds, EventsArgs, Family, MarkMask, Protocol};
 use crate::event::{Event, EventKind, L4Ids};
@@ -91,7 +91,8 @@ impl Filter {
     /// error rather than a filter that never matches.
     pub fn from_args(args: &EventsArgs) -> Result<Filter, FilterError> {
         let mut f = Filter {
-            kinds: args.event_mask,
+            // A source without UPDATE (eBPF by default) never produces them.
+            kinds: args.event_mask.unwrap_or(EventKinds::ALL),
             family: args.family,
             proto: args.proto,
             orig_src: args.src,
@@ -201,23 +202,17 @@ impl Filter {
     }
 
     /// What the kernel programs can check before writing to the ring: event
-    /// kinds, netns, family, protocol and mark. Zero fields mean "any".
-    ///
-    /// The kernel only knows NEW and DESTROY (bits 0 and 1). When only
-    /// UPDATE is wanted `kinds` is 0 ("any"), and userspace drops the rest.
+    /// kinds, netns, family, protocol and mark. Zero fields other than
+    /// `kinds` mean "any".
     pub fn kernel_filter(&self) -> KernelFilter {
-        let mut kinds = 0;
-        if self.kinds.new {
-            kinds |= 1 << 0;
-        }
-        if self.kinds.destroy {
-            kinds |= 1 << 1;
-        }
-        if self.kinds.update || kinds == (1 << 0 | 1 << 1) {
-            // Either every kernel kind is wanted or UPDATE needs what the
-            // kernel cannot yet select: let everything through.
-            kinds = 0;
-        }
+        let kinds = [
+            (self.kinds.new, filter_kind::NEW),
+            (self.kinds.destroy, filter_kind::DESTROY),
+            (self.kinds.update, filter_kind::UPDATE),
+        ]
+        .iter()
+        .filter(|(wanted, _)| *wanted)
+        .fold(0, |acc, (_, bit)| acc | bit);
         let (match_mark, mark, mark_mask) = match self.mark {
             Some(m) => (1, m.value, m.mask),
             None => (0, 0, 0),
@@ -341,7 +336,13 @@ mod tests {
         let fl = f(&[]);
         assert!(fl.matches(&tcp4()) && fl.matches(&udp6()) && fl.matches(&icmp4()));
         assert_eq!(fl, Filter::default());
-        assert_eq!(fl.kernel_filter(), KernelFilter::default());
+        assert_eq!(
+            fl.kernel_filter(),
+            KernelFilter {
+                kinds: filter_kind::NEW | filter_kind::DESTROY | filter_kind::UPDATE,
+                ..KernelFilter::default()
+            }
+        );
     }
 
     #[test]
@@ -537,8 +538,9 @@ mod tests {
             f(&["-e", "DESTROY", "-f", "ipv6"]).kernel_filter().l3proto,
             10
         );
-        assert_eq!(f(&["-e", "NEW,DESTROY"]).kernel_filter().kinds, 0);
-        assert_eq!(f(&["-e", "UPDATE"]).kernel_filter().kinds, 0);
+        assert_eq!(f(&["-e", "NEW,DESTROY"]).kernel_filter().kinds, 3);
+        assert_eq!(f(&["-e", "UPDATE"]).kernel_filter().kinds, 4);
+        assert_eq!(f(&[]).kernel_filter().kinds, 7);
         let k = f(&["-m", "0"]).kernel_filter();
         assert_eq!((k.match_mark, k.mark, k.mark_mask), (1, 0, u32::MAX));
     }

@@ -49,6 +49,8 @@ struct JsonEvent {
     reply: JsonTuple,
     status: Vec<Cow<'static, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    changed: Option<Vec<&'static str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     tcp_state: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     timeout: Option<u32>,
@@ -125,6 +127,33 @@ impl JsonTuple {
     }
 }
 
+/// Names of `enum ip_conntrack_events` bits, index = bit: the kernel's
+/// `IPCT_*` names, lower case, without the prefix.
+pub const CHANGE_NAMES: [&str; 12] = [
+    "new",
+    "related",
+    "destroy",
+    "reply",
+    "assured",
+    "protoinfo",
+    "helper",
+    "mark",
+    "seqadj",
+    "secmark",
+    "label",
+    "synproxy",
+];
+
+/// What an UPDATE changed, lowest bit first; bits without a name are left out.
+pub fn change_names(bits: u16) -> Vec<&'static str> {
+    CHANGE_NAMES
+        .iter()
+        .enumerate()
+        .filter(|(bit, _)| bits & (1 << bit) != 0)
+        .map(|(_, name)| *name)
+        .collect()
+}
+
 /// Status flag names, lowest bit first; undefined bits as `BIT_n`.
 pub fn status_names(status: u32) -> Vec<Cow<'static, str>> {
     (0..32)
@@ -159,6 +188,7 @@ pub fn format_event(out: &mut String, ev: &Event) -> serde_json::Result<()> {
         orig: JsonTuple::new(&ev.orig, orig_c),
         reply: JsonTuple::new(&ev.reply, reply_c),
         status: status_names(ev.status),
+        changed: ev.changes.map(change_names),
         tcp_state: ev.tcp_state.filter(|_| ev.l4proto == 6).map(tcp_state_name),
         timeout: ev.timeout,
         mark: ev.mark,
@@ -426,6 +456,20 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn update_lists_what_changed_by_kernel_name() {
+        use tracker_common::ipct;
+        let mut e = sample(EventKind::Update);
+        assert!(to_value(&e).get("changed").is_none(), "unknown, so absent");
+        e.changes = Some(ipct::REPLY | ipct::ASSURED | ipct::PROTOINFO | 1 << 15);
+        assert_eq!(
+            to_value(&e)["changed"],
+            serde_json::json!(["reply", "assured", "protoinfo"])
+        );
+        e.changes = Some(ipct::MARK);
+        assert_eq!(to_value(&e)["changed"], serde_json::json!(["mark"]));
+    }
+
+    #[test]
     fn status_names_cover_every_bit() {
         let names = status_names(u32::MAX);
         assert_eq!(names.len(), 32);
@@ -441,7 +485,9 @@ pub(crate) mod tests {
     #[test]
     fn every_event_shape_validates_against_the_schema() {
         let schema: Value = serde_json::from_str(EVENT_SCHEMA).unwrap();
-        let mut events = vec![sample(EventKind::New), sample(EventKind::Update)];
+        let mut update = sample(EventKind::Update);
+        update.changes = Some(tracker_common::ipct::REPLY | tracker_common::ipct::MARK);
+        let mut events = vec![sample(EventKind::New), sample(EventKind::Update), update];
         let mut d = sample(EventKind::Destroy);
         d.counters = Some([
             Counters {

@@ -35,6 +35,15 @@ pub struct Hook {
     /// Kernel module that provides the functions, when it is not
     /// nf_conntrack itself: the hook attaches once it is loaded.
     pub module: Option<&'static str>,
+    /// Attached only when UPDATE events are asked for; then required.
+    pub updates_only: bool,
+}
+
+impl Hook {
+    /// Whether the tracker cannot run on eBPF without this hook.
+    pub fn required(&self, updates: bool) -> bool {
+        self.required || (self.updates_only && updates)
+    }
 }
 
 pub const HOOKS: &[Hook] = &[
@@ -46,6 +55,7 @@ pub const HOOKS: &[Hook] = &[
         kretprobe: Some("confirm_kretprobe"),
         required: true,
         module: None,
+        updates_only: false,
     },
     Hook {
         role: "NEW (ctnetlink insert)",
@@ -55,6 +65,7 @@ pub const HOOKS: &[Hook] = &[
         kretprobe: Some("insert_kretprobe"),
         required: true,
         module: None,
+        updates_only: false,
     },
     Hook {
         role: "DESTROY",
@@ -67,6 +78,7 @@ pub const HOOKS: &[Hook] = &[
         kretprobe: Some("delete_kretprobe"),
         required: true,
         module: None,
+        updates_only: false,
     },
     Hook {
         role: "mark change (ctnetlink)",
@@ -76,6 +88,7 @@ pub const HOOKS: &[Hook] = &[
         kretprobe: None,
         required: false,
         module: None,
+        updates_only: false,
     },
     // Both target revisions of xt_connmark change marks (iptables-nft uses
     // revision 2); each is a hook of its own since both may be in use.
@@ -87,6 +100,7 @@ pub const HOOKS: &[Hook] = &[
         kretprobe: Some("skb_mark_kretprobe"),
         required: false,
         module: Some("xt_connmark"),
+        updates_only: false,
     },
     Hook {
         role: "mark change (iptables CONNMARK rev 2)",
@@ -96,6 +110,19 @@ pub const HOOKS: &[Hook] = &[
         kretprobe: Some("skb_mark_kretprobe"),
         required: false,
         module: Some("xt_connmark"),
+        updates_only: false,
+    },
+    // UPDATE: ctnetlink's event notifier runs once per delivered change (not
+    // per packet) with the same event bits conntrack -E gets.
+    Hook {
+        role: "UPDATE (conntrack event notifier)",
+        functions: &["ctnetlink_conntrack_event"],
+        fexit: None,
+        kprobe: "ct_event_kprobe",
+        kretprobe: None,
+        required: false,
+        module: Some("nf_conntrack_netlink"),
+        updates_only: true,
     },
 ];
 
@@ -328,11 +355,18 @@ pub fn attach_hook(
     }
 }
 
-/// Attaches every hook as `mode` allows. Returns one outcome per hook.
-pub fn attach_all(ebpf: &mut Ebpf, mode: HookMode, kbtf: &KernelBtf) -> Vec<Outcome> {
+/// Attaches every hook as `mode` allows, the UPDATE hook only with
+/// `updates`. Returns one outcome per hook tried.
+pub fn attach_all(
+    ebpf: &mut Ebpf,
+    mode: HookMode,
+    kbtf: &KernelBtf,
+    updates: bool,
+) -> Vec<Outcome> {
     let view = KernelView::new(kbtf);
     HOOKS
         .iter()
+        .filter(|hook| updates || !hook.updates_only)
         .map(|hook| attach_hook(ebpf, hook, mode, &view))
         .collect()
 }

@@ -2,6 +2,7 @@
 //! the hooks, and turns ring-buffer records into `Event`s.
 
 pub mod counts;
+pub mod event_cache;
 pub mod hooks;
 
 use std::path::PathBuf;
@@ -27,6 +28,8 @@ pub struct Options {
     pub hook_mode: HookMode,
     pub ring_size: u32,
     pub filter: KernelFilter,
+    /// Attach the UPDATE hook (the filter then lets UPDATE through).
+    pub updates: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -54,7 +57,14 @@ pub struct EbpfSource {
     profile: KernelProfile,
     pub outcomes: Vec<Outcome>,
     hook_mode: HookMode,
+    updates: bool,
     pub pins: Option<PathBuf>,
+    /// Whether nf_conntrack_events=2 means "only while a ctnetlink listener
+    /// exists" (the autodetect mode of 5.19+); before, any non-zero value
+    /// turns events on.
+    pub events_autodetect: bool,
+    /// The event-cache sysctl this run set; restored when the source drops.
+    pub event_cache: Option<event_cache::EventCache>,
     /// Records that could not be decoded (version or kind mismatch).
     pub undecodable: u64,
 }
@@ -84,13 +94,13 @@ impl EbpfSource {
             .load(OBJECT)
             .map_err(|e| EbpfError::Load(hooks::short(&e)))?;
 
-        let outcomes = hooks::attach_all(&mut ebpf, opts.hook_mode, &kbtf);
+        let outcomes = hooks::attach_all(&mut ebpf, opts.hook_mode, &kbtf, opts.updates);
         // One sentence for all required hooks: on a kernel that refuses a
         // way of hooking, every hook is refused for the same reason.
         let mut reasons: Vec<String> = Vec::new();
         for o in outcomes
             .iter()
-            .filter(|o| o.hook.required && o.attached.is_none())
+            .filter(|o| o.hook.required(opts.updates) && o.attached.is_none())
         {
             for r in &o.refused {
                 if !reasons.contains(r) {
@@ -122,7 +132,10 @@ impl EbpfSource {
             profile: KernelProfile::running(),
             outcomes,
             hook_mode: opts.hook_mode,
+            updates: opts.updates,
+            events_autodetect: decode::kernel_release_at_least(5, 19),
             pins: None,
+            event_cache: None,
             undecodable: 0,
         })
     }
@@ -132,7 +145,7 @@ impl EbpfSource {
         let mut kinds: Vec<&str> = self
             .outcomes
             .iter()
-            .filter(|o| o.hook.required)
+            .filter(|o| o.hook.required(self.updates))
             .filter_map(|o| o.attached.as_ref().map(|a| a.kind()))
             .collect();
         kinds.sort_unstable();
@@ -257,7 +270,7 @@ mod tests {
                 loaded += 1;
             }
         }
-        assert_eq!(loaded, 9, "every kprobe/kretprobe program loaded");
+        assert_eq!(loaded, 10, "every kprobe/kretprobe program loaded");
         let btf = aya::Btf::from_sys_fs().expect("host BTF");
         for hook in hooks::HOOKS {
             let Some(name) = hook.fexit else { continue };

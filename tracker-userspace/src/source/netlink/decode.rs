@@ -144,6 +144,7 @@ pub fn event_from_message(
         start_ns,
         stop_ns,
         portid: (port != 0).then_some(port),
+        changes: None,
         conn_id,
     }))
 }

@@ -144,6 +144,7 @@ fn tcp_new_with_every_optional_field() {
         start_ns: None,
         stop_ns: None,
         portid: None,
+        changes: None,
         conn_id: 0xdead_beef,
     };
     assert_eq!(decode_one(&bytes), expected);
