@@ -95,8 +95,8 @@ nfnl_listeners() {
     in_ns cat /proc/net/netlink | awk '$2 == 12 && $4 != "00000000" { n++ } END { print n + 0 }'
 }
 
-# start_listener VARIANT — sets LPID, LERR. Variants: none, tracker, tracker-json,
-# ct, ct-b8M, ct-new, ct-new-b8M.
+# start_listener VARIANT — sets LPID, LERR. Variants: none, tracker, tracker-all
+# (-e ALL: UPDATE too), tracker-json, ct, ct-b8M, ct-new, ct-new-b8M.
 start_listener() {
     local v=$1 base i
     LPID=
@@ -104,9 +104,10 @@ start_listener() {
     : >"$LERR"
     case $v in
     none) return 0 ;;
-    tracker | tracker-json)
+    tracker | tracker-all | tracker-json)
         local out=()
         [ "$v" = tracker-json ] && out=(-o json)
+        [ "$v" = tracker-all ] && out=(-e ALL --set-nf-conntrack-events)
         nsenter --net="/run/netns/$NS" -- "$TRACKER" "${TRACKER_ARGS[@]}" events "${out[@]}" \
             >/dev/null 2>"$LERR" &
         LPID=$!
@@ -179,10 +180,36 @@ parse_flowgen() {
 
 TCP_NEXT=0
 UDP_NEXT=0
-# one_run SECTION PROTO VARIANT [RATE] — one generator run with one listener.
+# bpf_stats SECTION PID — one BENCH line per BPF program of PID that ran, from
+# `bpftool prog show` while kernel.bpf_stats_enabled=1.
+bpf_stats() {
+    bpftool -j prog show >"$DIR/bpftool.json" 2>/dev/null
+    "$PY" - "$DIR/bpftool.json" "$2" "$1" <<'EOF'
+import json, sys
+progs = json.load(open(sys.argv[1]))
+pid, section = int(sys.argv[2]), sys.argv[3]
+for p in progs:
+    owners = [x.get("pid") for x in p.get("pids", [])]
+    if owners and pid not in owners:
+        continue
+    if not owners and p.get("type") not in ("kprobe", "tracing"):
+        continue
+    cnt, ns = p.get("run_cnt", 0), p.get("run_time_ns", 0)
+    if cnt:
+        print("BENCH\t%s\tprog=%s\ttype=%s\trun_cnt=%d\trun_time_ns=%d" % (section, p.get("name", "?"), p.get("type", "?"), cnt, ns))
+EOF
+}
+
+# one_run SECTION PROTO VARIANT [RATE] — one generator run with one listener. The
+# eBPF -e ALL TCP run also counts BPF program runs (how often the UPDATE hook fires).
 one_run() {
-    local section=$1 proto=$2 v=$3 rate=${4:-0} created
+    local section=$1 proto=$2 v=$3 rate=${4:-0} created stats=0
     reset_table
+    if [ "$SOURCE/$section/$proto/$v" = ebpf/rate/tcp/tracker-all ] \
+        && sysctl -qw kernel.bpf_stats_enabled=1 2>/dev/null; then
+        stats=1
+        RESTORE+=("sysctl -qw kernel.bpf_stats_enabled=0")
+    fi
     start_listener "$v"
     if [ "$proto" = udp ]; then
         in_ns "$FLOWGEN" udp --count "$UDP_MAX" --seconds "$SECS" --rate "$rate" \
@@ -194,6 +221,10 @@ one_run() {
     parse_flowgen "$DIR/flowgen.out"
     [ "$proto" = tcp ] && TCP_NEXT=$((TCP_NEXT + FLOWS))
     created=$(in_ns conntrack -C)
+    if [ "$stats" = 1 ]; then
+        bpf_stats bpf-update "$LPID"
+        sysctl -qw kernel.bpf_stats_enabled=0
+    fi
     stop_listener
     emit "$section" "proto=$proto" "listener=$v" "offered=$rate" "rate=$RATE" "flows=$FLOWS" \
         "errors=$ERRORS" "created=$created" "shown=$SHOWN" "lost=$LOST"
@@ -206,7 +237,7 @@ UDP_BASE_RATE=
 section_rate() {
     local v
     for proto in udp tcp; do
-        for v in none tracker tracker-json ct ct-b8M ct-new ct-new-b8M; do
+        for v in none tracker tracker-all tracker-json ct ct-b8M ct-new ct-new-b8M; do
             one_run rate "$proto" "$v"
             [ "$proto/$v" = udp/none ] && UDP_BASE_RATE=$RATE
         done
@@ -265,23 +296,9 @@ section_cpu() {
             # A flush while the stats run, so that the DESTROY hooks are timed too.
             reset_table
             expected=$((created * 2))
-            bpftool -j prog show >"$DIR/bpftool.json" 2>/dev/null
+            bpf_stats bpf "$LPID"
             sysctl -qw kernel.bpf_stats_enabled=0
             bpf=0
-            "$PY" - "$DIR/bpftool.json" "$LPID" <<'EOF'
-import json, sys
-progs = json.load(open(sys.argv[1]))
-pid = int(sys.argv[2])
-for p in progs:
-    owners = [x.get("pid") for x in p.get("pids", [])]
-    if owners and pid not in owners:
-        continue
-    if not owners and p.get("type") not in ("kprobe", "tracing"):
-        continue
-    cnt, ns = p.get("run_cnt", 0), p.get("run_time_ns", 0)
-    if cnt:
-        print("BENCH\tbpf\tprog=%s\ttype=%s\trun_cnt=%d\trun_time_ns=%d" % (p.get("name", "?"), p.get("type", "?"), cnt, ns))
-EOF
         fi
         stop_listener
         emit cpu "proto=udp" "listener=$v" "rate=$RATE" "flows=$FLOWS" "created=$created" "expected=$expected" "ticks=$((t1 - t0))" \

@@ -26,6 +26,7 @@ fn listener_name(v: &str, source: &str) -> String {
         "none" => "nothing listening".into(),
         "tracker" => format!("`{tracker} > /dev/null`"),
         "tracker-json" => format!("`{tracker} -o json > /dev/null`"),
+        "tracker-all" => format!("`{tracker} -e ALL > /dev/null`"),
         "ct" => "`conntrack -E > /dev/null`".into(),
         "ct-b8M" => "`conntrack -E -b 8M > /dev/null`".into(),
         "ct-new" => "`conntrack -E -e NEW > /dev/null`".into(),
@@ -147,6 +148,59 @@ fn rate_table(out: &mut String, run: &Run, source: &str) -> Vec<(String, f64)> {
     }
     out.push('\n');
     ratios
+}
+
+/// What `-e ALL` (UPDATE events) costs: TCP connect/close flow rate against
+/// NEW/DESTROY only and against `conntrack -E`, and how often the UPDATE
+/// hook ran per flow.
+fn update_cost(out: &mut String, run: &Run, source: &str) -> Option<(f64, f64)> {
+    let tcp = |v: &str| {
+        run.rows
+            .iter()
+            .find(|r| r.section == "rate" && r.get("proto") == "tcp" && r.get("listener") == v)
+    };
+    let all = tcp("tracker-all")?;
+    let rate_of = |r: Option<&Row>| r.and_then(|r| r.num("rate")).filter(|x| *x > 0.0);
+    let all_rate = rate_of(Some(all))?;
+    let vs_nd = rate_of(tcp("tracker")).map(|x| all_rate / x);
+    let vs_ct = rate_of(tcp("ct")).map(|x| all_rate / x);
+    let vs_none = rate_of(tcp("none")).map(|x| all_rate / x);
+    let f = |x: Option<f64>| x.map_or("—".into(), |x| format!("{x:.2}"));
+    let _ = writeln!(
+        out,
+        "**Cost of UPDATE events (`-e ALL`)**, TCP connect+close from the table above: flow rate with `-e ALL` is {} of NEW/DESTROY only, {} of `conntrack -E` (all events), {} of nothing listening; it showed {} events for {} flows.\n",
+        f(vs_nd),
+        f(vs_ct),
+        f(vs_none),
+        all.get("shown"),
+        all.get("created"),
+    );
+    let flows = all.num("flows").or(all.num("created")).unwrap_or(f64::NAN);
+    let bpf: Vec<&Row> = run
+        .rows
+        .iter()
+        .filter(|r| r.section == "bpf-update")
+        .collect();
+    if source == "ebpf" && !bpf.is_empty() {
+        let _ = writeln!(
+            out,
+            "BPF program runs during that `-e ALL` run (`kernel.bpf_stats_enabled=1`):\n\n| program | type | runs | runs per flow | ns per run |\n|---|---|---:|---:|---:|"
+        );
+        for r in bpf {
+            let cnt = r.num("run_cnt").unwrap_or(f64::NAN);
+            let per = r.num("run_time_ns").unwrap_or(f64::NAN) / cnt;
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {:.2} | {per:.0} |",
+                r.get("prog"),
+                r.get("type"),
+                r.get("run_cnt"),
+                cnt / flows
+            );
+        }
+        out.push('\n');
+    }
+    Some((vs_nd.unwrap_or(f64::NAN), vs_ct.unwrap_or(f64::NAN)))
 }
 
 /// Returns per tool the lowest offered rate with a loss.
@@ -381,6 +435,7 @@ pub fn render(cx: &Context) -> String {
             env.map_or("?", |e| e.get("seconds"))
         );
         let ratios = rate_table(&mut out, run, &source);
+        let update = update_cost(&mut out, run, &source);
         let _ = writeln!(out, "### 2. Loss curve (UDP, paced)\n");
         let first = loss_table(&mut out, run, &source);
         let counts = if source == "ebpf" {
@@ -428,6 +483,16 @@ pub fn render(cx: &Context) -> String {
                     None => format!("no loss up to {}", rate(*max)),
                 },
                 at.is_none(),
+            ));
+        }
+        if let Some((vs_nd, vs_ct)) = update {
+            // No target in the goals; listed so the cost is read with them.
+            targets.push((
+                format!(
+                    "{tag}: cost of `-e ALL` (TCP flow rate vs NEW/DESTROY only; vs conntrack -E)"
+                ),
+                format!("{vs_nd:.2}; {vs_ct:.2}"),
+                true,
             ));
         }
         for (n, f) in &counts {
@@ -497,6 +562,10 @@ mod tests {
                 "BENCH\tenv\tkernel=6.18\tsource=netlink\tseconds=1\n\
                  BENCH\trate\tproto=udp\tlistener=none\toffered=0\trate=200000\tcreated=600000\tshown=-\tlost=-\n\
                  BENCH\trate\tproto=udp\tlistener=tracker\toffered=0\trate=190000\tcreated=570000\tshown=570000\tlost=0\n\
+                 BENCH\trate\tproto=tcp\tlistener=none\toffered=0\trate=25000\tcreated=75000\tshown=-\tlost=-\n\
+                 BENCH\trate\tproto=tcp\tlistener=tracker\toffered=0\trate=24000\tcreated=72000\tshown=72000\tlost=0\n\
+                 BENCH\trate\tproto=tcp\tlistener=tracker-all\toffered=0\trate=21000\tflows=63000\tcreated=63000\tshown=378000\tlost=0\n\
+                 BENCH\tbpf-update\tprog=ct_event_kprobe\ttype=kprobe\trun_cnt=315000\trun_time_ns=315000000\n\
                  BENCH\trate\tproto=tcp\tlistener=ct\toffered=0\trate=20000\tcreated=60000\tshown=250000\tlost=3\n\
                  BENCH\tloss\tproto=udp\tlistener=tracker\toffered=10000\trate=10000\tcreated=10000\tshown=10000\tlost=0\n\
                  BENCH\tloss\tproto=udp\tlistener=ct-new\toffered=10000\trate=10000\tcreated=10000\tshown=9000\tlost=1\n\
@@ -519,6 +588,12 @@ mod tests {
         });
         assert!(md.contains("| UDP, 1 datagram each | `tracker --source netlink events > /dev/null` | 190.0 k/s | 0.95 |"), "{md}");
         assert!(md.contains("n/a (UPDATEs)"), "{md}");
+        assert!(
+            md.contains("flow rate with `-e ALL` is 0.88 of NEW/DESTROY only, 1.05 of `conntrack -E` (all events), 0.84 of nothing listening; it showed 378000 events for 63000 flows"),
+            "{md}"
+        );
+        // The BPF table is for the eBPF source only.
+        assert!(!md.contains("runs per flow"), "{md}");
         assert!(md.contains("first loses events at 10.0 k/s"), "{md}");
         assert!(
             md.contains(
