@@ -28,6 +28,7 @@ Examples:
   tracker events -s 10.0.0.0/8 -m 0x10/0xf0 -o extended,timestamp
   tracker events -f ipv6 -d 2001:db8::/32 -o json --duration 30s
   tracker events -j -e DESTROY --all-netns
+  tracker events -e ALL --set-nf-conntrack-events -p tcp --dport 443
 
 Filters combine with AND, like conntrack -E. Unlike conntrack, `-m 0` matches
 connections whose mark is 0 (conntrack only matches events that carry a mark
