@@ -73,10 +73,9 @@ pub struct Replay {
 
 pub fn run(opts: &Options) -> Result<()> {
     let started = Instant::now();
-    setup::build_tools(setup::Mode::Check)?;
-    if !opts.skip_vm {
-        setup::vm_tools(setup::Mode::Check)?;
-    }
+    // Like `test`: a fresh clone installs what it lacks (idempotent, about
+    // a second when everything is there).
+    setup::run()?;
     let kernel = if opts.skip_vm {
         None
     } else {
