@@ -102,9 +102,9 @@ pub struct EventsArgs {
     /// Event kinds, comma separated, case-insensitive, prefixes allowed
     /// (e.g. -e NEW,DESTROY; -e ALL). Default: ALL with the netlink source;
     /// NEW,DESTROY with the eBPF source, where UPDATE is opt-in (-e ALL or
-    /// -e UPDATE): it adds a kprobe run per state change (about 5 per TCP
-    /// connection, 2 per UDP flow) and needs the kernel's event cache, see
-    /// --set-nf-conntrack-events.
+    /// -e UPDATE): it adds a kprobe run per change the kernel reports (6 per
+    /// TCP connect/close measured, 2-3 per UDP flow with replies) and needs
+    /// the kernel's event cache, see --set-nf-conntrack-events.
     #[arg(short = 'e', long = "event-mask", visible_alias = "events", value_name = "KINDS",
           value_parser = parse_event_kinds)]
     pub event_mask: Option<EventKinds>,

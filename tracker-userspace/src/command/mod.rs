@@ -214,6 +214,10 @@ pub async fn open_source(
     if !missing.is_empty() {
         bail!("reading ctnetlink events needs root or CAP_NET_ADMIN, which this process lacks");
     }
+    if wanted.set_events_sysctl {
+        // ctnetlink listeners get UPDATE events under the default 2 as well.
+        eprintln!("tracker: --set-nf-conntrack-events has no effect with the netlink source");
+    }
     enter_netns_for_netlink(netns)?;
     let kinds = wanted.kinds.unwrap_or(EventKinds::ALL);
     let set = KindSet {

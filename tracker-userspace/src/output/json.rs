@@ -5,9 +5,12 @@
 use std::borrow::Cow;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use std::fmt;
 
-use super::conntrack_text::{Addr, l3_name, l4_name, tcp_state_name};
+use serde::Serialize;
+use serde::ser::{SerializeSeq as _, Serializer};
+
+use super::conntrack_text::{Addr, l3_name, l4_name, sec_usec, tcp_state_name};
 use crate::event::{Event, EventKind, L4Ids, Tuple};
 
 /// The JSON Schema (draft 2020-12) of one event object (docs/event.schema.json);
@@ -37,19 +40,69 @@ pub const STATUS_NAMES: [&str; 16] = [
     "HW_OFFLOAD",
 ];
 
+/// Serialises a `Display` value as a JSON string, written straight into the
+/// output (no intermediate `String` per field).
+struct Shown<T>(T);
+
+impl<T: fmt::Display> Serialize for Shown<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+/// `BIT_<n>`: a status bit without a name.
+struct BitName(usize);
+
+impl fmt::Display for BitName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BIT_{}", self.0)
+    }
+}
+
+/// The set status bits as names, lowest first (see [`status_names`]).
+struct StatusList(u32);
+
+impl Serialize for StatusList {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.count_ones() as usize))?;
+        for bit in (0..32).filter(|bit| self.0 & (1 << bit) != 0) {
+            match STATUS_NAMES.get(bit) {
+                Some(name) => seq.serialize_element(name)?,
+                None => seq.serialize_element(&Shown(BitName(bit)))?,
+            }
+        }
+        seq.end()
+    }
+}
+
+/// The named event bits of an UPDATE, lowest first (see [`change_names`]).
+struct ChangeList(u16);
+
+impl Serialize for ChangeList {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(
+            CHANGE_NAMES
+                .iter()
+                .enumerate()
+                .filter(|(bit, _)| self.0 & (1 << bit) != 0)
+                .map(|(_, name)| name),
+        )
+    }
+}
+
 #[derive(Serialize)]
-struct JsonEvent {
+struct JsonEvent<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
-    time: String,
+    time: Shown<Rfc3339>,
     family: &'static str,
     proto: Cow<'static, str>,
     proto_num: u8,
-    orig: JsonTuple,
-    reply: JsonTuple,
-    status: Vec<Cow<'static, str>>,
+    orig: JsonTuple<'a>,
+    reply: JsonTuple<'a>,
+    status: StatusList,
     #[serde(skip_serializing_if = "Option::is_none")]
-    changed: Option<Vec<&'static str>>,
+    changed: Option<ChangeList>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tcp_state: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -58,9 +111,9 @@ struct JsonEvent {
     zone: u16,
     netns: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
-    start: Option<String>,
+    start: Option<Shown<Rfc3339>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    stop: Option<String>,
+    stop: Option<Shown<Rfc3339>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     duration_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -69,9 +122,9 @@ struct JsonEvent {
 }
 
 #[derive(Serialize)]
-struct JsonTuple {
-    src: String,
-    dst: String,
+struct JsonTuple<'a> {
+    src: Shown<Addr<'a>>,
+    dst: Shown<Addr<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     sport: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -92,11 +145,11 @@ struct JsonTuple {
     bytes: Option<u64>,
 }
 
-impl JsonTuple {
-    fn new(t: &Tuple, counters: Option<crate::event::Counters>) -> Self {
+impl<'a> JsonTuple<'a> {
+    fn new(t: &'a Tuple, counters: Option<crate::event::Counters>) -> Self {
         let mut j = JsonTuple {
-            src: Addr(&t.src).to_string(),
-            dst: Addr(&t.dst).to_string(),
+            src: Shown(Addr(&t.src)),
+            dst: Shown(Addr(&t.dst)),
             sport: None,
             dport: None,
             icmp_type: None,
@@ -166,7 +219,7 @@ pub fn status_names(status: u32) -> Vec<Cow<'static, str>> {
 }
 
 /// Appends one event as a JSON object and a newline.
-pub fn format_event(out: &mut String, ev: &Event) -> serde_json::Result<()> {
+pub fn format_event(out: &mut Vec<u8>, ev: &Event) -> serde_json::Result<()> {
     let proto = match l4_name(ev.l4proto) {
         "unknown" => Cow::Owned(ev.l4proto.to_string()),
         name => Cow::Borrowed(name),
@@ -181,21 +234,24 @@ pub fn format_event(out: &mut String, ev: &Event) -> serde_json::Result<()> {
             EventKind::Update => "update",
             EventKind::Destroy => "destroy",
         },
-        time: rfc3339(ev.time),
+        time: Shown(Rfc3339(ev.time)),
         family: l3_name(ev.l3proto),
         proto,
         proto_num: ev.l4proto,
         orig: JsonTuple::new(&ev.orig, orig_c),
         reply: JsonTuple::new(&ev.reply, reply_c),
-        status: status_names(ev.status),
-        changed: ev.changes.map(change_names),
+        status: StatusList(ev.status),
+        changed: ev.changes.map(ChangeList),
         tcp_state: ev.tcp_state.filter(|_| ev.l4proto == 6).map(tcp_state_name),
         timeout: ev.timeout,
         mark: ev.mark,
         zone: ev.zone,
         netns: ev.netns,
-        start: ev.start_ns.map(rfc3339_ns),
-        stop: ev.stop_ns.filter(|s| *s != 0).map(rfc3339_ns),
+        start: ev.start_ns.map(|ns| Shown(Rfc3339::from_ns(ns))),
+        stop: ev
+            .stop_ns
+            .filter(|s| *s != 0)
+            .map(|ns| Shown(Rfc3339::from_ns(ns))),
         duration_ms: match (ev.start_ns, ev.stop_ns) {
             (Some(start), Some(stop)) if stop >= start && stop != 0 => {
                 Some((stop - start) / 1_000_000)
@@ -205,40 +261,64 @@ pub fn format_event(out: &mut String, ev: &Event) -> serde_json::Result<()> {
         portid: ev.portid.filter(|p| *p != 0),
         id: ev.conn_id,
     };
-    out.push_str(&serde_json::to_string(&j)?);
-    out.push('\n');
+    serde_json::to_writer(&mut *out, &j)?;
+    out.push(b'\n');
     Ok(())
 }
 
 /// `2026-11-21T06:40:01.123456Z`: UTC, microseconds, always six digits.
 pub fn rfc3339(t: SystemTime) -> String {
-    let (secs, micros) = match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => (d.as_secs() as i64, d.subsec_micros()),
-        Err(e) => {
-            let d = e.duration();
-            let mut s = -(d.as_secs() as i64);
-            let mut us = d.subsec_micros();
-            if us != 0 {
-                s -= 1;
-                us = 1_000_000 - us;
-            }
-            (s, us)
-        }
-    };
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+    Rfc3339(t).to_string()
 }
 
 /// [`rfc3339`] of nanoseconds since the epoch.
 pub fn rfc3339_ns(ns: u64) -> String {
-    rfc3339(UNIX_EPOCH + Duration::from_nanos(ns))
+    Rfc3339::from_ns(ns).to_string()
+}
+
+/// A time displayed as RFC 3339 (see [`rfc3339`]).
+pub struct Rfc3339(pub SystemTime);
+
+impl Rfc3339 {
+    fn from_ns(ns: u64) -> Self {
+        Rfc3339(UNIX_EPOCH + Duration::from_nanos(ns))
+    }
+}
+
+impl fmt::Display for Rfc3339 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (secs, micros) = sec_usec(self.0);
+        let rem = secs.rem_euclid(86_400) as u64;
+        let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+        if !(0..=9999).contains(&y) {
+            return write!(
+                f,
+                "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
+                rem / 3600,
+                rem / 60 % 60,
+                rem % 60
+            );
+        }
+        // Fixed-width digits into a stack buffer: every event has at least
+        // one time, and format padding would dominate its cost.
+        let mut b = *b"0000-00-00T00:00:00.000000Z";
+        for (at, width, value) in [
+            (0, 4, y as u64),
+            (5, 2, u64::from(m)),
+            (8, 2, u64::from(d)),
+            (11, 2, rem / 3600),
+            (14, 2, rem / 60 % 60),
+            (17, 2, rem % 60),
+            (20, 6, u64::from(micros)),
+        ] {
+            let mut v = value;
+            for i in (at..at + width).rev() {
+                b[i] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+        }
+        f.write_str(std::str::from_utf8(&b).map_err(|_| fmt::Error)?)
+    }
 }
 
 /// Days since 1970-01-01 → (year, month, day) in the proleptic Gregorian
@@ -295,8 +375,9 @@ pub(crate) mod tests {
     }
 
     fn to_value(ev: &Event) -> Value {
-        let mut s = String::new();
-        format_event(&mut s, ev).unwrap();
+        let mut buf = Vec::new();
+        format_event(&mut buf, ev).unwrap();
+        let s = String::from_utf8(buf).unwrap();
         assert!(s.ends_with('\n') && s.matches('\n').count() == 1, "{s}");
         serde_json::from_str(&s).unwrap()
     }
@@ -359,8 +440,9 @@ pub(crate) mod tests {
 
     #[test]
     fn field_order_is_stable() {
-        let mut s = String::new();
-        format_event(&mut s, &sample(EventKind::New)).unwrap();
+        let mut buf = Vec::new();
+        format_event(&mut buf, &sample(EventKind::New)).unwrap();
+        let s = String::from_utf8(buf).unwrap();
         assert!(s.starts_with(
             r#"{"type":"new","time":"2026-11-21T06:40:01.123456Z","family":"ipv4","proto":"tcp","proto_num":6,"orig":{"#
         ));

@@ -136,6 +136,7 @@ pub struct Writer<W: Write> {
     format: OutputFormat,
     flush_each: bool,
     line: String,
+    json: Vec<u8>,
 }
 
 impl Writer<BufWriter<Stdout>> {
@@ -154,16 +155,24 @@ impl<W: Write> Writer<W> {
             format,
             flush_each,
             line: String::with_capacity(512),
+            json: Vec::with_capacity(1024),
         }
     }
 
     pub fn write_event(&mut self, ev: &Event) -> Result<(), OutputError> {
-        self.line.clear();
-        match self.format {
-            OutputFormat::Text(opts) => conntrack_text::format_event(&mut self.line, ev, opts),
-            OutputFormat::Json => json::format_event(&mut self.line, ev)?,
-        }
-        self.out.write_all(self.line.as_bytes())?;
+        let bytes = match self.format {
+            OutputFormat::Text(opts) => {
+                self.line.clear();
+                conntrack_text::format_event(&mut self.line, ev, opts);
+                self.line.as_bytes()
+            }
+            OutputFormat::Json => {
+                self.json.clear();
+                json::format_event(&mut self.json, ev)?;
+                &self.json
+            }
+        };
+        self.out.write_all(bytes)?;
         if self.flush_each {
             self.out.flush()?;
         }

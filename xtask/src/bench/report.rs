@@ -153,7 +153,7 @@ fn rate_table(out: &mut String, run: &Run, source: &str) -> Vec<(String, f64)> {
 /// What `-e ALL` (UPDATE events) costs: TCP connect/close flow rate against
 /// NEW/DESTROY only and against `conntrack -E`, and how often the UPDATE
 /// hook ran per flow.
-fn update_cost(out: &mut String, run: &Run, source: &str) -> Option<(f64, f64)> {
+fn update_cost(out: &mut String, run: &Run) -> Option<()> {
     let tcp = |v: &str| {
         run.rows
             .iter()
@@ -181,7 +181,7 @@ fn update_cost(out: &mut String, run: &Run, source: &str) -> Option<(f64, f64)> 
         .iter()
         .filter(|r| r.section == "bpf-update")
         .collect();
-    if source == "ebpf" && !bpf.is_empty() {
+    if !bpf.is_empty() {
         let _ = writeln!(
             out,
             "BPF program runs during that `-e ALL` run (`kernel.bpf_stats_enabled=1`):\n\n| program | type | runs | runs per flow | ns per run |\n|---|---|---:|---:|---:|"
@@ -200,7 +200,7 @@ fn update_cost(out: &mut String, run: &Run, source: &str) -> Option<(f64, f64)> 
         }
         out.push('\n');
     }
-    Some((vs_nd.unwrap_or(f64::NAN), vs_ct.unwrap_or(f64::NAN)))
+    Some(())
 }
 
 /// Returns per tool the lowest offered rate with a loss.
@@ -435,7 +435,10 @@ pub fn render(cx: &Context) -> String {
             env.map_or("?", |e| e.get("seconds"))
         );
         let ratios = rate_table(&mut out, run, &source);
-        let update = update_cost(&mut out, run, &source);
+        if source == "ebpf" {
+            // With netlink UPDATE is the default, so there is nothing to compare.
+            update_cost(&mut out, run);
+        }
         let _ = writeln!(out, "### 2. Loss curve (UDP, paced)\n");
         let first = loss_table(&mut out, run, &source);
         let counts = if source == "ebpf" {
@@ -483,16 +486,6 @@ pub fn render(cx: &Context) -> String {
                     None => format!("no loss up to {}", rate(*max)),
                 },
                 at.is_none(),
-            ));
-        }
-        if let Some((vs_nd, vs_ct)) = update {
-            // No target in the goals; listed so the cost is read with them.
-            targets.push((
-                format!(
-                    "{tag}: cost of `-e ALL` (TCP flow rate vs NEW/DESTROY only; vs conntrack -E)"
-                ),
-                format!("{vs_nd:.2}; {vs_ct:.2}"),
-                true,
             ));
         }
         for (n, f) in &counts {
@@ -562,10 +555,7 @@ mod tests {
                 "BENCH\tenv\tkernel=6.18\tsource=netlink\tseconds=1\n\
                  BENCH\trate\tproto=udp\tlistener=none\toffered=0\trate=200000\tcreated=600000\tshown=-\tlost=-\n\
                  BENCH\trate\tproto=udp\tlistener=tracker\toffered=0\trate=190000\tcreated=570000\tshown=570000\tlost=0\n\
-                 BENCH\trate\tproto=tcp\tlistener=none\toffered=0\trate=25000\tcreated=75000\tshown=-\tlost=-\n\
-                 BENCH\trate\tproto=tcp\tlistener=tracker\toffered=0\trate=24000\tcreated=72000\tshown=72000\tlost=0\n\
                  BENCH\trate\tproto=tcp\tlistener=tracker-all\toffered=0\trate=21000\tflows=63000\tcreated=63000\tshown=378000\tlost=0\n\
-                 BENCH\tbpf-update\tprog=ct_event_kprobe\ttype=kprobe\trun_cnt=315000\trun_time_ns=315000000\n\
                  BENCH\trate\tproto=tcp\tlistener=ct\toffered=0\trate=20000\tcreated=60000\tshown=250000\tlost=3\n\
                  BENCH\tloss\tproto=udp\tlistener=tracker\toffered=10000\trate=10000\tcreated=10000\tshown=10000\tlost=0\n\
                  BENCH\tloss\tproto=udp\tlistener=ct-new\toffered=10000\trate=10000\tcreated=10000\tshown=9000\tlost=1\n\
@@ -588,12 +578,8 @@ mod tests {
         });
         assert!(md.contains("| UDP, 1 datagram each | `tracker --source netlink events > /dev/null` | 190.0 k/s | 0.95 |"), "{md}");
         assert!(md.contains("n/a (UPDATEs)"), "{md}");
-        assert!(
-            md.contains("flow rate with `-e ALL` is 0.88 of NEW/DESTROY only, 1.05 of `conntrack -E` (all events), 0.84 of nothing listening; it showed 378000 events for 63000 flows"),
-            "{md}"
-        );
-        // The BPF table is for the eBPF source only.
-        assert!(!md.contains("runs per flow"), "{md}");
+        // With netlink UPDATE is the default: no `-e ALL` comparison.
+        assert!(!md.contains("Cost of UPDATE events"), "{md}");
         assert!(md.contains("first loses events at 10.0 k/s"), "{md}");
         assert!(
             md.contains(
@@ -604,6 +590,49 @@ mod tests {
         assert!(
             md.contains(
                 "| ≥ 2 M events/s decode+format on one core (slowest format) | 3.00 M/s | met |"
+            ),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn update_cost_is_reported_for_the_ebpf_source() {
+        let run = Run {
+            title: "vm".into(),
+            rows: rows(
+                "BENCH\tenv\tkernel=6.1\tsource=ebpf\tseconds=1\n\
+                 BENCH\trate\tproto=tcp\tlistener=none\toffered=0\trate=25000\tcreated=75000\tshown=-\tlost=-\n\
+                 BENCH\trate\tproto=tcp\tlistener=tracker\toffered=0\trate=24000\tcreated=72000\tshown=72000\tlost=0\n\
+                 BENCH\trate\tproto=tcp\tlistener=tracker-all\toffered=0\trate=21000\tflows=63000\tcreated=63000\tshown=378000\tlost=0\n\
+                 BENCH\tbpf-update\tprog=ct_event_kprobe\ttype=kprobe\trun_cnt=315000\trun_time_ns=315000000\n\
+                 BENCH\trate\tproto=tcp\tlistener=ct\toffered=0\trate=20000\tcreated=60000\tshown=250000\tlost=3\n",
+            ),
+            seconds: 60.0,
+            problem: None,
+        };
+        let replay = Replay {
+            lines: Vec::new(),
+            problem: None,
+        };
+        let md = render(&Context {
+            runs: std::slice::from_ref(&run),
+            replay: &replay,
+            machine: "m".into(),
+            command: "cargo xtask bench".into(),
+            total: Duration::from_secs(90),
+            waited: Duration::ZERO,
+        });
+        assert!(
+            md.contains("flow rate with `-e ALL` is 0.88 of NEW/DESTROY only, 1.05 of `conntrack -E` (all events), 0.84 of nothing listening; it showed 378000 events for 63000 flows"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| ct_event_kprobe | kprobe | 315000 | 5.00 | 1000 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| TCP connect+close | `tracker events -e ALL > /dev/null` | 21.0 k/s | 0.84 |"
             ),
             "{md}"
         );
