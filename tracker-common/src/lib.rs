@@ -106,7 +106,8 @@ pub struct Counters {
     pub bytes: u64,
 }
 
-/// What the kernel side writes into the ring for every NEW and DESTROY.
+/// What the kernel side writes into the ring for every NEW, DESTROY and
+/// (when asked for) UPDATE.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlowRecord {

@@ -74,8 +74,13 @@ pub struct Replay {
 pub fn run(opts: &Options) -> Result<()> {
     let started = Instant::now();
     // Like `test`: a fresh clone installs what it lacks (idempotent, about
-    // a second when everything is there).
-    setup::run()?;
+    // a second when everything is there); without the VM part, only the
+    // build tools.
+    if opts.skip_vm {
+        setup::build_tools(setup::Mode::Install)?;
+    } else {
+        setup::run()?;
+    }
     let kernel = if opts.skip_vm {
         None
     } else {

@@ -38,6 +38,8 @@ pub async fn run(cli: &Cli, args: &EventsArgs) -> anyhow::Result<ExitCode> {
     let mut out = Writer::stdout(args.output);
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    // A closed terminal ends the run like ^C: hooks detach, sysctls are restored.
+    let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let deadline = args.duration.map(|d| d.0).unwrap_or(Duration::MAX);
     let stop_after = tokio::time::sleep(deadline.min(Duration::from_secs(100 * 365 * 86400)));
     tokio::pin!(stop_after);
@@ -85,6 +87,7 @@ pub async fn run(cli: &Cli, args: &EventsArgs) -> anyhow::Result<ExitCode> {
             _ = upkeep.tick() => source.upkeep(),
             _ = sigint.recv() => break 'run,
             _ = sigterm.recv() => break 'run,
+            _ = sighup.recv() => break 'run,
             _ = &mut stop_after => break 'run,
         }
     }

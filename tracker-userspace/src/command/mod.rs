@@ -156,6 +156,12 @@ pub async fn open_source(
                             Err(e) => bail!(e),
                         }
                     }
+                    if !updates && wanted.set_events_sysctl {
+                        eprintln!(
+                            "tracker: --set-nf-conntrack-events has no effect without UPDATE \
+                             events (-e ALL or -e UPDATE)"
+                        );
+                    }
                     if wanted.kinds.is_none() {
                         eprintln!(
                             "tracker: showing NEW and DESTROY; UPDATE events are opt-in with the \

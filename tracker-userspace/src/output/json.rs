@@ -59,7 +59,8 @@ impl fmt::Display for BitName {
     }
 }
 
-/// The set status bits as names, lowest first (see [`status_names`]).
+/// The set status bits as names ([`STATUS_NAMES`]), lowest first; bits
+/// without a name as `BIT_<n>`.
 struct StatusList(u32);
 
 impl Serialize for StatusList {
@@ -75,7 +76,8 @@ impl Serialize for StatusList {
     }
 }
 
-/// The named event bits of an UPDATE, lowest first (see [`change_names`]).
+/// The named event bits of an UPDATE ([`CHANGE_NAMES`]), lowest first; bits
+/// without a name are left out.
 struct ChangeList(u16);
 
 impl Serialize for ChangeList {
@@ -196,27 +198,6 @@ pub const CHANGE_NAMES: [&str; 12] = [
     "label",
     "synproxy",
 ];
-
-/// What an UPDATE changed, lowest bit first; bits without a name are left out.
-pub fn change_names(bits: u16) -> Vec<&'static str> {
-    CHANGE_NAMES
-        .iter()
-        .enumerate()
-        .filter(|(bit, _)| bits & (1 << bit) != 0)
-        .map(|(_, name)| *name)
-        .collect()
-}
-
-/// Status flag names, lowest bit first; undefined bits as `BIT_n`.
-pub fn status_names(status: u32) -> Vec<Cow<'static, str>> {
-    (0..32)
-        .filter(|bit| status & (1 << bit) != 0)
-        .map(|bit| match STATUS_NAMES.get(bit) {
-            Some(name) => Cow::Borrowed(*name),
-            None => Cow::Owned(format!("BIT_{bit}")),
-        })
-        .collect()
-}
 
 /// Appends one event as a JSON object and a newline.
 pub fn format_event(out: &mut Vec<u8>, ev: &Event) -> serde_json::Result<()> {
@@ -553,14 +534,19 @@ pub(crate) mod tests {
 
     #[test]
     fn status_names_cover_every_bit() {
-        let names = status_names(u32::MAX);
+        let mut e = sample(EventKind::Destroy);
+        e.status = u32::MAX;
+        let v = to_value(&e);
+        let names = v["status"].as_array().unwrap();
         assert_eq!(names.len(), 32);
         assert_eq!(names[12], "NAT_CLASH");
         assert_eq!(names[15], "HW_OFFLOAD");
         assert_eq!(names[16], "BIT_16");
+        assert_eq!(names[31], "BIT_31");
+        e.status = status::DYING | status::HELPER;
         assert_eq!(
-            status_names(status::DYING | status::HELPER),
-            ["DYING", "HELPER"]
+            to_value(&e)["status"],
+            serde_json::json!(["DYING", "HELPER"])
         );
     }
 

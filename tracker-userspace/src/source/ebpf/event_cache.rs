@@ -37,14 +37,14 @@ pub enum Prepared {
 }
 
 /// Opens the sysctl as seen from `netns`: /proc/sys/net resolves against the
-/// opening thread's namespace, and the open file stays bound to it.
-fn open_in(netns: Option<&Path>) -> std::io::Result<File> {
+/// opening thread's namespace, and the open file stays bound to it. Read-only
+/// unless it is to be changed (a read-only /proc/sys still lets us check).
+fn open_in(netns: Option<&Path>, write: bool) -> std::io::Result<File> {
     let open = || {
         std::fs::OpenOptions::new()
             .read(true)
-            .write(true)
+            .write(write)
             .open(SYSCTL)
-            .or_else(|_| File::open(SYSCTL))
     };
     let Some(ns) = netns else { return open() };
     let ns = File::open(ns)?;
@@ -74,15 +74,17 @@ fn write_value(file: &mut File, value: &str) -> std::io::Result<()> {
     file.write_all(format!("{value}\n").as_bytes())
 }
 
-/// Whether `value` makes the kernel give every new entry the event cache:
-/// 1, or any non-zero value before the autodetect mode (2) existed.
-fn always_on(value: &str, autodetect: bool) -> bool {
-    value == "1" || (!autodetect && value.parse::<u32>().is_ok_and(|v| v != 0))
+/// Whether `value` makes the kernel give every new entry the event cache.
+/// Only 1 counts: before 5.19 any non-zero value did, but a kernel's version
+/// does not tell whether mode 2 (autodetect) was backported, and asking for
+/// 1 is right everywhere.
+fn always_on(value: &str) -> bool {
+    value == "1"
 }
 
 /// Makes sure the kernel collects UPDATE events in the watched namespace,
 /// or says why it cannot. `set` is `--set-nf-conntrack-events`;
-/// `autodetect` whether the kernel knows mode 2.
+/// `autodetect` whether the kernel has mode 2 (for the message only).
 pub fn prepare(netns: &NetnsSelection, set: bool, autodetect: bool) -> Result<Prepared, String> {
     let (path, place) = match netns {
         NetnsSelection::Current => (None, "this network namespace".to_string()),
@@ -100,11 +102,11 @@ pub fn prepare(netns: &NetnsSelection, set: bool, autodetect: bool) -> Result<Pr
             )));
         }
     };
-    let mut file = open_in(path).map_err(|e| {
+    let mut file = open_in(path, set).map_err(|e| {
         format!("UPDATE events need the kernel's conntrack event cache, but {SYSCTL} in {place} cannot be opened: {e}")
     })?;
     let value = read_value(&mut file).map_err(|e| format!("reading {NAME} in {place}: {e}"))?;
-    if always_on(&value, autodetect) {
+    if always_on(&value) {
         return Ok(Prepared::Enabled);
     }
     if !set {
@@ -162,14 +164,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn which_values_turn_the_cache_on() {
-        assert!(always_on("1", true) && always_on("1", false));
-        assert!(!always_on("2", true), "5.19+: 2 needs a listener");
-        assert!(
-            always_on("2", false),
-            "before 5.19 any non-zero value is on"
-        );
-        assert!(!always_on("0", true) && !always_on("0", false));
+    fn only_1_turns_the_cache_on_for_every_entry() {
+        assert!(always_on("1"));
+        assert!(!always_on("2"), "5.19+: 2 needs a listener");
+        assert!(!always_on("0"));
     }
 
     /// In a namespace of its own: refused without the flag, set with it,
@@ -200,8 +198,8 @@ mod tests {
             return;
         };
         let sel = NetnsSelection::One(NetnsArg::Path(ns.clone().into()));
-        let read = || read_value(&mut open_in(Some(Path::new(&ns))).unwrap()).unwrap();
-        let mut f = open_in(Some(Path::new(&ns))).unwrap();
+        let read = || read_value(&mut open_in(Some(Path::new(&ns)), false).unwrap()).unwrap();
+        let mut f = open_in(Some(Path::new(&ns)), true).unwrap();
         write_value(&mut f, "0").unwrap();
         let err = prepare(&sel, false, true).unwrap_err();
         assert!(

@@ -324,6 +324,11 @@ pub fn attach_hook(
             }
         }
         if mode == HookMode::Fentry {
+            if hook.fexit.is_none() {
+                refused.push(format!(
+                    "{func}: this hook has no fexit program (kprobe only)"
+                ));
+            }
             continue;
         }
         if let Err(e) = &view.kprobes {

@@ -102,6 +102,9 @@ impl EbpfSource {
             .iter()
             .filter(|o| o.hook.required(opts.updates) && o.attached.is_none())
         {
+            if o.refused.is_empty() {
+                reasons.push(format!("{} did not attach", o.hook.role));
+            }
             for r in &o.refused {
                 if !reasons.contains(r) {
                     reasons.push(r.clone());
