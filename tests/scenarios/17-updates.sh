@@ -1,7 +1,7 @@
 #!/bin/bash
 # UPDATE events: `tracker events -e ALL` against `conntrack -E` (all events) for TCP
-# connect/close, TCP resets, a UDP flow's first reply and its assured state, and
-# `conntrack -U --mark`. With the eBPF source also the event-cache sysctl: refused
+# connect/close, TCP resets, a UDP flow's first reply and its assured state,
+# `conntrack -U --mark` and an nft `ct mark set` re-mark (counts follow it). With the eBPF source also the event-cache sysctl: refused
 # without --set-nf-conntrack-events while it is not 1, set to 1 for the run and
 # restored on exit with it, and UPDATE events with no ctnetlink listener at all.
 # timeout: 240
@@ -65,6 +65,18 @@ T=(-p tcp -s 10.9.9.1 -d 10.9.9.2 --sport 1001 --dport 80)
 in_ns $NS conntrack -I "${T[@]}" --state ESTABLISHED -t 120 -u SEEN_REPLY,ASSURED 2>&1 | sed 's/^/  conntrack: /'
 in_ns $NS conntrack -U "${T[@]}" --mark 3 2>&1 | sed 's/^/  conntrack: /'
 sleep 3
+# A re-mark in the packet path by nft (`ct mark set`), which the kernel reports as an
+# event: with UPDATE attached the per-mark counts follow it too.
+in_ns $NS nft -f - <<'EOF'
+table inet trk_remark {
+    chain out {
+        type filter hook output priority mangle; policy accept;
+        udp dport 5300 ct mark set 9
+    }
+}
+EOF
+traffic $NS udp-client 127.0.0.1 5300 --sport 4000
+check_counts
 ct_flush $NS
 oracle_stop
 if [ $SOURCE = ebpf ]; then
@@ -78,6 +90,7 @@ expect_events '^ *\[UPDATE\] udp +17 [0-9]+ src=127.0.0.1 .*sport=4000 dport=530
 expect_events '^ *\[UPDATE\] udp +17 .*sport=4000 .*\[ASSURED\]' 1
 expect_events '^ *\[UPDATE\] udp +17 .*sport=4000 .* mark=7' 1 1
 expect_events '^ *\[UPDATE\] tcp +6 .*sport=1001 .* mark=3' 1 1
+expect_events '^ *\[UPDATE\] udp +17 .*sport=4000 .* mark=9' 1 1
 oracle_compare
 
 # --- 3. no ctnetlink listener at all ------------------------------------------------------
