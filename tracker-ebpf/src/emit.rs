@@ -43,6 +43,51 @@ fn key(s: &Summary) -> MarkKey {
     }
 }
 
+/// What a record says beyond the entry's own fields.
+struct Report {
+    kind: u32,
+    flags: u16,
+    /// `time_ns` of the entry's NEW; 0 when the hooks never counted it.
+    generation: u64,
+    now: u64,
+    portid: u32,
+    /// UPDATE only: the ipct bits delivered.
+    events: u16,
+}
+
+impl Report {
+    /// A record of an entry seen before (UPDATE, DESTROY): paired with its
+    /// NEW when the hooks counted it, marked when a netlink request caused it.
+    #[inline(always)]
+    fn existing(kind: u32, generation: u64, portid: u32, events: u16) -> Self {
+        let mut bits = 0;
+        if generation != 0 {
+            bits |= flags::PAIRED;
+        }
+        if portid != 0 {
+            bits |= flags::USERSPACE;
+        }
+        Report {
+            kind,
+            flags: bits,
+            generation,
+            now: unsafe { bpf_ktime_get_boot_ns() },
+            portid,
+            events,
+        }
+    }
+}
+
+/// The original tuple; a failed read is counted and leaves zeros.
+#[inline(always)]
+fn original(ct: u64) -> FlowTuple {
+    let mut orig = FlowTuple::default();
+    if conn::tuple(ct, 0, &mut orig).is_err() {
+        bump(stat::READ_ERRORS);
+    }
+    orig
+}
+
 /// A confirmed entry: count it, then report it.
 #[inline(always)]
 pub fn new_entry(ct: u64, record_flags: u16) -> Result<(), i64> {
@@ -52,23 +97,18 @@ pub fn new_entry(ct: u64, record_flags: u16) -> Result<(), i64> {
         return Ok(());
     }
     let now = unsafe { bpf_ktime_get_boot_ns() };
-    let mut orig = FlowTuple::default();
-    if conn::tuple(ct, 0, &mut orig).is_err() {
-        bump(stat::READ_ERRORS);
-    }
+    let orig = original(ct);
     let hash = tuple_hash(&orig, s.l3, s.l4, s.zone, s.netns);
     let generation = counts::on_new(ct, key(&s), hash, now);
-    emit(
-        kind::NEW,
-        ct,
-        &s,
-        &orig,
-        record_flags,
+    let report = Report {
+        kind: kind::NEW,
+        flags: record_flags,
         generation,
         now,
-        0,
-        0,
-    )
+        portid: 0,
+        events: 0,
+    };
+    emit(ct, &s, &orig, report)
 }
 
 /// A change the kernel delivers to its event notifier (`events`: ipct bits
@@ -79,76 +119,22 @@ pub fn updated_entry(ct: u64, events: u16, portid: u32) -> Result<(), i64> {
     if events & ipct::MARK != 0 {
         counts::on_mark_change(ct, s.mark);
     }
-    let now = unsafe { bpf_ktime_get_boot_ns() };
-    let generation = counts::generation(ct);
-    let mut orig = FlowTuple::default();
-    if conn::tuple(ct, 0, &mut orig).is_err() {
-        bump(stat::READ_ERRORS);
-    }
-    let mut record_flags = 0;
-    if generation != 0 {
-        record_flags |= flags::PAIRED;
-    }
-    if portid != 0 {
-        record_flags |= flags::USERSPACE;
-    }
-    emit(
-        kind::UPDATE,
-        ct,
-        &s,
-        &orig,
-        record_flags,
-        generation,
-        now,
-        portid,
-        events,
-    )
+    let report = Report::existing(kind::UPDATE, counts::generation(ct), portid, events);
+    emit(ct, &s, &original(ct), report)
 }
 
 /// An entry `nf_ct_delete` removed: uncount it, then report it.
 #[inline(always)]
 pub fn destroyed_entry(ct: u64, portid: u32) -> Result<(), i64> {
     let s = summary(ct)?;
-    let now = unsafe { bpf_ktime_get_boot_ns() };
     let generation = counts::on_destroy(ct, key(&s), s.status);
-    let mut orig = FlowTuple::default();
-    if conn::tuple(ct, 0, &mut orig).is_err() {
-        bump(stat::READ_ERRORS);
-    }
-    let mut record_flags = 0;
-    if generation != 0 {
-        record_flags |= flags::PAIRED;
-    }
-    if portid != 0 {
-        record_flags |= flags::USERSPACE;
-    }
-    emit(
-        kind::DESTROY,
-        ct,
-        &s,
-        &orig,
-        record_flags,
-        generation,
-        now,
-        portid,
-        0,
-    )
+    let report = Report::existing(kind::DESTROY, generation, portid, 0);
+    emit(ct, &s, &original(ct), report)
 }
 
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn emit(
-    kind_: u32,
-    ct: u64,
-    s: &Summary,
-    orig: &FlowTuple,
-    mut record_flags: u16,
-    generation: u64,
-    now: u64,
-    portid: u32,
-    events: u16,
-) -> Result<(), i64> {
-    if !conn::wanted(kind_, s.netns, s.mark, s.l3, s.l4) {
+fn emit(ct: u64, s: &Summary, orig: &FlowTuple, report: Report) -> Result<(), i64> {
+    if !conn::wanted(report.kind, s.netns, s.mark, s.l3, s.l4) {
         bump(stat::FILTERED);
         return Ok(());
     }
@@ -159,15 +145,16 @@ fn emit(
     // SAFETY: reserve returned room for one FlowRecord; every field is
     // written below before submit.
     let r = unsafe { &mut *entry.as_mut_ptr() };
+    let mut record_flags = report.flags;
     r.ct = ct;
-    r.generation = generation;
+    r.generation = report.generation;
     r.orig = *orig;
     r.reply = FlowTuple::default();
     if conn::tuple(ct, 1, &mut r.reply).is_err() {
         bump(stat::READ_ERRORS);
     }
     r.counters = Default::default();
-    if kind_ == kind::DESTROY && conn::counters(ct, &mut r.counters).is_ok() {
+    if report.kind == kind::DESTROY && conn::counters(ct, &mut r.counters).is_ok() {
         record_flags |= flags::HAS_ACCT;
     }
     match conn::timestamps(ct) {
@@ -185,15 +172,15 @@ fn emit(
     r.mark = s.mark;
     r.netns = s.netns;
     r.timeout_jiffies = conn::timeout_jiffies(ct);
-    r.portid = portid;
+    r.portid = report.portid;
     r.zone_id = s.zone;
     r.zone_dir = 0;
     r.l3proto = s.l3;
     r.l4proto = s.l4;
     r.tcp_state = if s.l4 == 6 { conn::tcp_state(ct) } else { 0 };
-    r.events = events;
+    r.events = report.events;
     r._pad = [0; 4];
-    r.header = conn::header(kind_, record_flags, now);
+    r.header = conn::header(report.kind, record_flags, report.now);
     entry.submit(0);
     bump(stat::EMITTED);
     Ok(())

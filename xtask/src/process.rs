@@ -94,6 +94,21 @@ pub fn output(cmd: &mut Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Runs with no stdin and stderr passed through; returns the exit status
+/// and stdout, whatever the status (the caller judges it).
+pub fn captured(cmd: &mut Command) -> Result<(std::process::ExitStatus, String)> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("cannot start `{}`", display(cmd)))?;
+    Ok((
+        out.status,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    ))
+}
+
 /// Stdout of a probe command, or None when it is missing or fails:
 /// for "is this installed?" checks, where failure just means "no".
 pub fn probe(cmd: &mut Command) -> Option<String> {

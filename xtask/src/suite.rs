@@ -11,7 +11,6 @@
 use std::fmt;
 use std::fs;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
@@ -187,21 +186,16 @@ pub fn run(
 /// test output only the summary lines are shown, all of it on failure.
 fn host_tests() -> Result<bool> {
     println!("test: host unit tests (cargo test)");
-    let mut cmd = process::command("cargo");
-    cmd.current_dir(paths::workspace_root())
-        .arg("test")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    let out = cmd
-        .output()
-        .with_context(|| format!("cannot start `{}`", process::display(&cmd)))?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let (status, stdout) = process::captured(
+        process::command("cargo")
+            .current_dir(paths::workspace_root())
+            .arg("test"),
+    )?;
     let summaries: Vec<&str> = stdout
         .lines()
         .filter(|l| l.starts_with("test result:"))
         .collect();
-    if out.status.success() {
+    if status.success() {
         for line in &summaries {
             println!("  {line}");
         }
@@ -209,12 +203,12 @@ fn host_tests() -> Result<bool> {
         print!("{stdout}");
     }
     let [passed, failed, ignored] = host_counts(&summaries);
-    let verdict = if out.status.success() { "ok" } else { "FAILED" };
+    let verdict = if status.success() { "ok" } else { "FAILED" };
     println!(
         "test: host unit tests {verdict}: {passed} passed, {failed} failed, {ignored} ignored in {} test binaries",
         summaries.len()
     );
-    Ok(out.status.success())
+    Ok(status.success())
 }
 
 /// Sums `N passed; N failed; N ignored` over libtest's summary lines.
@@ -265,18 +259,13 @@ fn run_on_host(suite: &Path) -> Result<KernelOutcome> {
         .to_string();
     println!("test host ({version}): running {} here", suite.display());
     let started = std::time::Instant::now();
-    let mut cmd = process::command("bash");
-    cmd.arg(suite)
-        .current_dir(paths::workspace_root())
-        .env("TRACKER", paths::tracker_binary())
-        .env("RESULTS_DIR", &results_dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    let out = cmd
-        .output()
-        .with_context(|| format!("cannot start `{}`", process::display(&cmd)))?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let (status, stdout) = process::captured(
+        process::command("bash")
+            .arg(suite)
+            .current_dir(paths::workspace_root())
+            .env("TRACKER", paths::tracker_binary())
+            .env("RESULTS_DIR", &results_dir),
+    )?;
     for line in stdout.lines() {
         println!("[host] {line}");
     }
@@ -284,7 +273,7 @@ fn run_on_host(suite: &Path) -> Result<KernelOutcome> {
     let done = stdout.lines().any(|l| l.trim() == DONE_MARK);
     let mut problems = Vec::new();
     // A suite killed by a signal has no exit code: count it as a failure.
-    let status = Some(out.status.code().unwrap_or(-1));
+    let status = Some(status.code().unwrap_or(-1));
     suite_problems(&mut problems, &results, done, status);
     Ok(KernelOutcome {
         id: "host".into(),

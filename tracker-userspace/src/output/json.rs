@@ -247,17 +247,8 @@ pub fn format_event(out: &mut Vec<u8>, ev: &Event) -> serde_json::Result<()> {
     Ok(())
 }
 
-/// `2026-11-21T06:40:01.123456Z`: UTC, microseconds, always six digits.
-pub fn rfc3339(t: SystemTime) -> String {
-    Rfc3339(t).to_string()
-}
-
-/// [`rfc3339`] of nanoseconds since the epoch.
-pub fn rfc3339_ns(ns: u64) -> String {
-    Rfc3339::from_ns(ns).to_string()
-}
-
-/// A time displayed as RFC 3339 (see [`rfc3339`]).
+/// A time displayed as RFC 3339: `2026-11-21T06:40:01.123456Z` (UTC,
+/// microseconds, always six digits).
 pub struct Rfc3339(pub SystemTime);
 
 impl Rfc3339 {
@@ -372,6 +363,14 @@ pub(crate) mod tests {
         assert_eq!(civil_from_days(19_782), (2024, 2, 29));
         assert_eq!(civil_from_days(47_541), (2100, 3, 1)); // 2100 is no leap year
         assert_eq!(civil_from_days(20_778), (2026, 11, 21));
+    }
+
+    fn rfc3339(t: SystemTime) -> String {
+        Rfc3339(t).to_string()
+    }
+
+    fn rfc3339_ns(ns: u64) -> String {
+        Rfc3339::from_ns(ns).to_string()
     }
 
     #[test]

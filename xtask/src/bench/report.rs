@@ -547,12 +547,33 @@ mod tests {
         text.lines().filter_map(Row::parse).collect()
     }
 
+    /// The report of one run made of `BENCH` lines, with a replay result.
+    fn render_rows(title: &str, text: &str, replay: Vec<(String, f64)>) -> String {
+        let run = Run {
+            title: title.into(),
+            rows: rows(text),
+            seconds: 60.0,
+            problem: None,
+        };
+        let replay = Replay {
+            lines: replay,
+            problem: None,
+        };
+        render(&Context {
+            runs: std::slice::from_ref(&run),
+            replay: &replay,
+            machine: "m".into(),
+            command: "cargo xtask bench".into(),
+            total: Duration::from_secs(90),
+            waited: Duration::ZERO,
+        })
+    }
+
     #[test]
     fn tables_and_targets_come_from_rows() {
-        let run = Run {
-            title: "host".into(),
-            rows: rows(
-                "BENCH\tenv\tkernel=6.18\tsource=netlink\tseconds=1\n\
+        let md = render_rows(
+            "host",
+            "BENCH\tenv\tkernel=6.18\tsource=netlink\tseconds=1\n\
                  BENCH\trate\tproto=udp\tlistener=none\toffered=0\trate=200000\tcreated=600000\tshown=-\tlost=-\n\
                  BENCH\trate\tproto=udp\tlistener=tracker\toffered=0\trate=190000\tcreated=570000\tshown=570000\tlost=0\n\
                  BENCH\trate\tproto=tcp\tlistener=tracker-all\toffered=0\trate=21000\tflows=63000\tcreated=63000\tshown=378000\tlost=0\n\
@@ -560,22 +581,8 @@ mod tests {
                  BENCH\tloss\tproto=udp\tlistener=tracker\toffered=10000\trate=10000\tcreated=10000\tshown=10000\tlost=0\n\
                  BENCH\tloss\tproto=udp\tlistener=ct-new\toffered=10000\trate=10000\tcreated=10000\tshown=9000\tlost=1\n\
                  BENCH\tcpu\tlistener=tracker\trate=10000\tticks=10\thz=100\twall_ns=2000000000\trss_kib=4096\tcreated=20000\tshown=20000\tlost=0\n",
-            ),
-            seconds: 60.0,
-            problem: None,
-        };
-        let replay = Replay {
-            lines: vec![("decode+text".into(), 3e6)],
-            problem: None,
-        };
-        let md = render(&Context {
-            runs: std::slice::from_ref(&run),
-            replay: &replay,
-            machine: "m".into(),
-            command: "cargo xtask bench".into(),
-            total: Duration::from_secs(90),
-            waited: Duration::ZERO,
-        });
+            vec![("decode+text".into(), 3e6)],
+        );
         assert!(md.contains("| UDP, 1 datagram each | `tracker --source netlink events > /dev/null` | 190.0 k/s | 0.95 |"), "{md}");
         assert!(md.contains("n/a (UPDATEs)"), "{md}");
         // With netlink UPDATE is the default: no `-e ALL` comparison.
@@ -597,31 +604,16 @@ mod tests {
 
     #[test]
     fn update_cost_is_reported_for_the_ebpf_source() {
-        let run = Run {
-            title: "vm".into(),
-            rows: rows(
-                "BENCH\tenv\tkernel=6.1\tsource=ebpf\tseconds=1\n\
+        let md = render_rows(
+            "vm",
+            "BENCH\tenv\tkernel=6.1\tsource=ebpf\tseconds=1\n\
                  BENCH\trate\tproto=tcp\tlistener=none\toffered=0\trate=25000\tcreated=75000\tshown=-\tlost=-\n\
                  BENCH\trate\tproto=tcp\tlistener=tracker\toffered=0\trate=24000\tcreated=72000\tshown=72000\tlost=0\n\
                  BENCH\trate\tproto=tcp\tlistener=tracker-all\toffered=0\trate=21000\tflows=63000\tcreated=63000\tshown=378000\tlost=0\n\
                  BENCH\tbpf-update\tprog=ct_event_kprobe\ttype=kprobe\trun_cnt=315000\trun_time_ns=315000000\n\
                  BENCH\trate\tproto=tcp\tlistener=ct\toffered=0\trate=20000\tcreated=60000\tshown=250000\tlost=3\n",
-            ),
-            seconds: 60.0,
-            problem: None,
-        };
-        let replay = Replay {
-            lines: Vec::new(),
-            problem: None,
-        };
-        let md = render(&Context {
-            runs: std::slice::from_ref(&run),
-            replay: &replay,
-            machine: "m".into(),
-            command: "cargo xtask bench".into(),
-            total: Duration::from_secs(90),
-            waited: Duration::ZERO,
-        });
+            Vec::new(),
+        );
         assert!(
             md.contains("flow rate with `-e ALL` is 0.88 of NEW/DESTROY only, 1.05 of `conntrack -E` (all events), 0.84 of nothing listening; it showed 378000 events for 63000 flows"),
             "{md}"
