@@ -4,7 +4,7 @@
 #
 # Env: TRACKER (absolute path of the tracker binary), RESULTS_DIR (writable),
 #      SCENARIOS (optional: space/comma separated globs or regexes on scenario names),
-#      SCEN_TIMEOUT (seconds per scenario, default 120).
+#      SCEN_TIMEOUT (seconds per scenario, default 300).
 # Prints  RESULT<TAB>name<TAB>pass|fail|skip<TAB>seconds<TAB>reason  per scenario
 # (also appended to $RESULTS_DIR/results.tsv), then SUITE-DONE; exits 1 if any failed.
 
@@ -13,7 +13,7 @@ set -u
 TESTS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 : "${TRACKER:?TRACKER must be the absolute path of the tracker binary}"
 : "${RESULTS_DIR:?RESULTS_DIR must be a writable directory}"
-SCEN_TIMEOUT=${SCEN_TIMEOUT:-120}
+SCEN_TIMEOUT=${SCEN_TIMEOUT:-300}
 SCENARIOS=${SCENARIOS:-}
 mkdir -p "$RESULTS_DIR"
 RESULTS=$RESULTS_DIR/results.tsv

@@ -9,7 +9,9 @@
 # ebpf); BENCH_SECONDS (per generator run, default 3); BENCH_UDP_MAX (flows per UDP run,
 # default 1000000); BENCH_TCP_MAX (default 200000); BENCH_COUNTS (table sizes for the
 # per-mark counts, default "100000 1000000"; empty = skip); BENCH_SECTIONS (default
-# "rate loss cpu counts"); BENCH_DIR (scratch, default a fresh /tmp dir).
+# "rate loss cpu counts"); BENCH_RATE_PROTOS (default "udp tcp"), BENCH_RATE_LISTENERS and
+# BENCH_CPU_LISTENERS (default: all variants) to run a subset; BENCH_DIR (scratch, default a
+# fresh /tmp dir).
 
 set -uo pipefail
 
@@ -117,6 +119,7 @@ start_listener() {
             sleep 0.1
         done
         [ "$i" -lt 600 ] || die "tracker not listening after 60 s"
+        report_hooks
         ;;
     ct*)
         local args=()
@@ -132,6 +135,17 @@ start_listener() {
         ;;
     esac
     PIDS+=("$LPID")
+}
+
+# report_hooks — once per run: how the tracker's hooks attached (its start-up lines).
+HOOKS_REPORTED=
+report_hooks() {
+    [ -z "$HOOKS_REPORTED" ] || return 0
+    HOOKS_REPORTED=1
+    local mode detail
+    mode=$(grep -m1 '^tracker: listening' "$LERR" | grep -oE 'hooks=[^,)]*' | cut -d= -f2)
+    detail=$(grep -E '^tracker: hook (NEW|DESTROY)' "$LERR" | sed -E 's/^tracker: hook //; s/ \(.*//' | paste -sd ';' -)
+    emit hooks "mode=${mode:-none}" "detail=$detail"
 }
 
 # stop_listener — sets SHOWN, LOST (tracker: its count; conntrack: ENOBUFS warnings).
@@ -236,8 +250,8 @@ one_run() {
 UDP_BASE_RATE=
 section_rate() {
     local v
-    for proto in udp tcp; do
-        for v in none tracker tracker-all tracker-json ct ct-b8M ct-new ct-new-b8M; do
+    for proto in ${BENCH_RATE_PROTOS:-udp tcp}; do
+        for v in ${BENCH_RATE_LISTENERS:-none tracker tracker-all tracker-json ct ct-b8M ct-new ct-new-b8M}; do
             one_run rate "$proto" "$v"
             [ "$proto/$v" = udp/none ] && UDP_BASE_RATE=$RATE
         done
@@ -275,7 +289,7 @@ section_cpu() {
     # Paced well below the maximum so every listener keeps up.
     rate=${BENCH_CPU_RATE:-$(( ${UDP_BASE_RATE:-40000} / 4 ))}
     [ "$rate" -gt 50000 ] && rate=50000
-    for v in tracker tracker-json ct ct-new; do
+    for v in ${BENCH_CPU_LISTENERS:-tracker tracker-json ct ct-new}; do
         reset_table
         if [ "$SOURCE" = ebpf ] && [[ $v == tracker ]] && sysctl -qw kernel.bpf_stats_enabled=1 2>/dev/null; then
             bpf=1

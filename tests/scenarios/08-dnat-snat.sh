@@ -1,7 +1,7 @@
 #!/bin/bash
 # NAT through a router namespace: the Docker `-p 8080:80` shape (PREROUTING DNAT, TCP and
 # UDP) and MASQUERADE towards the server side. The oracle watches the router.
-# timeout: 240
+# timeout: 480
 . "$(dirname "$0")/../lib.sh"
 lib_setup
 need_cmd iptables

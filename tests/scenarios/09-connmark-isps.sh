@@ -3,7 +3,7 @@
 # (MARK by source subnet + CONNMARK save/restore in mangle PREROUTING); per-mark counts.
 # Then one live UDP flow is re-marked to 3 by CONNMARK --set-mark on its next packet:
 # the counts must follow the entry to its new mark.
-# timeout: 240
+# timeout: 480
 . "$(dirname "$0")/../lib.sh"
 lib_setup
 need_cmd iptables

@@ -1,6 +1,6 @@
 #!/bin/bash
 # Entries that time out: DESTROY comes from the conntrack GC, not from a request.
-# timeout: 240
+# timeout: 480
 . "$(dirname "$0")/../lib.sh"
 lib_setup
 

@@ -2,7 +2,7 @@
 # A burst of BURST_FLOWS (default 50000) UDP flows, one datagram each, then a flush.
 # BURST_RATE (datagrams/s, default 0 = as fast as the sender can) paces it.
 # conntrack -E loses events at this rate: bulk rule (see README) plus counts.
-# timeout: 240
+# timeout: 480
 . "$(dirname "$0")/../lib.sh"
 lib_setup
 

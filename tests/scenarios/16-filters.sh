@@ -3,7 +3,7 @@
 # IPv4 and IPv6, one UDP port marked 1 by nft `ct mark set`) and, per filter set, the
 # tracker's stream must equal conntrack -E's. Family, protocol and mark are applied in
 # the eBPF programs, the rest in userspace: both paths are covered.
-# timeout: 240
+# timeout: 480
 . "$(dirname "$0")/../lib.sh"
 lib_setup
 need_cmd nft

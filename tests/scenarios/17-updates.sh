@@ -4,7 +4,7 @@
 # `conntrack -U --mark` and an nft `ct mark set` re-mark (counts follow it). With the eBPF source also the event-cache sysctl: refused
 # without --set-nf-conntrack-events while it is not 1, set to 1 for the run and
 # restored on exit with it, and UPDATE events with no ctnetlink listener at all.
-# timeout: 240
+# timeout: 480
 . "$(dirname "$0")/../lib.sh"
 lib_setup
 

@@ -9,7 +9,12 @@
 use core::mem::size_of;
 
 /// Bumped whenever [`FlowRecord`] changes shape.
-pub const RECORD_VERSION: u16 = 2;
+pub const RECORD_VERSION: u16 = 3;
+
+/// Bytes of `struct nf_conn` a record carries: the span from the entry's
+/// timeout to its TCP state, copied by one kernel read. About 220 bytes on
+/// distribution kernels; userspace refuses a kernel whose span is longer.
+pub const CONN_BYTES: usize = 256;
 
 /// Record kinds. The numbers are part of the format and never reused.
 pub mod kind {
@@ -108,8 +113,14 @@ pub struct Counters {
 
 /// What the kernel side writes into the ring for every NEW, DESTROY and
 /// (when asked for) UPDATE.
+///
+/// The entry itself travels as raw bytes: `conn` is `struct nf_conn` from
+/// byte [`KernelOffsets::conn_start`] on, copied by one
+/// `bpf_probe_read_kernel`, and userspace reads the fields out of it with the
+/// same BTF offsets the programs use. Only what needs another pointer
+/// followed (netns, extensions) is read separately.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FlowRecord {
     pub header: RecordHeader,
     /// Address of the `struct nf_conn`; with `generation` it names one
@@ -117,32 +128,43 @@ pub struct FlowRecord {
     pub ct: u64,
     /// `time_ns` of the NEW that created this entry; 0 when unknown.
     pub generation: u64,
-    pub orig: FlowTuple,
-    pub reply: FlowTuple,
     /// Original and reply direction; valid with [`flags::HAS_ACCT`].
     pub counters: [Counters; 2],
     /// Valid with [`flags::HAS_TSTAMP`].
     pub start_ns: u64,
     pub stop_ns: u64,
-    /// `ct->status` (low 32 bits: every defined bit fits).
-    pub status: u32,
-    pub mark: u32,
     /// Inode number of the entry's network namespace.
     pub netns: u32,
-    /// `ct->timeout - jiffies`, in jiffies; negative when already expired.
-    pub timeout_jiffies: i32,
     /// Netlink port id of the requester, with [`flags::USERSPACE`].
     pub portid: u32,
-    pub zone_id: u16,
-    pub zone_dir: u8,
-    /// `AF_INET` (2) or `AF_INET6` (10).
-    pub l3proto: u8,
-    pub l4proto: u8,
-    /// `ct->proto.tcp.state` for TCP, else 0.
-    pub tcp_state: u8,
+    /// Low 32 bits of jiffies when the hook ran: with the copied
+    /// `ct->timeout` (absolute jiffies once confirmed) it gives the
+    /// remaining lifetime.
+    pub jiffies: u32,
     /// UPDATE only: the [`ipct`] bits the kernel delivered.
     pub events: u16,
-    pub _pad: [u8; 4],
+    pub _pad: u16,
+    /// `struct nf_conn` bytes `conn_start .. conn_start + conn_len`.
+    pub conn: [u8; CONN_BYTES],
+}
+
+impl Default for FlowRecord {
+    fn default() -> Self {
+        Self {
+            header: RecordHeader::default(),
+            ct: 0,
+            generation: 0,
+            counters: [Counters::default(); 2],
+            start_ns: 0,
+            stop_ns: 0,
+            netns: 0,
+            portid: 0,
+            jiffies: 0,
+            events: 0,
+            _pad: 0,
+            conn: [0; CONN_BYTES],
+        }
+    }
 }
 
 /// Key of the per-mark connection counts kept in the kernel.
@@ -184,7 +206,10 @@ pub mod stat {
     pub const STASH_MISSES: u32 = 4;
     /// Entries counted in the live map could not be stored (map full).
     pub const LIVE_MAP_FULL: u32 = 5;
-    pub const COUNT: u32 = 6;
+    /// A hook ran nested deeper than the per-CPU scratch records allow
+    /// (process, softirq, hardirq, NMI): its event and count were skipped.
+    pub const NEST_OVERFLOW: u32 = 6;
+    pub const COUNT: u32 = 7;
 }
 
 /// Kernel-side filter, set as a global before load. A zero field means "any".
@@ -215,11 +240,17 @@ pub mod filter_kind {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KernelOffsets {
+    /// The span of `struct nf_conn` a record copies (8-aligned start, at most
+    /// [`CONN_BYTES`]): every `ct_*` offset below lies inside it.
+    pub conn_start: u32,
+    pub conn_len: u32,
     pub skb_nfct: u32,
     pub ct_status: u32,
     pub ct_timeout: u32,
     pub ct_mark: u32,
     pub ct_zone: u32,
+    /// `zone.dir`: which directions a non-default zone applies to.
+    pub ct_zone_dir: u32,
     pub ct_net: u32,
     pub ct_ext: u32,
     pub ct_tcp_state: u32,
@@ -259,11 +290,14 @@ impl KernelOffsets {
     pub const fn absent() -> Self {
         let a = Self::ABSENT;
         Self {
+            conn_start: a,
+            conn_len: a,
             skb_nfct: a,
             ct_status: a,
             ct_timeout: a,
             ct_mark: a,
             ct_zone: a,
+            ct_zone_dir: a,
             ct_net: a,
             ct_ext: a,
             ct_tcp_state: a,
@@ -303,25 +337,46 @@ impl Default for KernelOffsets {
 pub mod globals {
     pub const OFFSETS: &str = "OFFSETS";
     pub const FILTER: &str = "FILTER";
+    /// `u64`: unread ring bytes at which the programs wake the reader.
+    pub const WAKEUP_BYTES: &str = "WAKEUP_BYTES";
 }
 
 /// FNV-1a over the original tuple, zone id and netns. Both sides compute it:
 /// the kernel when it counts an entry, userspace for entries of the start-up
 /// dump.
 pub const fn tuple_hash(t: &FlowTuple, l3proto: u8, l4proto: u8, zone: u16, netns: u32) -> u64 {
+    tuple_hash_parts(
+        &t.src, &t.dst, t.src_id, t.dst_id, l3proto, l4proto, zone, netns,
+    )
+}
+
+/// [`tuple_hash`] over the tuple's parts, so the kernel side can hash the
+/// tuple where it lies in a copied `struct nf_conn`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub const fn tuple_hash_parts(
+    src: &[u8; 16],
+    dst: &[u8; 16],
+    src_id: [u8; 2],
+    dst_id: [u8; 2],
+    l3proto: u8,
+    l4proto: u8,
+    zone: u16,
+    netns: u32,
+) -> u64 {
     const PRIME: u64 = 0x0000_0100_0000_01b3;
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     let mut i = 0;
     while i < 16 {
-        h = (h ^ t.src[i] as u64).wrapping_mul(PRIME);
-        h = (h ^ t.dst[i] as u64).wrapping_mul(PRIME);
+        h = (h ^ src[i] as u64).wrapping_mul(PRIME);
+        h = (h ^ dst[i] as u64).wrapping_mul(PRIME);
         i += 1;
     }
     let tail = [
-        t.src_id[0],
-        t.src_id[1],
-        t.dst_id[0],
-        t.dst_id[1],
+        src_id[0],
+        src_id[1],
+        dst_id[0],
+        dst_id[1],
         l3proto,
         l4proto,
         zone as u8,
@@ -341,11 +396,11 @@ pub const fn tuple_hash(t: &FlowTuple, l3proto: u8, l4proto: u8, zone: u16, netn
 
 const _: () = assert!(size_of::<RecordHeader>() == 16);
 const _: () = assert!(size_of::<FlowTuple>() == 40);
-const _: () = assert!(size_of::<FlowRecord>() == 192);
+const _: () = assert!(size_of::<FlowRecord>() == 96 + CONN_BYTES);
 const _: () = assert!(size_of::<MarkKey>() == 12);
 const _: () = assert!(size_of::<LiveEntry>() == 32);
 const _: () = assert!(size_of::<KernelFilter>() == 20);
-const _: () = assert!(size_of::<KernelOffsets>() == 30 * 4);
+const _: () = assert!(size_of::<KernelOffsets>() == 33 * 4);
 
 #[cfg(feature = "user")]
 mod pod {

@@ -5,52 +5,29 @@
 //! the return value says whether the entry made it into the table.
 
 use aya_ebpf::{
-    helpers::bpf_get_current_pid_tgid,
     macros::{fexit, kprobe, kretprobe},
     programs::{FExitContext, ProbeContext, RetProbeContext},
 };
-use tracker_common::{flags, stat};
 
 use crate::{
-    conn, emit,
-    maps::{STASH, Stash, bump},
+    conn,
+    emit::{self, Change},
+    maps::Stash,
 };
 
 const NF_ACCEPT: i32 = 1;
 
 #[inline(always)]
-fn stash(ptr: u64) {
-    let s = Stash {
-        ptr,
-        portid: 0,
-        _pad: 0,
-    };
-    let _ = STASH.insert(bpf_get_current_pid_tgid(), s, 0);
-}
-
-#[inline(always)]
-pub fn take_stash() -> Option<Stash> {
-    let key = bpf_get_current_pid_tgid();
-    // SAFETY: copied out before removal.
-    let s = unsafe { STASH.get(key) }.copied();
-    if s.is_some() {
-        let _ = STASH.remove(key);
-    } else {
-        bump(stat::STASH_MISSES);
-    }
-    s
-}
-
-#[inline(always)]
 fn confirmed(skb: u64, ret: i32) -> u32 {
-    if ret != NF_ACCEPT {
-        return 0;
-    }
-    match conn::ct_of_skb(skb) {
-        Ok(ct) if ct != 0 => {
-            let _ = emit::new_entry(ct, 0);
-        }
-        _ => {}
+    if ret == NF_ACCEPT
+        && let Ok(ct) = conn::ct_of_skb(skb)
+    {
+        emit::report(
+            ct,
+            Change::New {
+                netlink_insert: false,
+            },
+        );
     }
     0
 }
@@ -58,7 +35,12 @@ fn confirmed(skb: u64, ret: i32) -> u32 {
 #[inline(always)]
 fn inserted(ct: u64, ret: i32) -> u32 {
     if ret == 0 {
-        let _ = emit::new_entry(ct, flags::NETLINK_INSERT);
+        emit::report(
+            ct,
+            Change::New {
+                netlink_insert: true,
+            },
+        );
     }
     0
 }
@@ -74,7 +56,7 @@ pub fn confirm_fexit(ctx: FExitContext) -> u32 {
 #[kprobe]
 pub fn confirm_kprobe(ctx: ProbeContext) -> u32 {
     if let Some(skb) = ctx.arg::<u64>(0) {
-        stash(skb);
+        Stash::put(skb, 0);
     }
     0
 }
@@ -82,7 +64,7 @@ pub fn confirm_kprobe(ctx: ProbeContext) -> u32 {
 #[kretprobe]
 pub fn confirm_kretprobe(ctx: RetProbeContext) -> u32 {
     let ret: i64 = ctx.ret();
-    match take_stash() {
+    match Stash::take() {
         Some(s) => confirmed(s.ptr, ret as i32),
         None => 0,
     }
@@ -98,7 +80,7 @@ pub fn insert_fexit(ctx: FExitContext) -> u32 {
 #[kprobe]
 pub fn insert_kprobe(ctx: ProbeContext) -> u32 {
     if let Some(ct) = ctx.arg::<u64>(0) {
-        stash(ct);
+        Stash::put(ct, 0);
     }
     0
 }
@@ -106,7 +88,7 @@ pub fn insert_kprobe(ctx: ProbeContext) -> u32 {
 #[kretprobe]
 pub fn insert_kretprobe(ctx: RetProbeContext) -> u32 {
     let ret: i64 = ctx.ret();
-    match take_stash() {
+    match Stash::take() {
         Some(s) => inserted(s.ptr, ret as i32),
         None => 0,
     }

@@ -1,26 +1,19 @@
-//! Reading `struct nf_conn` and `struct sk_buff` through the offsets userspace
-//! found in the running kernel's BTF.
+//! Reading `struct nf_conn` through the offsets userspace found in the
+//! running kernel's BTF.
+//!
+//! A hook copies the span of the entry it reports in one
+//! `bpf_probe_read_kernel` (`copy`); every field the programs need is then a
+//! plain load from that copy (`Conn`). Only what lies behind another pointer
+//! (the netns inode, the acct and tstamp extensions) costs a read of its own.
 
-use aya_ebpf::helpers::{bpf_jiffies64, bpf_probe_read_kernel};
-use tracker_common::{
-    Counters, FlowTuple, KernelFilter, KernelOffsets, RecordHeader, filter_kind, kind,
-};
+use core::mem::size_of;
+
+use aya_ebpf::helpers::{bpf_probe_read_kernel, generated::bpf_probe_read_kernel as read_raw};
+use tracker_common::{CONN_BYTES, Counters, KernelOffsets};
 
 /// Set by userspace before load (see `tracker_common::globals`).
 #[unsafe(no_mangle)]
 pub(crate) static OFFSETS: KernelOffsets = KernelOffsets::absent();
-
-#[unsafe(no_mangle)]
-static FILTER: KernelFilter = KernelFilter {
-    kinds: filter_kind::NEW | filter_kind::DESTROY,
-    netns: 0,
-    mark: 0,
-    mark_mask: 0,
-    match_mark: 0,
-    l3proto: 0,
-    l4proto: 0,
-    _pad: 0,
-};
 
 /// Reads one offset; volatile so the compiler cannot fold the placeholder
 /// value the object is built with.
@@ -30,11 +23,6 @@ macro_rules! off {
     };
 }
 pub(crate) use off;
-
-#[inline(always)]
-pub fn filter() -> KernelFilter {
-    unsafe { core::ptr::read_volatile(&FILTER) }
-}
 
 /// Reads a `T` at `base + off`; an absent offset or a null base is an error.
 #[inline(always)]
@@ -52,130 +40,205 @@ pub fn ct_of_skb(skb: u64) -> Result<u64, i64> {
     Ok(nfct & !7)
 }
 
+/// Copies the entry's span (`conn_start`, `conn_len` bytes) into `out`.
 #[inline(always)]
-pub fn status(ct: u64) -> Result<u32, i64> {
-    // `unsigned long`: the low 32 bits hold every defined bit (little endian).
-    read::<u32>(ct, off!(ct_status))
-}
-
-#[inline(always)]
-pub fn mark(ct: u64) -> u32 {
-    read::<u32>(ct, off!(ct_mark)).unwrap_or(0)
-}
-
-#[inline(always)]
-pub fn netns(ct: u64) -> u32 {
-    match read::<u64>(ct, off!(ct_net)) {
-        Ok(net) => read::<u32>(net, off!(net_ns_inum)).unwrap_or(0),
-        Err(_) => 0,
-    }
-}
-
-#[inline(always)]
-pub fn zone_id(ct: u64) -> u16 {
-    read::<u16>(ct, off!(ct_zone)).unwrap_or(0)
-}
-
-/// Protocol numbers of the entry: (l3num, protonum) of the original tuple.
-#[inline(always)]
-pub fn protocols(ct: u64) -> (u8, u8) {
-    let tuple = ct + off!(ct_tuple) as u64;
-    let l3: u16 = read(tuple, off!(tuple_l3num)).unwrap_or(0);
-    let l4: u8 = read(tuple, off!(tuple_protonum)).unwrap_or(0);
-    (l3 as u8, l4)
-}
-
-/// One direction's tuple; `dir` 0 is original, 1 reply.
-#[inline(always)]
-pub fn tuple(ct: u64, dir: u64, out: &mut FlowTuple) -> Result<(), i64> {
-    let base = off!(ct_tuple);
-    if base == KernelOffsets::ABSENT {
+pub fn copy(ct: u64, out: &mut [u8; CONN_BYTES]) -> Result<(), i64> {
+    let start = off!(conn_start);
+    let len = off!(conn_len);
+    if ct == 0 || start == KernelOffsets::ABSENT || len as usize > CONN_BYTES {
         return Err(-1);
     }
-    let t = ct + base as u64 + dir * off!(tuplehash_size) as u64;
-    out.src = read(t, off!(tuple_src_u3))?;
-    out.dst = read(t, off!(tuple_dst_u3))?;
-    out.src_id = read(t, off!(tuple_src_u))?;
-    out.dst_id = read(t, off!(tuple_dst_u))?;
-    Ok(())
+    // SAFETY: `out` has room for CONN_BYTES ≥ len bytes; the helper checks
+    // the kernel address.
+    let rc = unsafe {
+        read_raw(
+            out.as_mut_ptr().cast(),
+            len,
+            (ct + start as u64) as *const core::ffi::c_void,
+        )
+    };
+    if rc < 0 { Err(rc) } else { Ok(()) }
 }
 
-/// Remaining lifetime in jiffies (negative when expired).
-#[inline(always)]
-pub fn timeout_jiffies(ct: u64) -> i32 {
-    match read::<u32>(ct, off!(ct_timeout)) {
-        Ok(t) => t.wrapping_sub(unsafe { bpf_jiffies64() } as u32) as i32,
-        Err(_) => 0,
+/// The fields of a copied entry.
+pub struct Conn<'a> {
+    bytes: &'a [u8; CONN_BYTES],
+}
+
+impl<'a> Conn<'a> {
+    #[inline(always)]
+    pub fn new(bytes: &'a [u8; CONN_BYTES]) -> Self {
+        Self { bytes }
+    }
+
+    /// The `T` at kernel offset `off`, or `None` when the kernel lacks the
+    /// field. Offsets are naturally aligned and `conn_start` is 8-aligned,
+    /// so the load is aligned.
+    #[inline(always)]
+    fn get<T: Copy>(&self, off: u32) -> Option<T> {
+        if off == KernelOffsets::ABSENT {
+            return None;
+        }
+        let rel = off.wrapping_sub(off!(conn_start));
+        if rel > (CONN_BYTES - size_of::<T>()) as u32 {
+            return None;
+        }
+        // SAFETY: rel + size_of::<T>() ≤ CONN_BYTES, checked above.
+        Some(unsafe { self.bytes.as_ptr().add(rel as usize).cast::<T>().read() })
+    }
+
+    /// A byte array at kernel offset `off`, by reference into the copy.
+    #[inline(always)]
+    fn bytes_at<const N: usize>(&self, off: u32) -> Option<&'a [u8; N]> {
+        let rel = off.wrapping_sub(off!(conn_start));
+        if off == KernelOffsets::ABSENT || rel > (CONN_BYTES - N) as u32 {
+            return None;
+        }
+        // SAFETY: rel + N ≤ CONN_BYTES, checked above; [u8; N] has align 1.
+        Some(unsafe { &*self.bytes.as_ptr().add(rel as usize).cast::<[u8; N]>() })
+    }
+
+    /// `ct->status`: `unsigned long`, whose low 32 bits hold every defined
+    /// bit (little endian).
+    #[inline(always)]
+    pub fn status(&self) -> Option<u32> {
+        self.get(off!(ct_status))
+    }
+
+    #[inline(always)]
+    pub fn mark(&self) -> u32 {
+        self.get(off!(ct_mark)).unwrap_or(0)
+    }
+
+    #[inline(always)]
+    pub fn zone_id(&self) -> u16 {
+        self.get(off!(ct_zone)).unwrap_or(0)
+    }
+
+    /// `ct->ct_net`: the entry's `struct net`.
+    #[inline(always)]
+    pub fn net(&self) -> u64 {
+        self.get(off!(ct_net)).unwrap_or(0)
+    }
+
+    /// `ct->ext`: the extension area, or 0.
+    #[inline(always)]
+    pub fn ext(&self) -> u64 {
+        self.get(off!(ct_ext)).unwrap_or(0)
+    }
+
+    /// Protocol numbers of the entry: (l3num, protonum) of the original tuple.
+    #[inline(always)]
+    pub fn protocols(&self) -> (u8, u8) {
+        let tuple = off!(ct_tuple);
+        let l3: u16 = self.get(tuple.wrapping_add(off!(tuple_l3num))).unwrap_or(0);
+        let l4: u8 = self
+            .get(tuple.wrapping_add(off!(tuple_protonum)))
+            .unwrap_or(0);
+        (l3 as u8, l4)
+    }
+
+    /// [`tracker_common::tuple_hash`] of the original tuple; 0 when the
+    /// copy lacks it.
+    #[inline(always)]
+    pub fn original_hash(&self, l3: u8, l4: u8, zone: u16, netns: u32) -> u64 {
+        let t = off!(ct_tuple);
+        let (Some(src), Some(dst), Some(src_id), Some(dst_id)) = (
+            self.bytes_at::<16>(t.wrapping_add(off!(tuple_src_u3))),
+            self.bytes_at::<16>(t.wrapping_add(off!(tuple_dst_u3))),
+            self.get::<[u8; 2]>(t.wrapping_add(off!(tuple_src_u))),
+            self.get::<[u8; 2]>(t.wrapping_add(off!(tuple_dst_u))),
+        ) else {
+            return 0;
+        };
+        tracker_common::tuple_hash_parts(src, dst, src_id, dst_id, l3, l4, zone, netns)
     }
 }
 
+/// Inode number of a `struct net` (`net->ns.inum`), or 0.
 #[inline(always)]
-pub fn tcp_state(ct: u64) -> u8 {
-    read::<u8>(ct, off!(ct_tcp_state)).unwrap_or(0)
+pub fn netns_inum(net: u64) -> u32 {
+    read::<u32>(net, off!(net_ns_inum)).unwrap_or(0)
 }
 
-/// Address of a conntrack extension, or an error when the entry lacks it.
+/// Bytes of `nf_ct_ext` read at once: its offset array (u8 or u16 per
+/// extension id; ids stay below 16).
+const EXT_HEADER: usize = 32;
+
+/// Where an extension starts inside the extension area, from the header
+/// copy; 0 when the entry lacks it.
 #[inline(always)]
-fn extension(ct: u64, id: u32) -> Result<u64, i64> {
-    if id == KernelOffsets::ABSENT {
-        return Err(-1);
+fn ext_offset(header: &[u8; EXT_HEADER], id: u32) -> u64 {
+    let (at, size) = (off!(ext_offset), off!(ext_offset_size));
+    if id == KernelOffsets::ABSENT || at == KernelOffsets::ABSENT || id >= 16 {
+        return 0;
     }
-    let ext: u64 = read(ct, off!(ct_ext))?;
-    let at = off!(ext_offset) + id * off!(ext_offset_size);
-    let offset: u64 = if off!(ext_offset_size) == 1 {
-        read::<u8>(ext, at)? as u64
+    let i = at.wrapping_add(id.wrapping_mul(size));
+    if size == 1 {
+        if i as usize >= EXT_HEADER {
+            return 0;
+        }
+        header[i as usize] as u64
     } else {
-        read::<u16>(ext, at)? as u64
-    };
-    if offset == 0 {
-        return Err(-1);
-    }
-    Ok(ext + offset)
-}
-
-/// Packets and bytes per direction from the acct extension.
-#[inline(always)]
-pub fn counters(ct: u64, out: &mut [Counters; 2]) -> Result<(), i64> {
-    let acct = extension(ct, off!(ext_id_acct))?;
-    let base = acct + off!(acct_counter) as u64;
-    let size = off!(counter_size) as u64;
-    out[0].packets = read(base, off!(counter_packets))?;
-    out[0].bytes = read(base, off!(counter_bytes))?;
-    out[1].packets = read(base + size, off!(counter_packets))?;
-    out[1].bytes = read(base + size, off!(counter_bytes))?;
-    Ok(())
-}
-
-/// Start and stop (CLOCK_REALTIME ns) from the tstamp extension.
-#[inline(always)]
-pub fn timestamps(ct: u64) -> Result<(u64, u64), i64> {
-    let ts = extension(ct, off!(ext_id_tstamp))?;
-    Ok((read(ts, off!(tstamp_start))?, read(ts, off!(tstamp_stop))?))
-}
-
-#[inline(always)]
-pub fn header(kind: u32, flags: u16, time_ns: u64) -> RecordHeader {
-    RecordHeader {
-        kind,
-        version: tracker_common::RECORD_VERSION,
-        flags,
-        time_ns,
+        if i as usize >= EXT_HEADER - 1 {
+            return 0;
+        }
+        u16::from_le_bytes([header[i as usize], header[i as usize + 1]]) as u64
     }
 }
 
-/// Whether the kernel-side filter lets an event through.
+/// What the acct and tstamp extensions hold.
+#[derive(Default)]
+pub struct Extensions {
+    pub counters: Option<[Counters; 2]>,
+    /// CLOCK_REALTIME ns at confirm and at delete (0 until then).
+    pub times: Option<(u64, u64)>,
+}
+
+/// Reads the acct and tstamp extensions of an entry: the offset array in one
+/// read, each present extension in one more.
 #[inline(always)]
-pub fn wanted(kind_: u32, netns: u32, mark: u32, l3: u8, l4: u8) -> bool {
-    let f = filter();
-    let bit = match kind_ {
-        kind::NEW => filter_kind::NEW,
-        kind::DESTROY => filter_kind::DESTROY,
-        kind::UPDATE => filter_kind::UPDATE,
-        _ => 0,
+pub fn extensions(ext: u64) -> Extensions {
+    let mut out = Extensions::default();
+    if ext == 0 {
+        return out;
+    }
+    let Ok(header) = read::<[u8; EXT_HEADER]>(ext, 0) else {
+        return out;
     };
-    (f.kinds & bit) != 0
-        && (f.netns == 0 || f.netns == netns)
-        && (f.match_mark == 0 || (mark & f.mark_mask) == f.mark)
-        && (f.l3proto == 0 || f.l3proto == l3)
-        && (f.l4proto == 0 || f.l4proto == l4)
+    let at = ext_offset(&header, off!(ext_id_acct));
+    if at != 0
+        && let Ok(c) = read::<[u64; 4]>(ext + at, off!(acct_counter))
+    {
+        out.counters = Some([counter(&c, 0), counter(&c, off!(counter_size))]);
+    }
+    let at = ext_offset(&header, off!(ext_id_tstamp));
+    if at != 0 {
+        let (start, stop) = (off!(tstamp_start), off!(tstamp_stop));
+        // `struct nf_conn_tstamp { u64 start, stop; }`: one read when
+        // adjacent, as in every kernel so far.
+        out.times = if stop == start.wrapping_add(8) {
+            read::<[u64; 2]>(ext + at, start).ok().map(|t| (t[0], t[1]))
+        } else {
+            match (read::<u64>(ext + at, start), read::<u64>(ext + at, stop)) {
+                (Ok(a), Ok(b)) => Some((a, b)),
+                _ => None,
+            }
+        };
+    }
+    out
+}
+
+/// One `nf_conn_counter` from the copy of `nf_conn_acct.counter[]`
+/// (`atomic64_t` fields: 8-aligned).
+#[inline(always)]
+fn counter(c: &[u64; 4], base: u32) -> Counters {
+    let field = |off: u32| -> u64 {
+        let i = base.wrapping_add(off) / 8;
+        if i >= 4 { 0 } else { c[i as usize] }
+    };
+    Counters {
+        packets: field(off!(counter_packets)),
+        bytes: field(off!(counter_bytes)),
+    }
 }

@@ -1,6 +1,16 @@
 //! Live connections per mark, kept in the kernel: +1 when an entry is
 //! confirmed, −1 when it is destroyed, moved when its mark changes. Exact even
 //! when the ring drops events, because nothing here goes through the ring.
+//!
+//! The invariant: MARK_COUNTS[k] equals the number of LIVE entries whose
+//! `key` is k. Every change to one is made with the matching change to the
+//! other (insert +1, remove −1, re-key −1/+1), so a DESTROY always uncounts
+//! the key its entry was counted under, even when its mark changed through
+//! a path no hook follows (nft `ct mark set` without UPDATE, tc act_ct, BPF
+//! kfuncs). Entries older than the hooks are not in LIVE: they are counted
+//! once in SEED_COUNTS from the start-up dump and leave it at their DESTROY,
+//! never below zero. Reply-only NAT clash losers are never counted and their
+//! DESTROY touches nothing.
 
 use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
@@ -96,7 +106,7 @@ pub fn on_mark_change(ct: u64, new_mark: u32) {
     let Some(p) = LIVE.get_ptr_mut(ct) else {
         return;
     };
-    // SAFETY: LRU values stay valid for the program's run.
+    // SAFETY: hash values stay valid for the program's run (RCU).
     let entry = unsafe { &mut *p };
     if entry.key.mark == new_mark {
         return;

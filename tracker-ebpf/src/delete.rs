@@ -3,22 +3,20 @@
 //! Callers hold their own reference, so the entry is still readable at exit.
 
 use aya_ebpf::{
-    helpers::bpf_get_current_pid_tgid,
     macros::{fexit, kprobe, kretprobe},
     programs::{FExitContext, ProbeContext, RetProbeContext},
 };
 
 use crate::{
-    confirm::take_stash,
-    emit,
-    maps::{STASH, Stash},
+    emit::{self, Change},
+    maps::Stash,
 };
 
 #[inline(always)]
 fn deleted(ct: u64, portid: u32, ret: u64) -> u32 {
     // `bool` return: only the low byte is defined.
-    if ret & 0xff != 0 && ct != 0 {
-        let _ = emit::destroyed_entry(ct, portid);
+    if ret & 0xff != 0 {
+        emit::report(ct, Change::Destroy { portid });
     }
     0
 }
@@ -35,12 +33,7 @@ pub fn delete_fexit(ctx: FExitContext) -> u32 {
 #[kprobe]
 pub fn delete_kprobe(ctx: ProbeContext) -> u32 {
     if let (Some(ct), Some(portid)) = (ctx.arg::<u64>(0), ctx.arg::<u64>(1)) {
-        let s = Stash {
-            ptr: ct,
-            portid: portid as u32,
-            _pad: 0,
-        };
-        let _ = STASH.insert(bpf_get_current_pid_tgid(), s, 0);
+        Stash::put(ct, portid as u32);
     }
     0
 }
@@ -48,7 +41,7 @@ pub fn delete_kprobe(ctx: ProbeContext) -> u32 {
 #[kretprobe]
 pub fn delete_kretprobe(ctx: RetProbeContext) -> u32 {
     let ret: u64 = ctx.ret();
-    match take_stash() {
+    match Stash::take() {
         Some(s) => deleted(s.ptr, s.portid, ret),
         None => 0,
     }

@@ -1,15 +1,64 @@
 //! Turning a conntrack entry into a `FlowRecord` in the ring, and the counts
 //! bookkeeping that must happen whether or not the record fits.
+//!
+//! Every hook ends here. The entry is copied once into this CPU's scratch
+//! record; the filter and the counts read it there, and the record goes to
+//! the ring with one `bpf_ringbuf_output`.
 
-use aya_ebpf::helpers::bpf_ktime_get_boot_ns;
-use tracker_common::{FlowRecord, FlowTuple, MarkKey, flags, ipct, kind, stat, status, tuple_hash};
-
-use crate::{
-    conn, counts,
-    maps::{EVENTS, bump},
+use aya_ebpf::{
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    helpers::{bpf_jiffies64, bpf_ktime_get_boot_ns},
+};
+use tracker_common::{
+    FlowRecord, KernelFilter, MarkKey, RecordHeader, filter_kind, flags, ipct, kind, stat, status,
 };
 
-/// What every hook knows about the entry before deciding what to do.
+use crate::{
+    conn::{self, Conn},
+    counts,
+    maps::{EVENTS, bump, with_scratch},
+};
+
+#[unsafe(no_mangle)]
+static FILTER: KernelFilter = KernelFilter {
+    kinds: filter_kind::NEW | filter_kind::DESTROY,
+    netns: 0,
+    mark: 0,
+    mark_mask: 0,
+    match_mark: 0,
+    l3proto: 0,
+    l4proto: 0,
+    _pad: 0,
+};
+
+/// Unread bytes in the ring at which the reader is woken (set by userspace
+/// before load). Below it records go in without a wakeup and the reader
+/// collects them on its own short timer: a wakeup per record (irq_work,
+/// then a self-IPI) costs more than the rest of a hook, and a busy reader
+/// only needs one per batch.
+#[unsafe(no_mangle)]
+static WAKEUP_BYTES: u64 = 1 << 20;
+
+/// Whether the kernel-side filter lets an event through.
+#[inline(always)]
+fn wanted(kind_: u32, s: &Summary) -> bool {
+    // SAFETY: a global set before load; volatile so the placeholder is not
+    // folded into the code.
+    let f = unsafe { core::ptr::read_volatile(&FILTER) };
+    let bit = match kind_ {
+        kind::NEW => filter_kind::NEW,
+        kind::DESTROY => filter_kind::DESTROY,
+        kind::UPDATE => filter_kind::UPDATE,
+        _ => 0,
+    };
+    (f.kinds & bit) != 0
+        && (f.netns == 0 || f.netns == s.netns)
+        && (f.match_mark == 0 || (s.mark & f.mark_mask) == f.mark)
+        && (f.l3proto == 0 || f.l3proto == s.l3)
+        && (f.l4proto == 0 || f.l4proto == s.l4)
+}
+
+/// What every hook needs to know about the entry before deciding what to do.
 struct Summary {
     status: u32,
     mark: u32,
@@ -19,169 +68,166 @@ struct Summary {
     l4: u8,
 }
 
-#[inline(always)]
-fn summary(ct: u64) -> Result<Summary, i64> {
-    let (l3, l4) = conn::protocols(ct);
-    Ok(Summary {
-        status: conn::status(ct)?,
-        mark: conn::mark(ct),
-        netns: conn::netns(ct),
-        zone: conn::zone_id(ct),
-        l3,
-        l4,
-    })
-}
-
-#[inline(always)]
-fn key(s: &Summary) -> MarkKey {
-    MarkKey {
-        netns: s.netns,
-        mark: s.mark,
-        l3proto: s.l3,
-        l4proto: s.l4,
-        _pad: [0; 2],
-    }
-}
-
-/// What a record says beyond the entry's own fields.
-struct Report {
-    kind: u32,
-    flags: u16,
-    /// `time_ns` of the entry's NEW; 0 when the hooks never counted it.
-    generation: u64,
-    now: u64,
-    portid: u32,
-    /// UPDATE only: the ipct bits delivered.
-    events: u16,
-}
-
-impl Report {
-    /// A record of an entry seen before (UPDATE, DESTROY): paired with its
-    /// NEW when the hooks counted it, marked when a netlink request caused it.
+impl Summary {
     #[inline(always)]
-    fn existing(kind: u32, generation: u64, portid: u32, events: u16) -> Self {
-        let mut bits = 0;
-        if generation != 0 {
-            bits |= flags::PAIRED;
-        }
-        if portid != 0 {
-            bits |= flags::USERSPACE;
-        }
-        Report {
-            kind,
-            flags: bits,
-            generation,
-            now: unsafe { bpf_ktime_get_boot_ns() },
-            portid,
-            events,
+    fn of(c: &Conn<'_>) -> Option<Self> {
+        let (l3, l4) = c.protocols();
+        Some(Summary {
+            status: c.status()?,
+            mark: c.mark(),
+            netns: conn::netns_inum(c.net()),
+            zone: c.zone_id(),
+            l3,
+            l4,
+        })
+    }
+
+    #[inline(always)]
+    fn key(&self) -> MarkKey {
+        MarkKey {
+            netns: self.netns,
+            mark: self.mark,
+            l3proto: self.l3,
+            l4proto: self.l4,
+            _pad: [0; 2],
         }
     }
 }
 
-/// The original tuple; a failed read is counted and leaves zeros.
+/// What happened to the entry.
+#[derive(Clone, Copy)]
+pub enum Change {
+    /// Confirmed by its first packet, or inserted over ctnetlink.
+    New { netlink_insert: bool },
+    /// Reported to the event notifier: the ipct bits of an UPDATE.
+    Update { events: u16, portid: u32 },
+    /// Removed by `nf_ct_delete`; `portid` of a netlink requester.
+    Destroy { portid: u32 },
+}
+
+/// Counts and reports a change of the entry at `ct`.
 #[inline(always)]
-fn original(ct: u64) -> FlowTuple {
-    let mut orig = FlowTuple::default();
-    if conn::tuple(ct, 0, &mut orig).is_err() {
+pub fn report(ct: u64, change: Change) {
+    if ct == 0 {
+        return;
+    }
+    with_scratch(|r| {
+        if conn::copy(ct, &mut r.conn).is_err() {
+            bump(stat::READ_ERRORS);
+            return;
+        }
+        fill(ct, change, r);
+    });
+}
+
+#[inline(always)]
+fn fill(ct: u64, change: Change, r: &mut FlowRecord) {
+    let c = Conn::new(&r.conn);
+    let Some(s) = Summary::of(&c) else {
         bump(stat::READ_ERRORS);
-    }
-    orig
-}
-
-/// A confirmed entry: count it, then report it.
-#[inline(always)]
-pub fn new_entry(ct: u64, record_flags: u16) -> Result<(), i64> {
-    let s = summary(ct)?;
-    if s.status & status::CONFIRMED == 0 || s.status & status::NAT_CLASH != 0 {
-        // Not (yet) in the table, or a clash loser conntrack never reports.
-        return Ok(());
-    }
+        return;
+    };
     let now = unsafe { bpf_ktime_get_boot_ns() };
-    let orig = original(ct);
-    let hash = tuple_hash(&orig, s.l3, s.l4, s.zone, s.netns);
-    let generation = counts::on_new(ct, key(&s), hash, now);
-    let report = Report {
-        kind: kind::NEW,
-        flags: record_flags,
-        generation,
-        now,
-        portid: 0,
-        events: 0,
+    let mut bits = 0u16;
+    let mut portid = 0;
+    let mut events = 0;
+    let (kind_, generation) = match change {
+        Change::New { netlink_insert } => {
+            if s.status & status::CONFIRMED == 0 || s.status & status::NAT_CLASH != 0 {
+                // Not (yet) in the table, or a clash loser conntrack never
+                // reports.
+                return;
+            }
+            if netlink_insert {
+                bits |= flags::NETLINK_INSERT;
+            }
+            let hash = c.original_hash(s.l3, s.l4, s.zone, s.netns);
+            (kind::NEW, counts::on_new(ct, s.key(), hash, now))
+        }
+        Change::Update {
+            events: ev,
+            portid: p,
+        } => {
+            // Counts follow mark changes whatever their origin.
+            if ev & ipct::MARK != 0 {
+                counts::on_mark_change(ct, s.mark);
+            }
+            events = ev;
+            portid = p;
+            (kind::UPDATE, counts::generation(ct))
+        }
+        Change::Destroy { portid: p } => {
+            portid = p;
+            (kind::DESTROY, counts::on_destroy(ct, s.key(), s.status))
+        }
     };
-    emit(ct, &s, &orig, report)
-}
-
-/// A change the kernel delivers to its event notifier (`events`: ipct bits
-/// of an UPDATE). Counts follow mark changes whatever their origin.
-#[inline(always)]
-pub fn updated_entry(ct: u64, events: u16, portid: u32) -> Result<(), i64> {
-    let s = summary(ct)?;
-    if events & ipct::MARK != 0 {
-        counts::on_mark_change(ct, s.mark);
-    }
-    let report = Report::existing(kind::UPDATE, counts::generation(ct), portid, events);
-    emit(ct, &s, &original(ct), report)
-}
-
-/// An entry `nf_ct_delete` removed: uncount it, then report it.
-#[inline(always)]
-pub fn destroyed_entry(ct: u64, portid: u32) -> Result<(), i64> {
-    let s = summary(ct)?;
-    let generation = counts::on_destroy(ct, key(&s), s.status);
-    let report = Report::existing(kind::DESTROY, generation, portid, 0);
-    emit(ct, &s, &original(ct), report)
-}
-
-#[inline(always)]
-fn emit(ct: u64, s: &Summary, orig: &FlowTuple, report: Report) -> Result<(), i64> {
-    if !conn::wanted(report.kind, s.netns, s.mark, s.l3, s.l4) {
+    if !wanted(kind_, &s) {
         bump(stat::FILTERED);
-        return Ok(());
+        return;
     }
-    let Some(mut entry) = EVENTS.reserve::<FlowRecord>(0) else {
-        bump(stat::RING_DROPS);
-        return Ok(());
+    if generation != 0 && kind_ != kind::NEW {
+        bits |= flags::PAIRED;
+    }
+    if portid != 0 {
+        bits |= flags::USERSPACE;
+    }
+    // Counters and times are shown at the end of a flow only, as ctnetlink
+    // sends them: NEW and UPDATE skip the extension reads.
+    let ext = if kind_ == kind::DESTROY {
+        conn::extensions(c.ext())
+    } else {
+        conn::Extensions::default()
     };
-    // SAFETY: reserve returned room for one FlowRecord; every field is
-    // written below before submit.
-    let r = unsafe { &mut *entry.as_mut_ptr() };
-    let mut record_flags = report.flags;
-    r.ct = ct;
-    r.generation = report.generation;
-    r.orig = *orig;
-    r.reply = FlowTuple::default();
-    if conn::tuple(ct, 1, &mut r.reply).is_err() {
-        bump(stat::READ_ERRORS);
+    match ext.counters {
+        Some(counters) => {
+            r.counters = counters;
+            bits |= flags::HAS_ACCT;
+        }
+        None => r.counters = Default::default(),
     }
-    r.counters = Default::default();
-    if report.kind == kind::DESTROY && conn::counters(ct, &mut r.counters).is_ok() {
-        record_flags |= flags::HAS_ACCT;
-    }
-    match conn::timestamps(ct) {
-        Ok((start, stop)) => {
+    match ext.times {
+        Some((start, stop)) => {
             r.start_ns = start;
             r.stop_ns = stop;
-            record_flags |= flags::HAS_TSTAMP;
+            bits |= flags::HAS_TSTAMP;
         }
-        Err(_) => {
+        None => {
             r.start_ns = 0;
             r.stop_ns = 0;
         }
     }
-    r.status = s.status;
-    r.mark = s.mark;
+    r.header = RecordHeader {
+        kind: kind_,
+        version: tracker_common::RECORD_VERSION,
+        flags: bits,
+        time_ns: now,
+    };
+    r.ct = ct;
+    r.generation = generation;
     r.netns = s.netns;
-    r.timeout_jiffies = conn::timeout_jiffies(ct);
-    r.portid = report.portid;
-    r.zone_id = s.zone;
-    r.zone_dir = 0;
-    r.l3proto = s.l3;
-    r.l4proto = s.l4;
-    r.tcp_state = if s.l4 == 6 { conn::tcp_state(ct) } else { 0 };
-    r.events = report.events;
-    r._pad = [0; 4];
-    r.header = conn::header(report.kind, record_flags, report.now);
-    entry.submit(0);
-    bump(stat::EMITTED);
-    Ok(())
+    r.portid = portid;
+    r.jiffies = unsafe { bpf_jiffies64() } as u32;
+    r.events = events;
+    r._pad = 0;
+    if EVENTS.output::<FlowRecord>(&*r, wakeup()).is_ok() {
+        bump(stat::EMITTED);
+    } else {
+        bump(stat::RING_DROPS);
+    }
+}
+
+/// The wakeup flag for the next record: force one when this record makes
+/// the unread bytes cross `WAKEUP_BYTES` (once per crossing, so a slow
+/// reader is not sent a wakeup per record), none otherwise.
+#[inline(always)]
+fn wakeup() -> u64 {
+    // SAFETY: a global set before load.
+    let threshold = unsafe { core::ptr::read_volatile(&WAKEUP_BYTES) };
+    let unread = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
+    let size = core::mem::size_of::<FlowRecord>() as u64;
+    if unread < threshold && unread + size >= threshold {
+        BPF_RB_FORCE_WAKEUP as u64
+    } else {
+        BPF_RB_NO_WAKEUP as u64
+    }
 }

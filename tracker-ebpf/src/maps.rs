@@ -3,10 +3,11 @@
 //! before load.
 
 use aya_ebpf::{
+    helpers::bpf_get_current_pid_tgid,
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{HashMap, PerCpuArray, RingBuf},
 };
-use tracker_common::{LiveEntry, MarkKey, stat};
+use tracker_common::{FlowRecord, LiveEntry, MarkKey, stat};
 
 /// Flow records for userspace.
 #[map]
@@ -26,13 +27,63 @@ pub static MARK_COUNTS: HashMap<MarkKey, i64> = HashMap::with_max_entries(65536,
 pub static SEED_COUNTS: HashMap<MarkKey, i64> = HashMap::with_max_entries(65536, 0);
 
 /// Every entry counted in MARK_COUNTS, keyed by its `struct nf_conn` address.
+/// A preallocated hash rather than an LRU: it never evicts (userspace sizes
+/// it above `nf_conntrack_max`, and a full map is counted), and an insert
+/// skips the LRU's list bookkeeping, the dearest step on the NEW path.
 #[map]
-pub static LIVE: LruHashMap<u64, LiveEntry> = LruHashMap::with_max_entries(262144, 0);
+pub static LIVE: HashMap<u64, LiveEntry> = HashMap::with_max_entries(262144, 0);
 
 /// Arguments saved at a kprobe for the matching kretprobe, keyed by pid_tgid.
 #[map]
-pub static STASH: HashMap<u64, Stash> = HashMap::with_max_entries(16384, 0);
+static STASH: HashMap<u64, Stash> = HashMap::with_max_entries(16384, 0);
 
+/// Deepest nesting of hooks on one CPU that gets a record of its own:
+/// process context, softirq, hardirq, NMI.
+pub const NEST_LEVELS: u32 = 4;
+
+/// Where a hook builds its record before it goes to the ring, one per
+/// nesting level: a program can be interrupted on its CPU by another hook
+/// (fexit programs run with only migration disabled), and the interrupting
+/// one must not write over the first one's record.
+#[map]
+static SCRATCH: PerCpuArray<FlowRecord> = PerCpuArray::with_max_entries(NEST_LEVELS, 0);
+
+/// How many hooks are running on this CPU right now (index into SCRATCH).
+#[map]
+static NESTING: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
+
+#[inline(always)]
+pub fn bump(index: u32) {
+    if let Some(p) = STATS.get_ptr_mut(index) {
+        // SAFETY: per-CPU slot, only this CPU writes it.
+        unsafe { *p += 1 };
+    }
+}
+
+/// Runs `f` with this CPU's scratch record for the current nesting level.
+/// Interrupts nest strictly (an interrupting hook finishes before the one it
+/// interrupted resumes) and programs cannot migrate while they run, so a
+/// per-CPU depth counter is enough to keep levels apart.
+#[inline(always)]
+pub fn with_scratch(f: impl FnOnce(&mut FlowRecord)) {
+    let Some(depth) = NESTING.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: per-CPU slot; a nested hook restores it before returning.
+    let level = unsafe { *depth };
+    match SCRATCH.get_ptr_mut(level) {
+        Some(record) => {
+            unsafe { *depth = level + 1 };
+            // SAFETY: this level's record belongs to this run until it
+            // lowers the depth again.
+            f(unsafe { &mut *record });
+            unsafe { *depth = level };
+        }
+        None => bump(stat::NEST_OVERFLOW),
+    }
+}
+
+/// What a kprobe saves for its kretprobe.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct Stash {
@@ -42,10 +93,29 @@ pub struct Stash {
     pub _pad: u32,
 }
 
-#[inline(always)]
-pub fn bump(index: u32) {
-    if let Some(p) = STATS.get_ptr_mut(index) {
-        // SAFETY: per-CPU slot, only this CPU writes it.
-        unsafe { *p += 1 };
+impl Stash {
+    /// Saves `ptr` (and `portid`) for this task's kretprobe.
+    #[inline(always)]
+    pub fn put(ptr: u64, portid: u32) {
+        let s = Stash {
+            ptr,
+            portid,
+            _pad: 0,
+        };
+        let _ = STASH.insert(bpf_get_current_pid_tgid(), s, 0);
+    }
+
+    /// Takes what this task's kprobe saved; a miss is counted.
+    #[inline(always)]
+    pub fn take() -> Option<Stash> {
+        let key = bpf_get_current_pid_tgid();
+        // SAFETY: copied out before removal.
+        let s = unsafe { STASH.get(key) }.copied();
+        if s.is_some() {
+            let _ = STASH.remove(key);
+        } else {
+            bump(stat::STASH_MISSES);
+        }
+        s
     }
 }

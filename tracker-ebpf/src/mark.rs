@@ -7,21 +7,24 @@
 //!   --set-mark/--save-mark`.
 
 use aya_ebpf::{
-    macros::{kprobe, kretprobe},
-    programs::{ProbeContext, RetProbeContext},
+    macros::{fentry, kprobe, kretprobe},
+    programs::{FEntryContext, ProbeContext, RetProbeContext},
 };
 
 use crate::{
-    confirm::take_stash,
     conn::{self, off},
     counts,
-    maps::{STASH, Stash},
+    maps::Stash,
 };
 
+/// Moves a counted entry to its current mark. Reads the one field rather
+/// than copying the entry: these hooks report nothing.
 #[inline(always)]
 fn follow(ct: u64) {
-    if ct != 0 {
-        counts::on_mark_change(ct, conn::mark(ct));
+    if ct != 0
+        && let Ok(mark) = conn::read::<u32>(ct, off!(ct_mark))
+    {
+        counts::on_mark_change(ct, mark);
     }
 }
 
@@ -41,12 +44,7 @@ pub fn eventmask_kprobe(ctx: ProbeContext) -> u32 {
 #[kprobe]
 pub fn skb_mark_kprobe(ctx: ProbeContext) -> u32 {
     if let Some(skb) = ctx.arg::<u64>(0) {
-        let s = Stash {
-            ptr: skb,
-            portid: 0,
-            _pad: 0,
-        };
-        let _ = STASH.insert(aya_ebpf::helpers::bpf_get_current_pid_tgid(), s, 0);
+        Stash::put(skb, 0);
     }
     0
 }
@@ -54,9 +52,22 @@ pub fn skb_mark_kprobe(ctx: ProbeContext) -> u32 {
 /// Exit of a packet-path mark setter: the skb's ct now has its new mark.
 #[kretprobe]
 pub fn skb_mark_kretprobe(_ctx: RetProbeContext) -> u32 {
-    if let Some(s) = take_stash()
+    if let Some(s) = Stash::take()
         && let Ok(ct) = conn::ct_of_skb(s.ptr)
     {
+        follow(ct);
+    }
+    0
+}
+
+/// The same, from a trampoline where nf_conntrack has BTF: this function
+/// also delivers every DESTROY, so its cost is paid per connection.
+#[fentry(function = "nf_conntrack_eventmask_report")]
+pub fn eventmask_fentry(ctx: FEntryContext) -> u32 {
+    let mask: u64 = ctx.arg(0);
+    let ct: u64 = ctx.arg(1);
+    let bit = off!(ipct_mark);
+    if bit < 32 && (mask >> bit) & 1 == 1 {
         follow(ct);
     }
     0

@@ -13,7 +13,7 @@ use tracker_common::ipct;
 
 use crate::{
     conn::{self, off},
-    emit,
+    emit::{self, Change},
 };
 
 #[kprobe]
@@ -31,6 +31,6 @@ pub fn ct_event_kprobe(ctx: ProbeContext) -> u32 {
         return 0;
     };
     let portid = conn::read::<u32>(item, off!(ct_event_portid)).unwrap_or(0);
-    let _ = emit::updated_entry(ct, events, portid);
+    emit::report(ct, Change::Update { events, portid });
     0
 }

@@ -9,11 +9,14 @@ use std::hint::black_box;
 use std::io::{self, BufWriter};
 use std::time::{Duration, Instant};
 
-use tracker_common::{FlowRecord, RECORD_VERSION, RecordHeader, flags, kind, status};
+use tracker_common::{
+    FlowRecord, KernelOffsets, RECORD_VERSION, RecordHeader, flags, kind, status,
+};
+use tracker_userspace::btf::KernelBtf;
 use tracker_userspace::cli::parse_mark;
-use tracker_userspace::event::decode::{self, Clock, KernelProfile};
 use tracker_userspace::filter::Filter;
 use tracker_userspace::output::{OutputFormat, Writer};
+use tracker_userspace::source::ebpf::decode::{self, Clock, ConnFields, Decoder, KernelProfile};
 
 /// Distinct records replayed in a loop: enough to defeat branch-predictor
 /// luck, few enough to stay in cache like a ring's recent pages.
@@ -23,7 +26,7 @@ const BATCH: usize = 64;
 
 /// A plausible mix: 70 % TCP, 25 % UDP, 5 % ICMP; 10 % IPv6; half NEW, half
 /// DESTROY (with counters and timestamps); marks 0–3.
-fn synthesise(i: usize) -> FlowRecord {
+fn synthesise(i: usize, offsets: &KernelOffsets) -> FlowRecord {
     let l4proto = match i % 20 {
         0 => 1,
         1..=5 => 17,
@@ -44,6 +47,13 @@ fn synthesise(i: usize) -> FlowRecord {
         },
         ct: 0xffff_8880_0000_0000 + (i as u64) * 320,
         generation: 1_000_000_000 + i as u64,
+        netns: 4026531840,
+        jiffies: 1_000_000,
+        start_ns: 1_700_000_000_000_000_000,
+        stop_ns: 1_700_000_001_000_000_000,
+        ..Default::default()
+    };
+    let mut f = ConnFields {
         status: status::CONFIRMED
             | if destroy {
                 status::SEEN_REPLY | status::ASSURED
@@ -51,8 +61,7 @@ fn synthesise(i: usize) -> FlowRecord {
                 0
             },
         mark: (i % 4) as u32,
-        netns: 4026531840,
-        timeout_jiffies: if destroy { 0 } else { 120 * 250 },
+        timeout: 1_000_000 + if destroy { 0 } else { 120 * 250 },
         l3proto: if v6 { 10 } else { 2 },
         l4proto,
         tcp_state: if l4proto == 6 {
@@ -60,37 +69,35 @@ fn synthesise(i: usize) -> FlowRecord {
         } else {
             0
         },
-        start_ns: 1_700_000_000_000_000_000,
-        stop_ns: 1_700_000_001_000_000_000,
         ..Default::default()
     };
     let a = [10, (i >> 16) as u8, (i >> 8) as u8, i as u8];
     let b = [192, 0, 2, (i % 250) as u8 + 1];
     if v6 {
-        r.orig.src = [
+        f.orig.src = [
             0xfd, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, a[0], a[1], a[2], a[3],
         ];
-        r.orig.dst = [
+        f.orig.dst = [
             0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, b[0], b[1], b[2], b[3],
         ];
     } else {
-        r.orig.src[..4].copy_from_slice(&a);
-        r.orig.dst[..4].copy_from_slice(&b);
+        f.orig.src[..4].copy_from_slice(&a);
+        f.orig.dst[..4].copy_from_slice(&b);
     }
     if l4proto == 1 {
-        r.orig.src_id = (i as u16).to_be_bytes();
-        r.orig.dst_id = [8, 0];
+        f.orig.src_id = (i as u16).to_be_bytes();
+        f.orig.dst_id = [8, 0];
     } else {
-        r.orig.src_id = (32768 + (i % 28000) as u16).to_be_bytes();
-        r.orig.dst_id = [443u16, 53, 80][i % 3].to_be_bytes();
+        f.orig.src_id = (32768 + (i % 28000) as u16).to_be_bytes();
+        f.orig.dst_id = [443u16, 53, 80][i % 3].to_be_bytes();
     }
-    r.reply.src = r.orig.dst;
-    r.reply.dst = r.orig.src;
-    r.reply.src_id = r.orig.dst_id;
-    r.reply.dst_id = r.orig.src_id;
+    f.reply.src = f.orig.dst;
+    f.reply.dst = f.orig.src;
+    f.reply.src_id = f.orig.dst_id;
+    f.reply.dst_id = f.orig.src_id;
     if l4proto == 1 {
-        r.reply.src_id = r.orig.src_id;
-        r.reply.dst_id = [0, 0];
+        f.reply.src_id = f.orig.src_id;
+        f.reply.dst_id = [0, 0];
     }
     if destroy {
         r.counters[0].packets = 10 + i as u64 % 100;
@@ -98,6 +105,7 @@ fn synthesise(i: usize) -> FlowRecord {
         r.counters[1].packets = 8 + i as u64 % 50;
         r.counters[1].bytes = 900 * r.counters[1].packets;
     }
+    decode::encode_conn(&f, offsets, &mut r.conn);
     r
 }
 
@@ -123,9 +131,7 @@ enum Stage {
     Format(Filter, OutputFormat),
 }
 
-fn run(name: &str, stage: Stage, ring: &[Vec<u8>], budget: Duration) {
-    let clock = Clock::now();
-    let profile = KernelProfile::running();
+fn run(name: &str, stage: Stage, ring: &[Vec<u8>], decoder: &Decoder, budget: Duration) {
     let mut writer = match &stage {
         Stage::Format(_, format) => Some(Writer::new(
             BufWriter::with_capacity(64 * 1024, io::sink()),
@@ -140,8 +146,9 @@ fn run(name: &str, stage: Stage, ring: &[Vec<u8>], budget: Duration) {
     while started.elapsed() < budget {
         for batch in ring.chunks(BATCH) {
             for bytes in batch {
-                let record = decode::record(black_box(bytes)).expect("synthesised record");
-                let ev = decode::event(&record, &clock, &profile).expect("synthesised event");
+                let ev = decoder
+                    .decode(black_box(bytes))
+                    .expect("synthesised record");
                 events += 1;
                 match &stage {
                     Stage::Decode => {
@@ -178,7 +185,16 @@ fn main() {
         .find_map(|a| a.parse().ok())
         .unwrap_or(1.0);
     let budget = Duration::from_secs_f64(secs);
-    let records: Vec<FlowRecord> = (0..RECORDS).map(synthesise).collect();
+    // Records laid out as this host's kernel lays out `struct nf_conn`.
+    let offsets = KernelBtf::load()
+        .and_then(|b| b.offsets())
+        .expect("this benchmark lays records out with the host kernel's BTF");
+    let decoder = Decoder {
+        offsets,
+        clock: Clock::now(),
+        profile: KernelProfile::running(),
+    };
+    let records: Vec<FlowRecord> = (0..RECORDS).map(|i| synthesise(i, &offsets)).collect();
     let ring = ring_bytes(&records);
     let mark1 = || Filter {
         mark: Some(parse_mark("1").expect("mark")),
@@ -188,30 +204,40 @@ fn main() {
     let extended: OutputFormat = "extended,timestamp".parse().expect("format");
     let json: OutputFormat = "json".parse().expect("format");
 
-    run("decode", Stage::Decode, &ring, budget);
-    run("decode+filter(-m 1)", Stage::Filter(mark1()), &ring, budget);
+    run("decode", Stage::Decode, &ring, &decoder, budget);
+    run(
+        "decode+filter(-m 1)",
+        Stage::Filter(mark1()),
+        &ring,
+        &decoder,
+        budget,
+    );
     run(
         "decode+text",
         Stage::Format(Filter::default(), text),
         &ring,
+        &decoder,
         budget,
     );
     run(
         "decode+text(extended,timestamp)",
         Stage::Format(Filter::default(), extended),
         &ring,
+        &decoder,
         budget,
     );
     run(
         "decode+json",
         Stage::Format(Filter::default(), json),
         &ring,
+        &decoder,
         budget,
     );
     run(
         "decode+filter(-m 1)+text",
         Stage::Format(mark1(), text),
         &ring,
+        &decoder,
         budget,
     );
 }

@@ -2,7 +2,8 @@
 //! run, as ratios (absolute rates under TCG mean little; ratios measured in
 //! the same guest minutes apart do). Writes BENCHMARKS.md.
 //!
-//! - tests/bench/bench.sh in the test-bed VM (eBPF source, kprobes), then on
+//! - tests/bench/bench.sh in the test-bed VM (eBPF source; fexit on 6.1, and
+//!   the per-connection cost with kprobes on 5.10), then on
 //!   this host (where the hooks cannot attach: the netlink source); it prints
 //!   `BENCH<TAB>section<TAB>key=value...` lines, parsed here.
 //! - tracker-userspace/benches/replay.rs on the host: decode + filter +
@@ -23,6 +24,9 @@ use crate::{build, kernels, paths, process, setup, vm};
 
 pub struct Options {
     pub kernel: String,
+    /// A kernel whose nf_conntrack has no BTF, so the hooks are kprobes:
+    /// measured for the per-connection cost only ("" skips it).
+    pub kprobe_kernel: String,
     pub counts: String,
     pub seconds: u32,
     pub timeout: Duration,
@@ -86,6 +90,11 @@ pub fn run(opts: &Options) -> Result<()> {
     } else {
         Some(kernels::installed(&opts.kernel)?)
     };
+    let kprobe_kernel = if opts.skip_vm || opts.kprobe_kernel.is_empty() {
+        None
+    } else {
+        Some(kernels::installed(&opts.kprobe_kernel)?)
+    };
     // The guest runs target/release/tracker: never relink it under another
     // xtask's running VM.
     let mut waited = vm::wait_until_free();
@@ -99,7 +108,7 @@ pub fn run(opts: &Options) -> Result<()> {
     let script = paths::workspace_root().join("tests/bench/bench.sh");
     let env = |source: &str, sections: &str, counts: &str| {
         format!(
-            "TRACKER={} FLOWGEN={} BENCH_SOURCE={source} BENCH_SECTIONS={} BENCH_COUNTS={} BENCH_SECONDS={}",
+            "TRACKER={} FLOWGEN={} BENCH_SOURCE={source} BENCH_SECTIONS={} BENCH_COUNTS={} BENCH_SECONDS={} ",
             process::shell_quote(&tracker.display().to_string()),
             process::shell_quote(&flowgen.display().to_string()),
             process::shell_quote(sections),
@@ -111,7 +120,7 @@ pub fn run(opts: &Options) -> Result<()> {
     let mut runs = Vec::new();
     if let Some(kernel) = &kernel {
         let command = format!(
-            "{} bash {}",
+            "{}bash {}",
             env("ebpf", "rate loss cpu counts", &opts.counts),
             process::shell_quote(&script.display().to_string())
         );
@@ -130,9 +139,31 @@ pub fn run(opts: &Options) -> Result<()> {
             problem: run.failure(),
         });
     }
+    if let Some(kernel) = &kprobe_kernel {
+        // Only what the per-connection cost needs: the nothing-listening
+        // UDP rate (the flow time) and the tracker's CPU run with BPF stats.
+        let command = format!(
+            "{}BENCH_RATE_PROTOS=udp BENCH_RATE_LISTENERS='none tracker' BENCH_CPU_LISTENERS=tracker bash {}",
+            env("ebpf", "rate cpu", ""),
+            process::shell_quote(&script.display().to_string())
+        );
+        let t = Instant::now();
+        let run = vm::boot_and_run(kernel, &command, opts.timeout)?;
+        vm::report(&run);
+        waited += t.elapsed().saturating_sub(run.total);
+        runs.push(Run {
+            title: format!(
+                "test-bed VM: Debian {} under QEMU TCG, 2 vCPU, 2 GiB; eBPF source, kprobe hooks (per-connection cost)",
+                kernel.version
+            ),
+            rows: run.stdout.iter().filter_map(|l| Row::parse(l)).collect(),
+            seconds: run.total.as_secs_f64(),
+            problem: run.failure(),
+        });
+    }
     if !opts.skip_host {
         let (rows, problem, host_seconds, host_waited) = host_run(&format!(
-            "{} bash {}",
+            "{}bash {}",
             env("netlink", "rate loss cpu", ""),
             process::shell_quote(&script.display().to_string())
         ))?;

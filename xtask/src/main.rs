@@ -71,7 +71,7 @@ enum Task {
         keep_going: bool,
         /// Seconds before the VM is killed, per kernel (boot included): the
         /// scenarios take minutes under TCG.
-        #[arg(long = "timeout", value_name = "SECONDS", default_value_t = 1800)]
+        #[arg(long = "timeout", value_name = "SECONDS", default_value_t = 2700)]
         timeout_secs: u64,
         /// The scenario script run in each guest, relative to the workspace.
         #[arg(long, default_value = "tests/vm-suite.sh")]
@@ -83,6 +83,10 @@ enum Task {
         /// Kernel line for the VM part.
         #[arg(long, default_value = "6.1")]
         kernel: String,
+        /// Kernel line whose hooks are kprobes (no module BTF), measured for
+        /// the per-connection cost only; "" skips it.
+        #[arg(long, default_value = "5.10")]
+        kprobe_kernel: String,
         /// Table sizes for the per-mark counts (space separated; "" = none).
         #[arg(long, default_value = "100000 1000000")]
         counts: String,
@@ -163,6 +167,7 @@ fn run(task: Task) -> Result<()> {
         ),
         Task::Bench {
             kernel,
+            kprobe_kernel,
             counts,
             seconds,
             timeout_secs,
@@ -171,6 +176,7 @@ fn run(task: Task) -> Result<()> {
             output,
         } => bench::run(&bench::Options {
             kernel,
+            kprobe_kernel,
             counts,
             seconds,
             timeout: Duration::from_secs(timeout_secs),

@@ -9,9 +9,21 @@ use fallible_iterator::FallibleIterator as _;
 use tracker_common::KernelOffsets;
 
 const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
+/// The module whose split BTF is read besides vmlinux's.
+const MODULE: &str = "nf_conntrack";
 /// Split BTF of the nf_conntrack module (6.1+ Debian); absent when the
 /// module has none or conntrack is built in.
 const NF_CONNTRACK: &str = "/sys/kernel/btf/nf_conntrack";
+
+/// Where a kernel function's BTF lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FuncTarget {
+    /// In vmlinux's BTF: trampolines attach by name.
+    Vmlinux,
+    /// In a module's split BTF, with the function's id there (ids continue
+    /// after vmlinux's).
+    Module { module: &'static str, btf_id: u32 },
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum BtfError {
@@ -27,6 +39,12 @@ pub enum BtfError {
          needed options (load it with `modprobe nf_conntrack`)"
     )]
     Missing(String),
+    #[error(
+        "this kernel's struct nf_conn spreads the fields the tracker reads over {0} bytes, more \
+         than the {max} a record carries: use --source netlink",
+        max = tracker_common::CONN_BYTES
+    )]
+    ConnTooLong(u32),
 }
 
 /// The running kernel's BTF, with the nf_conntrack module's split BTF when
@@ -57,25 +75,21 @@ impl KernelBtf {
         Ok(Self { btf })
     }
 
-    /// Whether `name` is a function this BTF describes (fentry needs that).
-    pub fn has_func(&self, name: &str) -> bool {
-        self.btf
-            .resolve_types_by_name(name)
-            .map(|types| types.iter().any(|t| matches!(t, Type::Func(_))))
-            .unwrap_or(false)
-    }
-
-    /// Whether the function's BTF lives in vmlinux (not in a module's split
-    /// BTF): aya can attach fentry/fexit only to those.
-    pub fn func_in_vmlinux(&self, name: &str) -> bool {
-        let Ok(ids) = self.btf.resolve_ids_by_name(name) else {
-            return false;
-        };
+    /// Where the function's BTF lives, which decides how a trampoline
+    /// program is loaded against it; `None` when no BTF describes it.
+    pub fn func_target(&self, name: &str) -> Option<FuncTarget> {
+        let ids = self.btf.resolve_ids_by_name(name).ok()?;
         // Split BTF ids continue after the base's last id.
         let split_start = self.btf.split().map(|s| s.type_id_range().0);
-        ids.iter().any(|&id| {
-            matches!(self.btf.resolve_type_by_id(id), Ok(Type::Func(_)))
-                && split_start.is_none_or(|start| id < start)
+        let id = ids
+            .into_iter()
+            .find(|&id| matches!(self.btf.resolve_type_by_id(id), Ok(Type::Func(_))))?;
+        Some(match split_start {
+            Some(start) if id >= start => FuncTarget::Module {
+                module: MODULE,
+                btf_id: id,
+            },
+            _ => FuncTarget::Vmlinux,
         })
     }
 
@@ -232,12 +246,15 @@ impl KernelBtf {
             self.enum_value("NF_CT_EXT_ACCT"),
             self.enum_value("NF_CT_EXT_TSTAMP"),
         ];
-        Ok(KernelOffsets {
+        let mut o = KernelOffsets {
+            conn_start: KernelOffsets::ABSENT,
+            conn_len: KernelOffsets::ABSENT,
             skb_nfct: self.offset("sk_buff", &["_nfct"])?,
             ct_status: self.offset("nf_conn", &["status"])?,
             ct_timeout: self.offset("nf_conn", &["timeout"])?,
             ct_mark: self.optional("nf_conn", &["mark"]),
             ct_zone: self.optional("nf_conn", &["zone", "id"]),
+            ct_zone_dir: self.optional("nf_conn", &["zone", "dir"]),
             ct_net: self.offset("nf_conn", &["ct_net", "net"])?,
             ct_ext: self.optional("nf_conn", &["ext"]),
             ct_tcp_state: self.optional("nf_conn", &["proto", "tcp", "state"]),
@@ -269,8 +286,43 @@ impl KernelBtf {
             ipct_mark: self.enum_value("IPCT_MARK").unwrap_or(UAPI_IPCT_MARK),
             ct_event_ct: self.extension_field("nf_ct_event", &["ct"]),
             ct_event_portid: self.extension_field("nf_ct_event", &["portid"]),
-        })
+        };
+        let (start, len) = conn_span(&o)?;
+        o.conn_start = start;
+        o.conn_len = len;
+        Ok(o)
     }
+}
+
+/// The span of `struct nf_conn` a record copies: from the first field the
+/// programs or the decoder read (rounded down to 8, so copied fields keep
+/// their alignment) to the end of the last one.
+pub fn conn_span(o: &KernelOffsets) -> Result<(u32, u32), BtfError> {
+    // (offset, size) of every field read out of the copy; both tuples are
+    // 40 bytes (`struct nf_conntrack_tuple`), `status` an unsigned long.
+    let fields = [
+        (o.ct_timeout, 4),
+        (o.ct_zone, 4),
+        (o.ct_tuple, o.tuplehash_size.saturating_add(40)),
+        (o.ct_status, 8),
+        (o.ct_net, 8),
+        (o.ct_mark, 4),
+        (o.ct_ext, 8),
+        (o.ct_tcp_state, 1),
+    ];
+    let present = fields
+        .iter()
+        .filter(|(off, _)| *off != KernelOffsets::ABSENT);
+    let start = present.clone().map(|(off, _)| *off).min().unwrap_or(0) & !7;
+    let end = present
+        .map(|(off, size)| off.saturating_add(*size))
+        .max()
+        .unwrap_or(0);
+    let len = end - start;
+    if len as usize > tracker_common::CONN_BYTES {
+        return Err(BtfError::ConnTooLong(len));
+    }
+    Ok((start, len))
 }
 
 /// `IPCT_MARK` of the uapi `enum ip_conntrack_events`.
@@ -324,7 +376,8 @@ mod tests {
         assert_eq!(o.tuple_dst_u3, 20);
         assert_eq!(o.tuple_dst_u, 36);
         assert_eq!(o.tuple_protonum, 38);
-        // The field order of struct nf_conn is stable (KERNEL-NOTES §3).
+        // The field order of struct nf_conn (include/net/netfilter/
+        // nf_conntrack.h) has been the same since 5.4.
         assert!(o.ct_timeout < o.ct_tuple);
         // The reply tuple (40 bytes) ends before `status`.
         assert!(o.ct_tuple + o.tuplehash_size + 40 <= o.ct_status);
@@ -353,8 +406,54 @@ mod tests {
             FALLBACK_COUNTER_SIZE
         );
         assert_eq!(o.ext_offset_size, 1);
+        // Every field read out of a record's copy lies inside it.
+        assert_eq!(o.conn_start % 8, 0);
+        assert!(o.conn_len as usize <= tracker_common::CONN_BYTES);
+        for (name, off) in [
+            ("timeout", o.ct_timeout),
+            ("zone", o.ct_zone),
+            ("zone.dir", o.ct_zone_dir),
+            ("tuple", o.ct_tuple),
+            ("status", o.ct_status),
+            ("net", o.ct_net),
+            ("mark", o.ct_mark),
+            ("ext", o.ct_ext),
+            ("tcp state", o.ct_tcp_state),
+        ] {
+            assert!(
+                off >= o.conn_start && off < o.conn_start + o.conn_len,
+                "{name} at {off} outside {}+{}",
+                o.conn_start,
+                o.conn_len
+            );
+        }
         assert_ne!(o.ext_id_acct, o.ext_id_tstamp);
         assert!(o.skb_nfct > 0 && o.skb_nfct < 256);
+    }
+
+    /// A kernel whose fields of interest lie further apart than a record
+    /// carries (a debug layout, say) is refused with a sentence, not copied
+    /// short.
+    #[test]
+    fn conn_span_covers_the_fields_or_refuses() {
+        let mut o = KernelOffsets {
+            ct_timeout: 12,
+            ct_zone: 16,
+            ct_tuple: 24,
+            tuplehash_size: 56,
+            ct_status: 136,
+            ct_net: 144,
+            ct_mark: 176,
+            ct_ext: 184,
+            ct_tcp_state: 232,
+            ..KernelOffsets::absent()
+        };
+        assert_eq!(conn_span(&o).unwrap(), (8, 225));
+        o.ct_mark = KernelOffsets::ABSENT;
+        assert_eq!(conn_span(&o).unwrap(), (8, 225));
+        o.ct_tcp_state = 8 + tracker_common::CONN_BYTES as u32;
+        let err = conn_span(&o).unwrap_err().to_string();
+        assert!(err.contains("--source netlink"), "{err}");
     }
 
     #[test]

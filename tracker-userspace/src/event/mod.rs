@@ -5,8 +5,6 @@
 use std::net::IpAddr;
 use std::time::SystemTime;
 
-pub mod decode;
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum EventKind {
     New,

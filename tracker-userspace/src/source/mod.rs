@@ -48,7 +48,7 @@ impl Source {
         }
     }
 
-    /// Events known to be lost: ring drops (exact), or ENOBUFS overruns on
+    /// Events known to be lost: ring drops and unreadable entries (exact), or ENOBUFS overruns on
     /// netlink (each overrun loses an unknown number of events).
     pub fn lost(&self) -> u64 {
         match self {

@@ -1,25 +1,55 @@
 //! Which kernel functions the programs hook, how, and what to do when a way
 //! is unavailable. One table instead of if-chains: each hook lists its
-//! candidate functions, its fexit program and its kprobe pair.
+//! candidate functions, its trampoline program (fentry or fexit) and its
+//! kprobe pair.
+//!
+//! Trampolines are tried first: they cost a direct call, where a kprobe
+//! costs a breakpoint or ftrace detour and a kretprobe a return trampoline
+//! plus a saved argument. They need the function's BTF: vmlinux's, or a
+//! module's split BTF (nf_conntrack on Debian 6.1+, through the patched
+//! aya in `patches/`). Without BTF for the function (Debian 5.10 has no
+//! module BTF) or where the kernel refuses trampolines, kprobes remain.
 
 use std::collections::HashSet;
 use std::fmt;
 
 use aya::{
     Ebpf,
-    programs::{FExit, KProbe},
+    programs::{FEntry, FExit, KProbe},
 };
 
-use crate::btf::KernelBtf;
+use crate::btf::{FuncTarget, KernelBtf};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum HookMode {
-    /// fexit where the kernel allows it, kprobes elsewhere.
+    /// fentry/fexit where the kernel allows it, kprobes elsewhere.
     Auto,
-    /// fexit only; fail when it cannot attach.
+    /// fentry/fexit only; fail when they cannot attach.
     Fentry,
     /// kprobe/kretprobe only.
     Kprobe,
+}
+
+/// A program run by a BPF trampoline at a function's entry or exit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trampoline {
+    Fentry(&'static str),
+    Fexit(&'static str),
+}
+
+impl Trampoline {
+    pub fn program(&self) -> &'static str {
+        match self {
+            Trampoline::Fentry(p) | Trampoline::Fexit(p) => p,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Trampoline::Fentry(_) => "fentry",
+            Trampoline::Fexit(_) => "fexit",
+        }
+    }
 }
 
 pub struct Hook {
@@ -27,7 +57,7 @@ pub struct Hook {
     pub role: &'static str,
     /// Kernel functions to try, in order; the first that attaches wins.
     pub functions: &'static [&'static str],
-    pub fexit: Option<&'static str>,
+    pub trampoline: Option<Trampoline>,
     pub kprobe: &'static str,
     pub kretprobe: Option<&'static str>,
     /// Without a required hook the tracker cannot run on eBPF.
@@ -50,7 +80,7 @@ pub const HOOKS: &[Hook] = &[
     Hook {
         role: "NEW (packet path)",
         functions: &["__nf_conntrack_confirm"],
-        fexit: Some("confirm_fexit"),
+        trampoline: Some(Trampoline::Fexit("confirm_fexit")),
         kprobe: "confirm_kprobe",
         kretprobe: Some("confirm_kretprobe"),
         required: true,
@@ -60,7 +90,7 @@ pub const HOOKS: &[Hook] = &[
     Hook {
         role: "NEW (ctnetlink insert)",
         functions: &["nf_conntrack_hash_check_insert"],
-        fexit: Some("insert_fexit"),
+        trampoline: Some(Trampoline::Fexit("insert_fexit")),
         kprobe: "insert_kprobe",
         kretprobe: Some("insert_kretprobe"),
         required: true,
@@ -73,7 +103,7 @@ pub const HOOKS: &[Hook] = &[
         // then call the outlined `.part.0` directly (Debian 5.10), and the
         // exported wrapper calls it too, so the clone sees every delete.
         functions: &["nf_ct_delete.part.0", "nf_ct_delete"],
-        fexit: Some("delete_fexit"),
+        trampoline: Some(Trampoline::Fexit("delete_fexit")),
         kprobe: "delete_kprobe",
         kretprobe: Some("delete_kretprobe"),
         required: true,
@@ -82,8 +112,10 @@ pub const HOOKS: &[Hook] = &[
     },
     Hook {
         role: "mark change (ctnetlink)",
+        // Runs for every DESTROY too (it delivers IPCT_DESTROY): worth a
+        // trampoline where there is one.
         functions: &["nf_conntrack_eventmask_report"],
-        fexit: None,
+        trampoline: Some(Trampoline::Fentry("eventmask_fentry")),
         kprobe: "eventmask_kprobe",
         kretprobe: None,
         required: false,
@@ -95,7 +127,7 @@ pub const HOOKS: &[Hook] = &[
     Hook {
         role: "mark change (iptables CONNMARK rev 1)",
         functions: &["connmark_tg"],
-        fexit: None,
+        trampoline: None,
         kprobe: "skb_mark_kprobe",
         kretprobe: Some("skb_mark_kretprobe"),
         required: false,
@@ -105,7 +137,7 @@ pub const HOOKS: &[Hook] = &[
     Hook {
         role: "mark change (iptables CONNMARK rev 2)",
         functions: &["connmark_tg_v2"],
-        fexit: None,
+        trampoline: None,
         kprobe: "skb_mark_kprobe",
         kretprobe: Some("skb_mark_kretprobe"),
         required: false,
@@ -117,7 +149,7 @@ pub const HOOKS: &[Hook] = &[
     Hook {
         role: "UPDATE (conntrack event notifier)",
         functions: &["ctnetlink_conntrack_event"],
-        fexit: None,
+        trampoline: None,
         kprobe: "ct_event_kprobe",
         kretprobe: None,
         required: false,
@@ -129,14 +161,15 @@ pub const HOOKS: &[Hook] = &[
 /// How one hook ended up attached.
 #[derive(Clone, Debug)]
 pub enum Attached {
-    Fexit(&'static str),
+    /// fentry or fexit on the function.
+    Trampoline(Trampoline, &'static str),
     Kprobe(&'static str),
 }
 
 impl Attached {
     pub fn kind(&self) -> &'static str {
         match self {
-            Attached::Fexit(_) => "fexit",
+            Attached::Trampoline(t, _) => t.kind(),
             Attached::Kprobe(_) => "kprobe",
         }
     }
@@ -152,7 +185,9 @@ pub struct Outcome {
 impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.attached {
-            Some(Attached::Fexit(func)) => write!(f, "{}: fexit on {func}", self.hook.role)?,
+            Some(Attached::Trampoline(t, func)) => {
+                write!(f, "{}: {} on {func}", self.hook.role, t.kind())?
+            }
             Some(Attached::Kprobe(func)) => {
                 let pair = if self.hook.kretprobe.is_some() {
                     "kprobe+kretprobe"
@@ -192,35 +227,43 @@ pub fn kernel_symbols() -> HashSet<String> {
         .collect()
 }
 
-fn try_fexit(
+fn try_trampoline(
     ebpf: &mut Ebpf,
-    prog: &str,
+    t: Trampoline,
     func: &str,
     btf: &aya::Btf,
     kbtf: &KernelBtf,
 ) -> Result<(), String> {
-    if !kbtf.func_in_vmlinux(func) {
-        return Err(if kbtf.has_func(func) {
-            format!(
-                "fexit: {func} is described by module BTF, which the aya 0.14 loader cannot \
-                 attach to"
-            )
-        } else {
-            format!("fexit: the kernel has no BTF for {func}")
-        });
-    }
-    let program: &mut FExit = ebpf
+    let kind = t.kind();
+    let Some(target) = kbtf.func_target(func) else {
+        return Err(format!("{kind}: the kernel has no BTF for {func}"));
+    };
+    let prog = t.program();
+    let program = ebpf
         .program_mut(prog)
-        .ok_or_else(|| format!("fexit: program {prog} missing from the object"))?
-        .try_into()
-        .map_err(|e| format!("fexit: {e}"))?;
-    program
-        .load(func, btf)
-        .map_err(|e| format!("fexit refused at load: {}", short(&e)))?;
-    program
-        .attach()
-        .map(|_| ())
-        .map_err(|e| format!("fexit refused at attach: {}", short(&e)))
+        .ok_or_else(|| format!("{kind}: program {prog} missing from the object"))?;
+    let refused = |e: &dyn std::error::Error| format!("{kind} refused at load: {}", short(e));
+    let attached = match t {
+        Trampoline::Fentry(_) => {
+            let p: &mut FEntry = program.try_into().map_err(|e| format!("{kind}: {e}"))?;
+            match target {
+                FuncTarget::Vmlinux => p.load(func, btf),
+                FuncTarget::Module { module, btf_id } => p.load_from_module(module, btf_id),
+            }
+            .map_err(|e| refused(&e))?;
+            p.attach().map(|_| ())
+        }
+        Trampoline::Fexit(_) => {
+            let p: &mut FExit = program.try_into().map_err(|e| format!("{kind}: {e}"))?;
+            match target {
+                FuncTarget::Vmlinux => p.load(func, btf),
+                FuncTarget::Module { module, btf_id } => p.load_from_module(module, btf_id),
+            }
+            .map_err(|e| refused(&e))?;
+            p.attach().map(|_| ())
+        }
+    };
+    attached.map_err(|e| format!("{kind} refused at attach: {}", short(&e)))
 }
 
 fn load_kprobe<'a>(ebpf: &'a mut Ebpf, prog: &str) -> Result<&'a mut KProbe, String> {
@@ -306,17 +349,17 @@ pub fn attach_hook(
     let mut refused = Vec::new();
     for &func in hook.functions {
         if mode != HookMode::Kprobe
-            && let Some(prog) = hook.fexit
+            && let Some(t) = hook.trampoline
         {
             let r = match &view.aya_btf {
-                Some(btf) => try_fexit(ebpf, prog, func, btf, view.kbtf),
-                None => Err("fexit: no kernel BTF".into()),
+                Some(btf) => try_trampoline(ebpf, t, func, btf, view.kbtf),
+                None => Err(format!("{}: no kernel BTF", t.kind())),
             };
             match r {
                 Ok(()) => {
                     return Outcome {
                         hook,
-                        attached: Some(Attached::Fexit(func)),
+                        attached: Some(Attached::Trampoline(t, func)),
                         refused,
                     };
                 }
@@ -324,9 +367,9 @@ pub fn attach_hook(
             }
         }
         if mode == HookMode::Fentry {
-            if hook.fexit.is_none() {
+            if hook.trampoline.is_none() {
                 refused.push(format!(
-                    "{func}: this hook has no fexit program (kprobe only)"
+                    "{func}: this hook has no fentry/fexit program (kprobe only)"
                 ));
             }
             continue;

@@ -2,6 +2,7 @@
 //! the hooks, and turns ring-buffer records into `Event`s.
 
 pub mod counts;
+pub mod decode;
 pub mod event_cache;
 pub mod hooks;
 
@@ -15,11 +16,21 @@ use tokio::io::unix::AsyncFd;
 use tracker_common::{KernelFilter, globals, stat};
 
 use crate::btf::KernelBtf;
-use crate::event::{
-    Event,
-    decode::{self, Clock, KernelProfile},
-};
+use crate::event::Event;
+use decode::{Clock, Decoder, KernelProfile};
 use hooks::{HookMode, Outcome};
+
+/// How often the reader collects records the programs added without waking
+/// it (they wake it only once the ring is filling up, see `wakeup_bytes`):
+/// the most an event waits before it is shown.
+const COLLECT_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Unread bytes at which the programs wake the reader: an eighth of the
+/// ring, so a burst is picked up long before the ring fills, while ordinary
+/// rates are collected in batches by the timer.
+fn wakeup_bytes(ring_size: u32) -> u64 {
+    u64::from(ring_size) / 8
+}
 
 /// The object built from tracker-ebpf, embedded at build time.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracker"));
@@ -53,8 +64,7 @@ pub struct EbpfSource {
     ebpf: Ebpf,
     ring: AsyncFd<RingBuf<MapData>>,
     stats: PerCpuArray<MapData, u64>,
-    clock: Clock,
-    profile: KernelProfile,
+    decoder: Decoder,
     pub outcomes: Vec<Outcome>,
     hook_mode: HookMode,
     updates: bool,
@@ -84,17 +94,28 @@ impl EbpfSource {
         if OBJECT.is_empty() {
             return Err(EbpfError::NoObject);
         }
+        // The parsed BTF is large (tens of MiB for vmlinux): it lives only
+        // until the hooks are attached; the offsets are all that stays.
         let kbtf = KernelBtf::load()?;
         let offsets = kbtf.offsets()?;
         let mut ebpf = EbpfLoader::new()
             .override_global(globals::OFFSETS, &offsets, true)
             .override_global(globals::FILTER, &opts.filter, true)
+            .override_global(globals::WAKEUP_BYTES, &wakeup_bytes(opts.ring_size), true)
             .map_max_entries("EVENTS", opts.ring_size)
             .map_max_entries("LIVE", live_capacity())
             .load(OBJECT)
             .map_err(|e| EbpfError::Load(hooks::short(&e)))?;
 
         let outcomes = hooks::attach_all(&mut ebpf, opts.hook_mode, &kbtf, opts.updates);
+        drop(kbtf);
+        // The parse left tens of MiB of small freed blocks in the heap;
+        // hand them back to the system instead of keeping them resident.
+        #[cfg(target_env = "gnu")]
+        // SAFETY: no allocation is borrowed across the call.
+        unsafe {
+            libc::malloc_trim(0);
+        }
         // One sentence for all required hooks: on a kernel that refuses a
         // way of hooking, every hook is refused for the same reason.
         let mut reasons: Vec<String> = Vec::new();
@@ -131,8 +152,11 @@ impl EbpfSource {
             ebpf,
             ring,
             stats,
-            clock: Clock::now(),
-            profile: KernelProfile::running(),
+            decoder: Decoder {
+                offsets,
+                clock: Clock::now(),
+                profile: KernelProfile::running(),
+            },
             outcomes,
             hook_mode: opts.hook_mode,
             updates: opts.updates,
@@ -185,21 +209,26 @@ impl EbpfSource {
         &mut self.ebpf
     }
 
-    /// Waits for records, then drains the ring completely before returning.
+    /// Waits for a wakeup or the collection timer, then drains the ring
+    /// completely before returning (possibly with nothing).
     pub async fn next_batch(&mut self, out: &mut Vec<Event>) -> std::io::Result<()> {
-        let mut guard = self.ring.readable_mut().await?;
-        let ring = guard.get_inner_mut();
-        while let Some(item) = ring.next() {
-            match decode::record(&item).and_then(|r| decode::event(&r, &self.clock, &self.profile))
-            {
-                Ok(e) => out.push(e),
-                Err(e) => {
-                    self.undecodable += 1;
-                    log::debug!("undecodable record: {e}");
-                }
+        let woken = tokio::select! {
+            guard = self.ring.readable_mut() => {
+                let mut guard = guard?;
+                drain(guard.get_inner_mut(), &self.decoder, &mut self.undecodable, out);
+                guard.clear_ready();
+                true
             }
+            _ = tokio::time::sleep(COLLECT_EVERY) => false,
+        };
+        if !woken {
+            drain(
+                self.ring.get_mut(),
+                &self.decoder,
+                &mut self.undecodable,
+                out,
+            );
         }
-        guard.clear_ready();
         Ok(())
     }
 
@@ -210,27 +239,47 @@ impl EbpfSource {
             .unwrap_or(0)
     }
 
-    /// Events the kernel could not put into the ring (it was full).
+    /// Events the kernel could not deliver: the ring was full, the entry
+    /// could not be read, or hooks nested too deep on one CPU.
     pub fn ring_drops(&self) -> u64 {
-        self.stat(stat::RING_DROPS)
+        self.stat(stat::RING_DROPS) + self.stat(stat::READ_ERRORS) + self.stat(stat::NEST_OVERFLOW)
     }
 
     /// The kernel side's own counters, for `-v` and the exit report.
-    pub fn kernel_stats(&self) -> [(&'static str, u64); 5] {
+    pub fn kernel_stats(&self) -> [(&'static str, u64); 7] {
         [
             ("emitted", self.stat(stat::EMITTED)),
             ("ring_drops", self.stat(stat::RING_DROPS)),
             ("filtered", self.stat(stat::FILTERED)),
             ("read_errors", self.stat(stat::READ_ERRORS)),
+            ("stash_misses", self.stat(stat::STASH_MISSES)),
             ("live_map_full", self.stat(stat::LIVE_MAP_FULL)),
+            ("nest_overflow", self.stat(stat::NEST_OVERFLOW)),
         ]
+    }
+}
+
+fn drain(
+    ring: &mut RingBuf<MapData>,
+    decoder: &Decoder,
+    undecodable: &mut u64,
+    out: &mut Vec<Event>,
+) {
+    while let Some(item) = ring.next() {
+        match decoder.decode(&item) {
+            Ok(e) => out.push(e),
+            Err(e) => {
+                *undecodable += 1;
+                log::debug!("undecodable record: {e}");
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aya::programs::{FExit, KProbe};
+    use aya::programs::{FEntry, FExit, KProbe};
 
     /// A load is a verifier check: every kprobe-type program must pass the
     /// host kernel's verifier with the host's offsets. fexit programs need
@@ -276,13 +325,24 @@ mod tests {
         assert_eq!(loaded, 10, "every kprobe/kretprobe program loaded");
         let btf = aya::Btf::from_sys_fs().expect("host BTF");
         for hook in hooks::HOOKS {
-            let Some(name) = hook.fexit else { continue };
-            let func = hook.functions[0];
-            let p: &mut FExit = ebpf.program_mut(name).unwrap().try_into().unwrap();
-            match p.load(func, &btf) {
-                Ok(()) => eprintln!("{name}: fexit on {func} passed the verifier"),
+            let Some(t) = hook.trampoline else { continue };
+            let (name, func) = (t.program(), hook.functions[hook.functions.len() - 1]);
+            let program = ebpf.program_mut(name).unwrap();
+            let loaded = match t {
+                hooks::Trampoline::Fentry(_) => {
+                    let p: &mut FEntry = program.try_into().unwrap();
+                    p.load(func, &btf)
+                }
+                hooks::Trampoline::Fexit(_) => {
+                    let p: &mut FExit = program.try_into().unwrap();
+                    p.load(func, &btf)
+                }
+            };
+            match loaded {
+                Ok(()) => eprintln!("{name}: {} on {func} passed the verifier", t.kind()),
                 Err(e) => eprintln!(
-                    "skipped: fexit {name} on {func}: this kernel refuses it ({})",
+                    "skipped: {} {name} on {func}: this kernel refuses it ({})",
+                    t.kind(),
                     hooks::short(&e)
                 ),
             }

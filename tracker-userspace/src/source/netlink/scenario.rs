@@ -309,8 +309,8 @@ fn seen_from_event(e: &Event) -> Seen {
     }
 }
 
-/// Parses a `conntrack -E -o extended,id` (or `-L -o extended`) line; see
-/// KERNEL-NOTES §4 for the format.
+/// Parses a `conntrack -E -o extended,id` (or `-L -o extended`) line, as
+/// libnetfilter_conntrack's `__snprintf_conntrack_default` prints it.
 fn seen_from_line(line: &str) -> Result<Seen, String> {
     let bad = || format!("unparsed conntrack line: {line}");
     let mut tokens = line.split_whitespace().peekable();

@@ -1,15 +1,17 @@
 //! Kernel record → `Event`, for the eBPF source.
 //!
-//! The record holds raw kernel values (jiffies, boot-clock times, raw tuple
-//! bytes); the `Clock` and `KernelProfile` turn them into what `conntrack -E`
-//! shows on the same kernel.
+//! The record holds raw kernel values: a copy of the entry's `struct nf_conn`
+//! bytes, jiffies, boot-clock times. The kernel's BTF offsets (the same the
+//! programs use) pick the fields out of the copy; the `Clock` and
+//! `KernelProfile` turn them into what `conntrack -E` shows on the same
+//! kernel.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tracker_common::{FlowRecord, FlowTuple, flags, ipct, kind};
+use tracker_common::{CONN_BYTES, FlowRecord, FlowTuple, KernelOffsets, flags, ipct, kind};
 
-use super::{Counters, Event, EventKind, L4Ids, Tuple};
+use crate::event::{Counters, Event, EventKind, L4Ids, Tuple};
 
 const AF_INET6: u8 = 10;
 
@@ -127,11 +129,109 @@ fn l4_ids(l4proto: u8, t: &FlowTuple) -> L4Ids {
     }
 }
 
-fn tuple(r: &FlowRecord, t: &FlowTuple) -> Tuple {
+fn tuple(l3proto: u8, l4proto: u8, t: &FlowTuple) -> Tuple {
     Tuple {
-        src: address(r.l3proto, &t.src),
-        dst: address(r.l3proto, &t.dst),
-        l4: l4_ids(r.l4proto, t),
+        src: address(l3proto, &t.src),
+        dst: address(l3proto, &t.dst),
+        l4: l4_ids(l4proto, t),
+    }
+}
+
+/// The fields of `struct nf_conn` a record's copy holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnFields {
+    pub status: u32,
+    /// `ct->timeout`: absolute jiffies (low 32 bits) once confirmed.
+    pub timeout: u32,
+    pub mark: u32,
+    pub zone_id: u16,
+    pub l3proto: u8,
+    pub l4proto: u8,
+    pub tcp_state: u8,
+    pub orig: FlowTuple,
+    pub reply: FlowTuple,
+}
+
+/// `N` bytes at kernel offset `off` of the copy; `None` when the kernel
+/// lacks the field (or the copy does not reach it).
+fn bytes_at<const N: usize>(
+    conn: &[u8; CONN_BYTES],
+    o: &KernelOffsets,
+    off: u32,
+) -> Option<[u8; N]> {
+    if off == KernelOffsets::ABSENT {
+        return None;
+    }
+    let rel = off.checked_sub(o.conn_start)? as usize;
+    conn.get(rel..rel + N)?.try_into().ok()
+}
+
+fn u32_at(conn: &[u8; CONN_BYTES], o: &KernelOffsets, off: u32) -> u32 {
+    bytes_at(conn, o, off).map_or(0, u32::from_le_bytes)
+}
+
+/// One direction's tuple at kernel offset `base` of the copy.
+fn tuple_at(conn: &[u8; CONN_BYTES], o: &KernelOffsets, base: u32) -> FlowTuple {
+    let at = |field: u32| base.saturating_add(field);
+    FlowTuple {
+        src: bytes_at(conn, o, at(o.tuple_src_u3)).unwrap_or_default(),
+        dst: bytes_at(conn, o, at(o.tuple_dst_u3)).unwrap_or_default(),
+        src_id: bytes_at(conn, o, at(o.tuple_src_u)).unwrap_or_default(),
+        dst_id: bytes_at(conn, o, at(o.tuple_dst_u)).unwrap_or_default(),
+        _pad: [0; 4],
+    }
+}
+
+/// Reads the fields out of a record's copy of the entry.
+pub fn conn_fields(conn: &[u8; CONN_BYTES], o: &KernelOffsets) -> ConnFields {
+    let orig = o.ct_tuple;
+    let l3: u16 =
+        bytes_at(conn, o, orig.saturating_add(o.tuple_l3num)).map_or(0, u16::from_le_bytes);
+    let l4: u8 = bytes_at::<1>(conn, o, orig.saturating_add(o.tuple_protonum)).map_or(0, |b| b[0]);
+    ConnFields {
+        // `unsigned long`: the low 32 bits hold every defined bit.
+        status: u32_at(conn, o, o.ct_status),
+        timeout: u32_at(conn, o, o.ct_timeout),
+        mark: u32_at(conn, o, o.ct_mark),
+        zone_id: bytes_at(conn, o, o.ct_zone).map_or(0, u16::from_le_bytes),
+        l3proto: l3 as u8,
+        l4proto: l4,
+        tcp_state: if l4 == 6 {
+            bytes_at::<1>(conn, o, o.ct_tcp_state).map_or(0, |b| b[0])
+        } else {
+            0
+        },
+        orig: tuple_at(conn, o, orig),
+        reply: tuple_at(conn, o, orig.saturating_add(o.tuplehash_size)),
+    }
+}
+
+/// The inverse of [`conn_fields`]: lays `f` out in `conn` as the kernel
+/// would, for records made up by benchmarks and tests.
+pub fn encode_conn(f: &ConnFields, o: &KernelOffsets, conn: &mut [u8; CONN_BYTES]) {
+    let mut put = |off: u32, bytes: &[u8]| {
+        if off == KernelOffsets::ABSENT {
+            return;
+        }
+        if let Some(rel) = off.checked_sub(o.conn_start)
+            && let Some(dst) = conn.get_mut(rel as usize..rel as usize + bytes.len())
+        {
+            dst.copy_from_slice(bytes);
+        }
+    };
+    put(o.ct_status, &(f.status as u64).to_le_bytes());
+    put(o.ct_timeout, &f.timeout.to_le_bytes());
+    put(o.ct_mark, &f.mark.to_le_bytes());
+    put(o.ct_zone, &f.zone_id.to_le_bytes());
+    put(o.ct_tcp_state, &[f.tcp_state]);
+    for (dir, t) in [(0, &f.orig), (1, &f.reply)] {
+        let base = o.ct_tuple + dir * o.tuplehash_size;
+        put(base + o.tuple_src_u3, &t.src);
+        put(base + o.tuple_src_u, &t.src_id);
+        put(base + o.tuple_l3num, &(f.l3proto as u16).to_le_bytes());
+        put(base + o.tuple_dst_u3, &t.dst);
+        put(base + o.tuple_dst_u, &t.dst_id);
+        put(base + o.tuple_protonum, &[f.l4proto]);
     }
 }
 
@@ -173,7 +273,28 @@ pub fn record(bytes: &[u8]) -> Result<FlowRecord, DecodeError> {
     Ok(r)
 }
 
-pub fn event(r: &FlowRecord, clock: &Clock, profile: &KernelProfile) -> Result<Event, DecodeError> {
+/// What decoding needs besides the record: the kernel's offsets, its clock
+/// and what its ctnetlink shows.
+#[derive(Clone, Copy, Debug)]
+pub struct Decoder {
+    pub offsets: KernelOffsets,
+    pub clock: Clock,
+    pub profile: KernelProfile,
+}
+
+impl Decoder {
+    /// Ring bytes → `Event`.
+    pub fn decode(&self, bytes: &[u8]) -> Result<Event, DecodeError> {
+        event(&record(bytes)?, &self.offsets, &self.clock, &self.profile)
+    }
+}
+
+pub fn event(
+    r: &FlowRecord,
+    offsets: &KernelOffsets,
+    clock: &Clock,
+    profile: &KernelProfile,
+) -> Result<Event, DecodeError> {
     let kind = match r.header.kind {
         kind::NEW => EventKind::New,
         kind::DESTROY => EventKind::Destroy,
@@ -183,6 +304,7 @@ pub fn event(r: &FlowRecord, clock: &Clock, profile: &KernelProfile) -> Result<E
     // What ctnetlink puts into the message, hence what conntrack -E prints:
     // protocol info on NEW (and DESTROY from 5.15), on UPDATE only when it
     // changed; the mark when non-zero or when it changed.
+    let c = conn_fields(&r.conn, offsets);
     let changes = (kind == EventKind::Update).then_some(r.events);
     let changed = |bit: u16| changes.is_some_and(|c| c & bit != 0);
     let f = r.header.flags;
@@ -193,28 +315,29 @@ pub fn event(r: &FlowRecord, clock: &Clock, profile: &KernelProfile) -> Result<E
     };
     let hz = profile.hz.max(1) as i64;
     // ctnetlink reports whole seconds, rounded down, never negative.
-    let secs = (r.timeout_jiffies.max(0) as i64 / hz) as u32;
+    let remaining = c.timeout.wrapping_sub(r.jiffies) as i32;
+    let secs = (remaining.max(0) as i64 / hz) as u32;
     let timeout = match kind {
         EventKind::Destroy if !profile.destroy_has_timeout || secs == 0 => None,
         _ => Some(secs),
     };
-    let is_tcp = r.l4proto == 6;
+    let is_tcp = c.l4proto == 6;
     Ok(Event {
         kind,
         time: clock.wall(r.header.time_ns),
-        l3proto: r.l3proto,
-        l4proto: r.l4proto,
-        orig: tuple(r, &r.orig),
-        reply: tuple(r, &r.reply),
-        status: r.status,
-        tcp_state: (is_tcp && shows_protoinfo).then_some(r.tcp_state),
+        l3proto: c.l3proto,
+        l4proto: c.l4proto,
+        orig: tuple(c.l3proto, c.l4proto, &c.orig),
+        reply: tuple(c.l3proto, c.l4proto, &c.reply),
+        status: c.status,
+        tcp_state: (is_tcp && shows_protoinfo).then_some(c.tcp_state),
         timeout,
-        mark: r.mark,
+        mark: c.mark,
         // ctnetlink reports the mark of entries it inserted even when it is 0
         // (its NEW event carries IPCT_MARK), as conntrack -E shows.
         mark_changed: (kind == EventKind::New && f & flags::NETLINK_INSERT != 0)
             || changed(ipct::MARK),
-        zone: r.zone_id,
+        zone: c.zone_id,
         netns: r.netns,
         counters: (f & flags::HAS_ACCT != 0 && kind == EventKind::Destroy).then_some([
             Counters {
@@ -240,7 +363,55 @@ mod tests {
     use super::*;
     use tracker_common::RecordHeader;
 
-    fn tcp_record() -> FlowRecord {
+    /// A layout shaped like Debian 6.1's `struct nf_conn`; decoding only
+    /// needs it to agree with how the records below are written.
+    const OFFSETS: KernelOffsets = KernelOffsets {
+        conn_start: 8,
+        conn_len: 225,
+        ct_timeout: 8,
+        ct_zone: 12,
+        ct_zone_dir: 15,
+        ct_tuple: 16,
+        tuplehash_size: 56,
+        tuple_src_u3: 0,
+        tuple_src_u: 16,
+        tuple_l3num: 18,
+        tuple_dst_u3: 20,
+        tuple_dst_u: 36,
+        tuple_protonum: 38,
+        ct_status: 128,
+        ct_net: 136,
+        ct_mark: 168,
+        ct_ext: 176,
+        ct_tcp_state: 224,
+        ..KernelOffsets::absent()
+    };
+
+    /// Jiffies when the test records were made: near the 32-bit wrap, which
+    /// the remaining time must survive.
+    const NOW_JIFFIES: u32 = u32::MAX - 1000;
+
+    fn tcp_fields() -> ConnFields {
+        let mut f = ConnFields {
+            l3proto: 2,
+            l4proto: 6,
+            tcp_state: 1,
+            timeout: NOW_JIFFIES.wrapping_add(120 * 250 + 3),
+            status: 8,
+            ..Default::default()
+        };
+        f.orig.src[..4].copy_from_slice(&[127, 0, 0, 1]);
+        f.orig.dst[..4].copy_from_slice(&[127, 0, 0, 2]);
+        f.orig.src_id = 40000u16.to_be_bytes();
+        f.orig.dst_id = 80u16.to_be_bytes();
+        f.reply.src[..4].copy_from_slice(&[127, 0, 0, 2]);
+        f.reply.dst[..4].copy_from_slice(&[127, 0, 0, 1]);
+        f.reply.src_id = 80u16.to_be_bytes();
+        f.reply.dst_id = 40000u16.to_be_bytes();
+        f
+    }
+
+    fn record_of(f: &ConnFields) -> FlowRecord {
         let mut r = FlowRecord {
             header: RecordHeader {
                 kind: kind::NEW,
@@ -248,18 +419,47 @@ mod tests {
                 flags: 0,
                 time_ns: 5_000_000_000,
             },
-            l3proto: 2,
-            l4proto: 6,
-            tcp_state: 1,
-            timeout_jiffies: 120 * 250 + 3,
-            status: 8,
+            jiffies: NOW_JIFFIES,
             ..Default::default()
         };
-        r.orig.src[..4].copy_from_slice(&[127, 0, 0, 1]);
-        r.orig.dst[..4].copy_from_slice(&[127, 0, 0, 2]);
-        r.orig.src_id = 40000u16.to_be_bytes();
-        r.orig.dst_id = 80u16.to_be_bytes();
+        encode_conn(f, &OFFSETS, &mut r.conn);
         r
+    }
+
+    fn tcp_record() -> FlowRecord {
+        record_of(&tcp_fields())
+    }
+
+    fn decode(r: &FlowRecord, profile: &KernelProfile) -> Event {
+        event(r, &OFFSETS, &Clock { offset_ns: 0 }, profile).unwrap()
+    }
+
+    #[test]
+    fn fields_come_out_of_the_copy_where_the_offsets_say() {
+        let mut f = tcp_fields();
+        f.mark = 0x0102_0304;
+        f.zone_id = 7;
+        f.status = 0x1ff;
+        assert_eq!(conn_fields(&record_of(&f).conn, &OFFSETS), f);
+        // A kernel without the mark field (CONFIG_NF_CONNTRACK_MARK unset).
+        let no_mark = KernelOffsets {
+            ct_mark: KernelOffsets::ABSENT,
+            ..OFFSETS
+        };
+        assert_eq!(conn_fields(&record_of(&f).conn, &no_mark).mark, 0);
+    }
+
+    #[test]
+    fn decodes_the_reply_tuple() {
+        let e = decode(&tcp_record(), &PROFILE);
+        assert_eq!(e.reply.src, "127.0.0.2".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            e.reply.l4,
+            L4Ids::Ports {
+                sport: 80,
+                dport: 40000
+            }
+        );
     }
 
     const PROFILE: KernelProfile = KernelProfile {
@@ -269,8 +469,7 @@ mod tests {
 
     #[test]
     fn decodes_tcp_new() {
-        let clock = Clock { offset_ns: 0 };
-        let e = event(&tcp_record(), &clock, &PROFILE).unwrap();
+        let e = decode(&tcp_record(), &PROFILE);
         assert_eq!(e.kind, EventKind::New);
         assert_eq!(e.timeout, Some(120));
         assert_eq!(e.tcp_state, Some(1));
@@ -287,42 +486,41 @@ mod tests {
 
     #[test]
     fn destroy_timeout_follows_the_kernel_profile() {
-        let clock = Clock { offset_ns: 0 };
         let mut r = tcp_record();
         r.header.kind = kind::DESTROY;
-        let e = event(&r, &clock, &PROFILE).unwrap();
+        let e = decode(&r, &PROFILE);
         assert_eq!(e.timeout, Some(120));
         assert_eq!(e.tcp_state, Some(1));
         let old = KernelProfile {
             destroy_has_timeout: false,
             ..PROFILE
         };
-        assert_eq!(event(&r, &clock, &old).unwrap().timeout, None);
-        assert_eq!(event(&r, &clock, &old).unwrap().tcp_state, None);
-        r.timeout_jiffies = -40;
-        assert_eq!(event(&r, &clock, &PROFILE).unwrap().timeout, None);
+        assert_eq!(decode(&r, &old).timeout, None);
+        assert_eq!(decode(&r, &old).tcp_state, None);
+        // Expired 40 jiffies ago, across the 32-bit wrap of jiffies.
+        r.jiffies = NOW_JIFFIES.wrapping_add(120 * 250 + 43);
+        assert_eq!(decode(&r, &PROFILE).timeout, None);
     }
 
     #[test]
     fn update_shows_state_and_mark_only_when_they_changed() {
-        let clock = Clock { offset_ns: 0 };
         let mut r = tcp_record();
         r.header.kind = kind::UPDATE;
         r.events = ipct::REPLY;
-        let e = event(&r, &clock, &PROFILE).unwrap();
+        let e = decode(&r, &PROFILE);
         assert_eq!(e.kind, EventKind::Update);
         assert_eq!(e.timeout, Some(120));
         assert_eq!(e.tcp_state, None);
         assert!(!e.mark_changed);
         assert_eq!(e.changes, Some(ipct::REPLY));
         r.events = ipct::PROTOINFO | ipct::ASSURED | ipct::MARK;
-        let e = event(&r, &clock, &PROFILE).unwrap();
+        let e = decode(&r, &PROFILE);
         assert_eq!(e.tcp_state, Some(1));
         assert!(e.mark_changed);
         assert_eq!(e.counters, None);
         // NEW and DESTROY carry no event bits.
         r.header.kind = kind::NEW;
-        assert_eq!(event(&r, &clock, &PROFILE).unwrap().changes, None);
+        assert_eq!(decode(&r, &PROFILE).changes, None);
     }
 
     #[test]
