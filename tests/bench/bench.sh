@@ -1,17 +1,21 @@
 #!/bin/bash
 # Benchmarks of the tracker against conntrack, side by side in one run (see BENCHMARKS.md,
-# written by `cargo xtask bench`, which runs this in the 6.1 VM and, for the netlink
-# source, on the host). Every figure is printed as one machine-readable line
+# written by `cargo xtask bench`, which runs this in the 6.1 VM, then a subset in the 5.10
+# VM for the per-connection cost with kprobes, and for the netlink source on the host).
+# Every figure is printed as one machine-readable line
 #   BENCH<TAB>section<TAB>key=value<TAB>key=value...
-# and the xtask turns them into ratios. Needs root, nf_conntrack, conntrack, nft.
+# and the xtask turns them into ratios; besides the sections' rows: `env`, `hooks` (how
+# the eBPF source's hooks attached), `bpf`/`bpf-update` (BPF run time per program),
+# `error`, `done`. Needs root, nf_conntrack, conntrack, nft; bpftool for the BPF rows.
 #
 # Env: TRACKER, FLOWGEN (absolute paths, required); BENCH_SOURCE (ebpf|netlink, default
 # ebpf); BENCH_SECONDS (per generator run, default 3); BENCH_UDP_MAX (flows per UDP run,
 # default 1000000); BENCH_TCP_MAX (default 200000); BENCH_COUNTS (table sizes for the
 # per-mark counts, default "100000 1000000"; empty = skip); BENCH_SECTIONS (default
 # "rate loss cpu counts"); BENCH_RATE_PROTOS (default "udp tcp"), BENCH_RATE_LISTENERS and
-# BENCH_CPU_LISTENERS (default: all variants) to run a subset; BENCH_DIR (scratch, default a
-# fresh /tmp dir).
+# BENCH_CPU_LISTENERS (default: every variant, see start_listener) to run a subset;
+# BENCH_CPU_RATE (default a quarter of the UDP rate with nothing listening, at most 50000);
+# BENCH_DIR (scratch, default a fresh /tmp dir).
 
 set -uo pipefail
 
@@ -119,7 +123,7 @@ start_listener() {
             sleep 0.1
         done
         [ "$i" -lt 600 ] || die "tracker not listening after 60 s"
-        report_hooks
+        [ "$v" = tracker ] && report_hooks
         ;;
     ct*)
         local args=()
@@ -137,15 +141,26 @@ start_listener() {
     PIDS+=("$LPID")
 }
 
-# report_hooks — once per run: how the tracker's hooks attached (its start-up lines).
+# report_hooks — once per run, from the first plain `tracker events` (the variant whose
+# programs the cpu section times; -e ALL adds the UPDATE hook): how the eBPF source's
+# hooks attached, from its start-up lines
+#   tracker: listening (source=ebpf, hooks=MODE, ring=...)
+#   tracker: hook ROLE: KIND on FUNCTION[ (why other ways were refused)]
+# as mode=MODE, detail="ROLE: KIND on FUNCTION;..." (attached hooks; roles have no colon)
+# and why= the reasons of the first hook that fell back to kprobes (empty if none did).
 HOOKS_REPORTED=
 report_hooks() {
-    [ -z "$HOOKS_REPORTED" ] || return 0
+    [ "$SOURCE" = ebpf ] && [ -z "$HOOKS_REPORTED" ] || return 0
     HOOKS_REPORTED=1
-    local mode detail
-    mode=$(grep -m1 '^tracker: listening' "$LERR" | grep -oE 'hooks=[^,)]*' | cut -d= -f2)
-    detail=$(grep -E '^tracker: hook (NEW|DESTROY)' "$LERR" | sed -E 's/^tracker: hook //; s/ \(.*//' | paste -sd ';' -)
-    emit hooks "mode=${mode:-none}" "detail=$detail"
+    local line mode detail why
+    line=$(grep -m1 '^tracker: listening' "$LERR")
+    mode=$(grep -oE 'hooks=[^,)]*' <<<"$line" | cut -d= -f2)
+    # The default --source auto may fall back to netlink: then no hooks at all.
+    [ -n "$mode" ] || mode="none ($(grep -oE 'source=[^,)]*' <<<"$line"))"
+    detail=$(sed -nE 's/^tracker: hook ([^:]+): ([^ ]+ on [^ ]+).*/\1: \2/p' "$LERR" | paste -sd ';' -)
+    why=$(sed -nE 's/^tracker: hook ([^:]+): kprobe[^ ]* on [^ ]+ \((.*)\)$/\1: \2/p' "$LERR" | head -n1)
+    emit hooks "mode=$mode" "detail=$detail" "why=$why"
+    log "hooks: $mode ($detail)"
 }
 
 # stop_listener — sets SHOWN, LOST (tracker: its count; conntrack: ENOBUFS warnings).
@@ -197,7 +212,8 @@ UDP_NEXT=0
 # bpf_stats SECTION PID — one BENCH line per BPF program of PID that ran, from
 # `bpftool prog show` while kernel.bpf_stats_enabled=1.
 bpf_stats() {
-    bpftool -j prog show >"$DIR/bpftool.json" 2>/dev/null
+    bpftool -j prog show >"$DIR/bpftool.json" 2>"$DIR/bpftool.err" \
+        || { log "bpftool failed, no $1 rows: $(head -c 300 "$DIR/bpftool.err")"; return 0; }
     "$PY" - "$DIR/bpftool.json" "$2" "$1" <<'EOF'
 import json, sys
 progs = json.load(open(sys.argv[1]))
