@@ -41,6 +41,34 @@ pub struct Tuple {
     pub l4: L4Ids,
 }
 
+/// Which directions an entry's zone applies to (`struct nf_conntrack_zone`'s
+/// `dir`, include/uapi/linux/netfilter/nf_conntrack_zones_common.h). ctnetlink
+/// reports a one-direction zone inside that direction's tuple
+/// (`ctnetlink_dump_zone_id()`), and conntrack prints it as `zone-orig=` /
+/// `zone-reply=` after that tuple instead of `zone=` at the end.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ZoneDir {
+    /// `NF_CT_DEFAULT_ZONE_DIR`: both directions (`--zone`, `ct zone set`).
+    #[default]
+    Both,
+    /// `NF_CT_ZONE_DIR_ORIG` only (`--orig-zone`).
+    Orig,
+    /// `NF_CT_ZONE_DIR_REPL` only (`--reply-zone`).
+    Reply,
+}
+
+impl ZoneDir {
+    /// From the kernel's `dir` bits. Every kernel path that sets a zone sets
+    /// one or both bits; anything else is read as both, like the default zone.
+    pub fn from_bits(dir: u8) -> ZoneDir {
+        match dir {
+            1 => ZoneDir::Orig,
+            2 => ZoneDir::Reply,
+            _ => ZoneDir::Both,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
     pub packets: u64,
@@ -69,6 +97,8 @@ pub struct Event {
     pub mark_changed: bool,
     /// Zone id; 0 is the default zone.
     pub zone: u16,
+    /// The directions `zone` applies to.
+    pub zone_dir: ZoneDir,
     /// Inode of the entry's network namespace; 0 when unknown.
     pub netns: u32,
     /// Original, then reply direction (acct extension), usually on DESTROY.
@@ -103,6 +133,7 @@ impl Event {
             mark: 0,
             mark_changed: false,
             zone: 0,
+            zone_dir: ZoneDir::Both,
             netns: 4026531840,
             counters: None,
             start_ns: None,

@@ -11,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracker_common::status;
 
-use crate::event::{Event, EventKind, L4Ids, Tuple};
+use crate::event::{Event, EventKind, L4Ids, Tuple, ZoneDir};
 
 /// Options of conntrack's `-o` that change the text line.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -102,6 +102,11 @@ pub fn format_event(out: &mut String, ev: &Event, opts: TextOptions) {
     }
 
     write_tuple(out, &ev.orig, ev.l4proto);
+    // A one-direction zone follows its tuple (`ATTR_ORIG_ZONE`/`ATTR_REPL_ZONE`).
+    if ev.zone != 0 && ev.zone_dir == ZoneDir::Orig {
+        out.push_str("zone-orig=");
+        num(out, ev.zone);
+    }
     if let Some(c) = &ev.counters {
         counters(out, c[0].packets, c[0].bytes);
     }
@@ -109,6 +114,10 @@ pub fn format_event(out: &mut String, ev: &Event, opts: TextOptions) {
         out.push_str("[UNREPLIED] ");
     }
     write_tuple(out, &ev.reply, ev.l4proto);
+    if ev.zone != 0 && ev.zone_dir == ZoneDir::Reply {
+        out.push_str("zone-reply=");
+        num(out, ev.zone);
+    }
     if let Some(c) = &ev.counters {
         counters(out, c[1].packets, c[1].bytes);
     }
@@ -124,7 +133,7 @@ pub fn format_event(out: &mut String, ev: &Event, opts: TextOptions) {
         out.push_str("mark=");
         num(out, ev.mark);
     }
-    if ev.zone != 0 {
+    if ev.zone != 0 && ev.zone_dir == ZoneDir::Both {
         out.push_str("zone=");
         num(out, ev.zone);
     }
@@ -648,6 +657,59 @@ mod tests {
         assert!(line(&e, TextOptions::default()).ends_with(" sport=80 dport=43210 mark=0\n"));
         e.mark_changed = false;
         assert!(line(&e, TextOptions::default()).ends_with(" sport=80 dport=43210\n"));
+    }
+
+    /// Lines of conntrack 1.4.7's `conntrack -E` for entries inserted with
+    /// `conntrack -I -p udp -s 10.9.9.5 -d 10.9.9.6 --dport 2003 -t 60` and
+    /// `--zone 4`, `--orig-zone 2`, `--reply-zone 3 -u SEEN_REPLY`
+    /// (tests/scenarios/10-ctnetlink-ops.sh), then flushed; `progname=` and
+    /// `delta-time=` (tstamp off here) left out.
+    #[test]
+    fn zone_directions() {
+        let destroy = |sport: u16, zone: u16, dir: ZoneDir, replied: bool| {
+            let mut e = base(
+                EventKind::Destroy,
+                17,
+                ports("10.9.9.5", "10.9.9.6", sport, 2003),
+                ports("10.9.9.6", "10.9.9.5", 2003, sport),
+            );
+            e.timeout = Some(58);
+            e.zone = zone;
+            e.zone_dir = dir;
+            e.counters = Some([Counters::default(); 2]);
+            e.portid = Some(30737);
+            if replied {
+                e.status |= status::SEEN_REPLY;
+            }
+            e
+        };
+        assert_eq!(
+            line(
+                &destroy(1003, 4, ZoneDir::Both, false),
+                TextOptions::default()
+            ),
+            "[DESTROY] udp      17 58 src=10.9.9.5 dst=10.9.9.6 sport=1003 dport=2003 packets=0 \
+             bytes=0 [UNREPLIED] src=10.9.9.6 dst=10.9.9.5 sport=2003 dport=1003 packets=0 \
+             bytes=0 zone=4 [USERSPACE] portid=30737\n"
+        );
+        assert_eq!(
+            line(
+                &destroy(1004, 2, ZoneDir::Orig, false),
+                TextOptions::default()
+            ),
+            "[DESTROY] udp      17 58 src=10.9.9.5 dst=10.9.9.6 sport=1004 dport=2003 zone-orig=2 \
+             packets=0 bytes=0 [UNREPLIED] src=10.9.9.6 dst=10.9.9.5 sport=2003 dport=1004 \
+             packets=0 bytes=0 [USERSPACE] portid=30737\n"
+        );
+        assert_eq!(
+            line(
+                &destroy(1005, 3, ZoneDir::Reply, true),
+                TextOptions::default()
+            ),
+            "[DESTROY] udp      17 58 src=10.9.9.5 dst=10.9.9.6 sport=1005 dport=2003 packets=0 \
+             bytes=0 src=10.9.9.6 dst=10.9.9.5 sport=2003 dport=1005 zone-reply=3 packets=0 \
+             bytes=0 [USERSPACE] portid=30737\n"
+        );
     }
 
     #[test]

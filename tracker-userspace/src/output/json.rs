@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde::ser::{SerializeSeq as _, Serializer};
 
 use super::conntrack_text::{Addr, l3_name, l4_name, sec_usec, tcp_state_name};
-use crate::event::{Event, EventKind, L4Ids, Tuple};
+use crate::event::{Event, EventKind, L4Ids, Tuple, ZoneDir};
 
 /// The JSON Schema (draft 2020-12) of one event object (docs/event.schema.json);
 /// the tests validate every event shape against it.
@@ -111,6 +111,8 @@ struct JsonEvent<'a> {
     timeout: Option<u32>,
     mark: u32,
     zone: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    zone_dir: Option<&'static str>,
     netns: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     start: Option<Shown<Rfc3339>>,
@@ -227,6 +229,12 @@ pub fn format_event(out: &mut Vec<u8>, ev: &Event) -> serde_json::Result<()> {
         timeout: ev.timeout,
         mark: ev.mark,
         zone: ev.zone,
+        zone_dir: match ev.zone_dir {
+            _ if ev.zone == 0 => None,
+            ZoneDir::Both => None,
+            ZoneDir::Orig => Some("orig"),
+            ZoneDir::Reply => Some("reply"),
+        },
         netns: ev.netns,
         start: ev.start_ns.map(|ns| Shown(Rfc3339::from_ns(ns))),
         stop: ev
@@ -469,6 +477,12 @@ pub(crate) mod tests {
         assert_eq!(v["portid"], 4242);
         assert_eq!(v["mark"], 16);
         assert_eq!(v["zone"], 3);
+        // A zone of both directions has no direction field; one direction does.
+        assert!(v.get("zone_dir").is_none());
+        e.zone_dir = ZoneDir::Reply;
+        assert_eq!(to_value(&e)["zone_dir"], "reply");
+        e.zone = 0;
+        assert!(to_value(&e).get("zone_dir").is_none());
         assert!(v.get("tcp_state").is_none() && v.get("timeout").is_none());
     }
 

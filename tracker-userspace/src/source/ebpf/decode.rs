@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tracker_common::{CONN_BYTES, FlowRecord, FlowTuple, KernelOffsets, flags, ipct, kind};
 
-use crate::event::{Counters, Event, EventKind, L4Ids, Tuple};
+use crate::event::{Counters, Event, EventKind, L4Ids, Tuple, ZoneDir};
 
 const AF_INET6: u8 = 10;
 
@@ -145,6 +145,8 @@ pub struct ConnFields {
     pub timeout: u32,
     pub mark: u32,
     pub zone_id: u16,
+    /// `ct->zone.dir`: `NF_CT_ZONE_DIR_*` bits.
+    pub zone_dir: u8,
     pub l3proto: u8,
     pub l4proto: u8,
     pub tcp_state: u8,
@@ -194,6 +196,8 @@ pub fn conn_fields(conn: &[u8; CONN_BYTES], o: &KernelOffsets) -> ConnFields {
         timeout: u32_at(conn, o, o.ct_timeout),
         mark: u32_at(conn, o, o.ct_mark),
         zone_id: bytes_at(conn, o, o.ct_zone).map_or(0, u16::from_le_bytes),
+        // Kernels without the field (before 4.3) have zones for both directions only.
+        zone_dir: bytes_at::<1>(conn, o, o.ct_zone_dir).map_or(3, |b| b[0]),
         l3proto: l3 as u8,
         l4proto: l4,
         tcp_state: if l4 == 6 {
@@ -223,6 +227,7 @@ pub fn encode_conn(f: &ConnFields, o: &KernelOffsets, conn: &mut [u8; CONN_BYTES
     put(o.ct_timeout, &f.timeout.to_le_bytes());
     put(o.ct_mark, &f.mark.to_le_bytes());
     put(o.ct_zone, &f.zone_id.to_le_bytes());
+    put(o.ct_zone_dir, &[f.zone_dir]);
     put(o.ct_tcp_state, &[f.tcp_state]);
     for (dir, t) in [(0, &f.orig), (1, &f.reply)] {
         let base = o.ct_tuple + dir * o.tuplehash_size;
@@ -338,6 +343,7 @@ pub fn event(
         mark_changed: (kind == EventKind::New && f & flags::NETLINK_INSERT != 0)
             || changed(ipct::MARK),
         zone: c.zone_id,
+        zone_dir: ZoneDir::from_bits(c.zone_dir),
         netns: r.netns,
         counters: (f & flags::HAS_ACCT != 0 && kind == EventKind::Destroy).then_some([
             Counters {

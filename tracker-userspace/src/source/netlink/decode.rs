@@ -14,7 +14,7 @@ use netlink_packet_netfilter::{NetfilterMessage, NetfilterMessageInner};
 
 use super::NetlinkError;
 use super::attrs::{self, GapValue};
-use crate::event::{Counters, Event, EventKind, L4Ids, Tuple};
+use crate::event::{Counters, Event, EventKind, L4Ids, Tuple, ZoneDir};
 
 /// What the receiver knows about a message besides its bytes.
 #[derive(Clone, Copy, Debug)]
@@ -70,12 +70,12 @@ pub fn event_from_message(
         match attr {
             ConntrackAttribute::CtaTupleOrig(t) => {
                 let d = decode_tuple(t, "original")?;
-                tuple_zone = tuple_zone.or(d.zone);
+                tuple_zone = tuple_zone.or(d.zone.map(|z| (z, ZoneDir::Orig)));
                 orig = Some(d);
             }
             ConntrackAttribute::CtaTupleReply(t) => {
                 let d = decode_tuple(t, "reply")?;
-                tuple_zone = tuple_zone.or(d.zone);
+                tuple_zone = tuple_zone.or(d.zone.map(|z| (z, ZoneDir::Reply)));
                 reply = Some(d);
             }
             ConntrackAttribute::CtaStatus(s) => status = s.bits(),
@@ -120,6 +120,11 @@ pub fn event_from_message(
 
     let orig = orig.ok_or_else(|| malformed("no original tuple"))?;
     let reply = reply.ok_or_else(|| malformed("no reply tuple"))?;
+    let (zone, zone_dir) = match (zone, tuple_zone) {
+        (Some(id), _) => (id, ZoneDir::Both),
+        (None, Some(directional)) => directional,
+        (None, None) => (0, ZoneDir::Both),
+    };
     let port = msg.header.port_number;
     Ok(Some(Event {
         kind,
@@ -136,9 +141,10 @@ pub fn event_from_message(
         // a mark change; a present zero mark can only be the latter. A change
         // to a non-zero mark looks like any other event carrying the mark.
         mark_changed: mark == Some(0),
-        // CTA_ZONE covers both directions; a directional zone comes inside
-        // the tuple. Either way it is `ct->zone.id`.
-        zone: zone.or(tuple_zone).unwrap_or(0),
+        // CTA_ZONE covers both directions; a one-direction zone comes inside
+        // that direction's tuple. Either way the id is `ct->zone.id`.
+        zone,
+        zone_dir,
         netns: rx.netns,
         counters,
         start_ns,

@@ -21,7 +21,7 @@ use super::decode::{Receipt, decode_event};
 use super::dump::{DumpEntry, entry_from_payload};
 use super::events::decode_datagram;
 use super::*;
-use crate::event::{Counters, Event, EventKind, L4Ids, Tuple};
+use crate::event::{Counters, Event, EventKind, L4Ids, Tuple, ZoneDir};
 
 const NETNS: u32 = 4026531840;
 
@@ -139,6 +139,7 @@ fn tcp_new_with_every_optional_field() {
         mark: 7,
         mark_changed: false,
         zone: 5,
+        zone_dir: ZoneDir::Both,
         netns: NETNS,
         counters: None,
         start_ns: None,
