@@ -13,8 +13,8 @@ use tracker_common::{
     FlowRecord, KernelOffsets, RECORD_VERSION, RecordHeader, flags, kind, status,
 };
 use tracker_userspace::btf::KernelBtf;
-use tracker_userspace::cli::parse_mark;
 use tracker_userspace::filter::Filter;
+use tracker_userspace::model::MarkMask;
 use tracker_userspace::output::{OutputFormat, Writer};
 use tracker_userspace::source::ebpf::decode::{self, Clock, ConnFields, Decoder, KernelProfile};
 
@@ -197,7 +197,7 @@ fn main() {
     let records: Vec<FlowRecord> = (0..RECORDS).map(|i| synthesise(i, &offsets)).collect();
     let ring = ring_bytes(&records);
     let mark1 = || Filter {
-        mark: Some(parse_mark("1").expect("mark")),
+        mark: Some("1".parse::<MarkMask>().expect("mark")),
         ..Filter::default()
     };
     let text: OutputFormat = "default".parse().expect("format");

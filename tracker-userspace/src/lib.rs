@@ -7,6 +7,7 @@ pub mod cli;
 pub mod command;
 pub mod event;
 pub mod filter;
+pub mod model;
 pub mod output;
 pub mod privileges;
 pub mod source;

@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use tracker_common::KernelFilter;
 
-use crate::cli::{Cli, CountsArgs, CountsFormat, EventKinds};
+use crate::cli::{Cli, CountsArgs, CountsFormat};
 use crate::command::{self, Opened};
+use crate::model::EventKinds;
 use crate::output::counts::{CountsMeta, CountsReport, MarkCount};
 use crate::source::{Source, ebpf::counts as kernel_counts, netlink};
 

@@ -8,12 +8,13 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::cli::{Cli, EventsArgs};
 use crate::command::{self, Opened};
-use crate::filter::Filter;
+use crate::filter::{Filter, FilterError, NatFilter};
+use crate::model::EventKinds;
 use crate::output::{OutputError, Writer};
 
 pub async fn run(cli: &Cli, args: &EventsArgs) -> anyhow::Result<ExitCode> {
     let netns = command::resolve_netns(&args.netns.selection())?;
-    let filter = Filter::from_args(args)
+    let filter = filter_from_args(args)
         .map_err(|e| command::UsageError(e.to_string()))?
         .with_netns(netns);
     let kernel_filter = filter.kernel_filter();
@@ -117,4 +118,43 @@ pub async fn run(cli: &Cli, args: &EventsArgs) -> anyhow::Result<ExitCode> {
         Some(e) => Err(e),
         None => Ok(ExitCode::SUCCESS),
     }
+}
+
+/// Builds the filter from `tracker events` options.
+pub fn filter_from_args(args: &EventsArgs) -> Result<Filter, FilterError> {
+    Filter {
+        // A source without UPDATE (eBPF by default) never produces them.
+        kinds: args.event_mask.unwrap_or(EventKinds::ALL),
+        family: args.family,
+        proto: args.proto,
+        orig_src: args.src,
+        orig_dst: args.dst,
+        reply_src: args.reply_src,
+        reply_dst: args.reply_dst,
+        sport: args.sport,
+        dport: args.dport,
+        mark: args.mark,
+        zone: args.zone,
+        nat: NatFilter {
+            src: args.src_nat,
+            dst: args.dst_nat,
+            any: args.any_nat,
+        },
+        netns: None,
+    }
+    .with_implied_family()
+}
+
+/// The filter `tracker events ARGS` builds, for the filter's tests.
+#[cfg(test)]
+pub(crate) fn filter_from_command_line(args: &[&str]) -> Result<Filter, FilterError> {
+    use clap::Parser as _;
+
+    let mut argv = vec!["tracker", "events"];
+    argv.extend_from_slice(args);
+    let cli = Cli::try_parse_from(argv).unwrap();
+    let crate::cli::Command::Events(a) = cli.command else {
+        unreachable!()
+    };
+    filter_from_args(&a)
 }

@@ -5,14 +5,15 @@ pub mod events;
 
 use std::path::PathBuf;
 
-use anyhow::{Context as _, bail};
+use anyhow::{Context as _, anyhow, bail};
 use tracker_common::{KernelFilter, filter_kind};
 
-use crate::cli::{Cli, EventKinds, HookKind, NetnsArg, NetnsSelection, SourceKind};
+use crate::cli::{Cli, SourceKind};
+use crate::model::{EventKinds, NetnsArg, NetnsSelection};
 use crate::privileges;
 use crate::source::{
     Source,
-    ebpf::{self, EbpfSource, event_cache::Prepared, hooks::HookMode},
+    ebpf::{self, EbpfSource, event_cache::Prepared},
     netlink::{self, KindSet, NetlinkSource},
 };
 
@@ -25,7 +26,6 @@ pub struct UsageError(pub String);
 /// ctnetlink only reports the namespace its socket lives in: to watch another
 /// one, the process enters it before opening the socket.
 fn enter_netns_for_netlink(selection: &NetnsSelection) -> anyhow::Result<()> {
-    use std::os::fd::AsRawFd as _;
     let path = match selection {
         NetnsSelection::Current => return Ok(()),
         NetnsSelection::All => {
@@ -47,15 +47,8 @@ fn enter_netns_for_netlink(selection: &NetnsSelection) -> anyhow::Result<()> {
     };
     let file = std::fs::File::open(&path)
         .with_context(|| format!("opening the namespace {}", path.display()))?;
-    // SAFETY: a valid fd of a namespace file; CLONE_NEWNET checks its type.
-    if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-        bail!(
-            "entering the network namespace {}: {}",
-            path.display(),
-            std::io::Error::last_os_error()
-        );
-    }
-    Ok(())
+    crate::source::enter_netns(&file)
+        .map_err(|e| anyhow!("entering the network namespace {}: {e}", path.display()))
 }
 
 /// The namespace a command looks at: `None` means every namespace.
@@ -123,11 +116,7 @@ pub async fn open_source(
                 kernel_filter.kinds &= !filter_kind::UPDATE;
             }
             let opts = ebpf::Options {
-                hook_mode: match cli.hook {
-                    HookKind::Auto => HookMode::Auto,
-                    HookKind::Fentry => HookMode::Fentry,
-                    HookKind::Kprobe => HookMode::Kprobe,
-                },
+                hook_mode: cli.hook,
                 ring_size: cli.ring_size.0 as u32,
                 filter: kernel_filter,
                 updates,

@@ -13,8 +13,8 @@ use std::net::IpAddr;
 
 use tracker_common::{KernelFilter, filter_kind};
 
-use crate::cli::{Cidr, EventKinds, EventsArgs, Family, MarkMask, Protocol};
 use crate::event::{Event, EventKind, L4Ids};
+use crate::model::{Cidr, EventKinds, Family, MarkMask, Protocol};
 
 pub use nat::{is_dst_nat, is_src_nat};
 
@@ -78,40 +78,12 @@ impl Default for Filter {
     }
 }
 
-fn family_name(f: Family) -> &'static str {
-    match f {
-        Family::Ipv4 => "ipv4",
-        Family::Ipv6 => "ipv6",
-    }
-}
-
 impl Filter {
-    /// Builds the filter from `tracker events` options. As in conntrack, an
-    /// address filter implies its family; contradicting families are an
-    /// error rather than a filter that never matches.
-    pub fn from_args(args: &EventsArgs) -> Result<Filter, FilterError> {
-        let mut f = Filter {
-            // A source without UPDATE (eBPF by default) never produces them.
-            kinds: args.event_mask.unwrap_or(EventKinds::ALL),
-            family: args.family,
-            proto: args.proto,
-            orig_src: args.src,
-            orig_dst: args.dst,
-            reply_src: args.reply_src,
-            reply_dst: args.reply_dst,
-            sport: args.sport,
-            dport: args.dport,
-            mark: args.mark,
-            zone: args.zone,
-            nat: NatFilter {
-                src: args.src_nat,
-                dst: args.dst_nat,
-                any: args.any_nat,
-            },
-            netns: None,
-        };
-        f.family = f.implied_family()?;
-        Ok(f)
+    /// As in conntrack, an address filter implies its family; contradicting
+    /// families are an error rather than a filter that never matches.
+    pub fn with_implied_family(mut self) -> Result<Filter, FilterError> {
+        self.family = self.implied_family()?;
+        Ok(self)
     }
 
     fn implied_family(&self) -> Result<Option<Family>, FilterError> {
@@ -129,8 +101,8 @@ impl Filter {
                     return Err(FilterError::FamilyMismatch {
                         what,
                         cidr,
-                        got: family_name(cidr.family()),
-                        want: family_name(f),
+                        got: cidr.family().name(),
+                        want: f.name(),
                     });
                 }
                 Some(_) => {}
@@ -233,23 +205,16 @@ impl Filter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::{Cli, Command};
     use crate::event::Tuple;
-    use clap::Parser;
     use tracker_common::status;
 
     fn test_event(kind: EventKind, l4proto: u8, orig: Tuple, reply: Tuple) -> Event {
         Event::bare(kind, l4proto, orig, reply)
     }
 
+    /// The filter `tracker events ARGS` builds.
     fn filter(args: &[&str]) -> Result<Filter, FilterError> {
-        let mut argv = vec!["tracker", "events"];
-        argv.extend_from_slice(args);
-        let cli = Cli::try_parse_from(argv).unwrap();
-        let Command::Events(a) = cli.command else {
-            unreachable!()
-        };
-        Filter::from_args(&a)
+        crate::command::events::filter_from_command_line(args)
     }
 
     fn f(args: &[&str]) -> Filter {

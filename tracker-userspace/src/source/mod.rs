@@ -63,3 +63,14 @@ pub fn netns_inode(path: &std::path::Path) -> std::io::Result<u32> {
     use std::os::unix::fs::MetadataExt;
     Ok(std::fs::metadata(path)?.ino() as u32)
 }
+
+/// Moves the calling thread into the network namespace `ns` is a file of
+/// (e.g. /run/netns/NAME or /proc/PID/ns/net).
+pub fn enter_netns(ns: &std::fs::File) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    // SAFETY: a valid fd of a namespace file; CLONE_NEWNET checks its type.
+    if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}

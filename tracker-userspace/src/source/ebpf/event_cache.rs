@@ -9,10 +9,9 @@
 
 use std::fs::File;
 use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
-use std::os::fd::AsRawFd as _;
 use std::path::Path;
 
-use crate::cli::{NetnsArg, NetnsSelection};
+use crate::model::{NetnsArg, NetnsSelection};
 
 const SYSCTL: &str = "/proc/sys/net/netfilter/nf_conntrack_events";
 const NAME: &str = "net.netfilter.nf_conntrack_events";
@@ -51,10 +50,7 @@ fn open_in(netns: Option<&Path>, write: bool) -> std::io::Result<File> {
     // A scratch thread enters the namespace so the process stays where it is.
     std::thread::scope(|s| {
         s.spawn(|| {
-            // SAFETY: a valid namespace fd; CLONE_NEWNET checks its type.
-            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
+            crate::source::enter_netns(&ns)?;
             open()
         })
         .join()

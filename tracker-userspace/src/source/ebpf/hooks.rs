@@ -20,7 +20,8 @@ use aya::{
 
 use crate::btf::{FuncTarget, KernelBtf};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+/// How the eBPF programs attach (`--hook`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HookMode {
     /// fentry/fexit where the kernel allows it, kprobes elsewhere.
     Auto,
