@@ -2,6 +2,8 @@
 //! ring or ctnetlink). Sources produce `Event`s; filters and outputs consume
 //! them and never know the source.
 
+pub mod vocabulary;
+
 use std::net::IpAddr;
 use std::time::SystemTime;
 
@@ -123,7 +125,11 @@ impl Event {
         Event {
             kind,
             time: std::time::UNIX_EPOCH + std::time::Duration::from_micros(1_700_000_000_012_345),
-            l3proto: if orig.src.is_ipv4() { 2 } else { 10 },
+            l3proto: if orig.src.is_ipv4() {
+                vocabulary::AF_INET
+            } else {
+                vocabulary::AF_INET6
+            },
             l4proto,
             orig,
             reply,

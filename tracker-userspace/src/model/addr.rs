@@ -4,6 +4,8 @@ use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
+use crate::event::vocabulary;
+
 /// An address family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Family {
@@ -14,17 +16,14 @@ pub enum Family {
 impl Family {
     /// `ipv4` / `ipv6`, as conntrack's `-f` takes them.
     pub fn name(self) -> &'static str {
-        match self {
-            Family::Ipv4 => "ipv4",
-            Family::Ipv6 => "ipv6",
-        }
+        vocabulary::l3_name(self.l3proto())
     }
 
     /// `AF_INET` / `AF_INET6`.
     pub fn l3proto(self) -> u8 {
         match self {
-            Family::Ipv4 => libc::AF_INET as u8,
-            Family::Ipv6 => libc::AF_INET6 as u8,
+            Family::Ipv4 => vocabulary::AF_INET,
+            Family::Ipv6 => vocabulary::AF_INET6,
         }
     }
 

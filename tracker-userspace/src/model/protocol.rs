@@ -2,21 +2,11 @@
 
 use std::str::FromStr;
 
+use crate::event::vocabulary::PROTOCOL_NAMES;
+
 /// A layer-4 protocol by IP protocol number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Protocol(pub u8);
-
-/// Names conntrack knows (its protocol extensions), with their numbers.
-pub const PROTOCOL_NAMES: &[(&str, u8)] = &[
-    ("tcp", 6),
-    ("udp", 17),
-    ("udplite", 136),
-    ("icmp", 1),
-    ("icmpv6", 58),
-    ("sctp", 132),
-    ("gre", 47),
-    ("dccp", 33),
-];
 
 impl FromStr for Protocol {
     type Err = String;

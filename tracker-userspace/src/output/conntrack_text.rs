@@ -11,6 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracker_common::status;
 
+use crate::event::vocabulary::{ipproto, l3_name, l4_name, shown_tcp_state, tcp_state_name};
 use crate::event::{Event, EventKind, L4Ids, Tuple, ZoneDir};
 
 /// Options of conntrack's `-o` that change the text line.
@@ -20,53 +21,6 @@ pub struct TextOptions {
     pub extended: bool,
     /// `-o timestamp`: `[sec.usec]` and a tab before the line.
     pub timestamp: bool,
-}
-
-/// `enum tcp_conntrack` names, index = state (libnetfilter_conntrack `states[]`).
-pub const TCP_STATES: [&str; 10] = [
-    "NONE",
-    "SYN_SENT",
-    "SYN_RECV",
-    "ESTABLISHED",
-    "FIN_WAIT",
-    "CLOSE_WAIT",
-    "LAST_ACK",
-    "TIME_WAIT",
-    "CLOSE",
-    "SYN_SENT2",
-];
-
-/// The TCP state name; out of range prints "NONE", as libnetfilter_conntrack
-/// does (`str = states[TCP_CONNTRACK_NONE]`).
-pub fn tcp_state_name(state: u8) -> &'static str {
-    TCP_STATES
-        .get(usize::from(state))
-        .copied()
-        .unwrap_or(TCP_STATES[0])
-}
-
-/// libnetfilter_conntrack's `__proto2str()`.
-pub fn l4_name(l4proto: u8) -> &'static str {
-    match l4proto {
-        6 => "tcp",
-        17 => "udp",
-        136 => "udplite",
-        1 => "icmp",
-        58 => "icmpv6",
-        132 => "sctp",
-        47 => "gre",
-        33 => "dccp",
-        _ => "unknown",
-    }
-}
-
-/// libnetfilter_conntrack's `__l3proto2str()`.
-pub fn l3_name(l3proto: u8) -> &'static str {
-    match l3proto {
-        2 => "ipv4",
-        10 => "ipv6",
-        _ => "unknown",
-    }
 }
 
 /// Appends one event line, newline included.
@@ -96,8 +50,7 @@ pub fn format_event(out: &mut String, ev: &Event, opts: TextOptions) {
     if let Some(t) = ev.timeout {
         num(out, t);
     }
-    // Only TCP carries ATTR_TCP_STATE.
-    if let (Some(state), 6) = (ev.tcp_state, ev.l4proto) {
+    if let Some(state) = shown_tcp_state(ev) {
         let _ = write!(out, "{} ", tcp_state_name(state));
     }
 
@@ -211,16 +164,19 @@ fn write_tuple(out: &mut String, t: &Tuple, l4proto: u8) {
     // __snprintf_proto() switches on the protocol number, not on the shape
     // of the identifiers.
     match (l4proto, t.l4) {
-        (6 | 17 | 136 | 132 | 33, L4Ids::Ports { sport, dport }) => {
+        (
+            ipproto::TCP | ipproto::UDP | ipproto::UDPLITE | ipproto::SCTP | ipproto::DCCP,
+            L4Ids::Ports { sport, dport },
+        ) => {
             out.push_str("sport=");
             num(out, sport);
             out.push_str("dport=");
             num(out, dport);
         }
-        (47, L4Ids::Gre { src_key, dst_key }) => {
+        (ipproto::GRE, L4Ids::Gre { src_key, dst_key }) => {
             let _ = write!(out, "srckey=0x{src_key:x} dstkey=0x{dst_key:x} ");
         }
-        (1 | 58, L4Ids::Icmp { kind, code, id }) => {
+        (ipproto::ICMP | ipproto::ICMPV6, L4Ids::Icmp { kind, code, id }) => {
             let _ = write!(out, "type={kind} code={code} id={id} ");
         }
         _ => {}

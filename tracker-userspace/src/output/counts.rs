@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::conntrack_text::{l3_name, l4_name};
+use crate::event::vocabulary::{AF_INET, AF_INET6, l3_label, l4_label};
 
 /// One row of the kernel's count map, summed over namespaces by the caller.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,22 +91,19 @@ impl CountsReport {
     pub fn new(rows: &[MarkCount], meta: &CountsMeta) -> Self {
         let mut per_mark: BTreeMap<u32, u64> = BTreeMap::new();
         let mut by_proto: BTreeMap<String, u64> = BTreeMap::new();
-        let mut by_family: BTreeMap<String, u64> = [("ipv4".to_owned(), 0), ("ipv6".to_owned(), 0)]
+        let mut by_family: BTreeMap<String, u64> = [AF_INET, AF_INET6]
             .into_iter()
+            .map(|af| (l3_label(af).into_owned(), 0))
             .collect();
         let mut total = 0u64;
         for r in rows.iter().filter(|r| r.connections != 0) {
             *per_mark.entry(r.mark).or_default() += r.connections;
-            let proto = match l4_name(r.l4proto) {
-                "unknown" => r.l4proto.to_string(),
-                name => name.to_owned(),
-            };
-            *by_proto.entry(proto).or_default() += r.connections;
-            let family = match l3_name(r.l3proto) {
-                "unknown" => r.l3proto.to_string(),
-                name => name.to_owned(),
-            };
-            *by_family.entry(family).or_default() += r.connections;
+            *by_proto
+                .entry(l4_label(r.l4proto).into_owned())
+                .or_default() += r.connections;
+            *by_family
+                .entry(l3_label(r.l3proto).into_owned())
+                .or_default() += r.connections;
             total += r.connections;
         }
         let marks = per_mark

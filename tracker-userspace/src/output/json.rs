@@ -10,35 +10,16 @@ use std::fmt;
 use serde::Serialize;
 use serde::ser::{SerializeSeq as _, Serializer};
 
-use super::conntrack_text::{Addr, l3_name, l4_name, sec_usec, tcp_state_name};
+use super::conntrack_text::{Addr, sec_usec};
+use crate::event::vocabulary::{
+    CHANGE_NAMES, STATUS_NAMES, l3_name, l4_label, shown_tcp_state, tcp_state_name,
+};
 use crate::event::{Event, EventKind, L4Ids, Tuple, ZoneDir};
 
 /// The JSON Schema (draft 2020-12) of one event object (docs/event.schema.json);
 /// the tests validate every event shape against it.
 #[cfg(test)]
 pub const EVENT_SCHEMA: &str = include_str!("../../../docs/event.schema.json");
-
-/// Names of `enum ip_conntrack_status` bits, index = bit. Bit 12 is
-/// IPS_UNTRACKED on an untracked skb, but an entry in the table with it set is
-/// a NAT clash loser.
-pub const STATUS_NAMES: [&str; 16] = [
-    "EXPECTED",
-    "SEEN_REPLY",
-    "ASSURED",
-    "CONFIRMED",
-    "SRC_NAT",
-    "DST_NAT",
-    "SEQ_ADJUST",
-    "SRC_NAT_DONE",
-    "DST_NAT_DONE",
-    "DYING",
-    "FIXED_TIMEOUT",
-    "TEMPLATE",
-    "NAT_CLASH",
-    "HELPER",
-    "OFFLOAD",
-    "HW_OFFLOAD",
-];
 
 /// Serialises a `Display` value as a JSON string, written straight into the
 /// output (no intermediate `String` per field).
@@ -184,29 +165,8 @@ impl<'a> JsonTuple<'a> {
     }
 }
 
-/// Names of `enum ip_conntrack_events` bits, index = bit: the kernel's
-/// `IPCT_*` names, lower case, without the prefix.
-pub const CHANGE_NAMES: [&str; 12] = [
-    "new",
-    "related",
-    "destroy",
-    "reply",
-    "assured",
-    "protoinfo",
-    "helper",
-    "mark",
-    "seqadj",
-    "secmark",
-    "label",
-    "synproxy",
-];
-
 /// Appends one event as a JSON object and a newline.
 pub fn format_event(out: &mut Vec<u8>, ev: &Event) -> serde_json::Result<()> {
-    let proto = match l4_name(ev.l4proto) {
-        "unknown" => Cow::Owned(ev.l4proto.to_string()),
-        name => Cow::Borrowed(name),
-    };
     let (orig_c, reply_c) = match ev.counters {
         Some([o, r]) => (Some(o), Some(r)),
         None => (None, None),
@@ -219,13 +179,13 @@ pub fn format_event(out: &mut Vec<u8>, ev: &Event) -> serde_json::Result<()> {
         },
         time: Shown(Rfc3339(ev.time)),
         family: l3_name(ev.l3proto),
-        proto,
+        proto: l4_label(ev.l4proto),
         proto_num: ev.l4proto,
         orig: JsonTuple::new(&ev.orig, orig_c),
         reply: JsonTuple::new(&ev.reply, reply_c),
         status: StatusList(ev.status),
         changed: ev.changes.map(ChangeList),
-        tcp_state: ev.tcp_state.filter(|_| ev.l4proto == 6).map(tcp_state_name),
+        tcp_state: shown_tcp_state(ev).map(tcp_state_name),
         timeout: ev.timeout,
         mark: ev.mark,
         zone: ev.zone,

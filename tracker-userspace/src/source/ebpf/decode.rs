@@ -11,9 +11,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tracker_common::{CONN_BYTES, FlowRecord, FlowTuple, KernelOffsets, flags, ipct, kind};
 
-use crate::event::{Counters, Event, EventKind, L4Ids, Tuple, ZoneDir};
-
-const AF_INET6: u8 = 10;
+use crate::event::vocabulary::{AF_INET6, ipproto};
+use crate::event::{Counters, Event, EventKind, L4Ids, Tuple, ZoneDir, vocabulary};
 
 /// Which fields ctnetlink puts into events on the running kernel, so the
 /// decoded event carries exactly what `conntrack -E` would print.
@@ -111,22 +110,8 @@ fn address(l3proto: u8, raw: &[u8; 16]) -> IpAddr {
 fn l4_ids(l4proto: u8, t: &FlowTuple) -> L4Ids {
     let src = u16::from_be_bytes(t.src_id);
     let dst = u16::from_be_bytes(t.dst_id);
-    match l4proto {
-        6 | 17 | 33 | 132 | 136 => L4Ids::Ports {
-            sport: src,
-            dport: dst,
-        },
-        1 | 58 => L4Ids::Icmp {
-            kind: t.dst_id[0],
-            code: t.dst_id[1],
-            id: src,
-        },
-        47 => L4Ids::Gre {
-            src_key: src,
-            dst_key: dst,
-        },
-        _ => L4Ids::None,
-    }
+    // ICMP keeps its id where the ports are and type/code in the destination.
+    vocabulary::l4_ids(l4proto, src, dst, src, t.dst_id[0], t.dst_id[1])
 }
 
 fn tuple(l3proto: u8, l4proto: u8, t: &FlowTuple) -> Tuple {
@@ -200,7 +185,7 @@ pub fn conn_fields(conn: &[u8; CONN_BYTES], o: &KernelOffsets) -> ConnFields {
         zone_dir: bytes_at::<1>(conn, o, o.ct_zone_dir).map_or(3, |b| b[0]),
         l3proto: l3 as u8,
         l4proto: l4,
-        tcp_state: if l4 == 6 {
+        tcp_state: if l4 == ipproto::TCP {
             bytes_at::<1>(conn, o, o.ct_tcp_state).map_or(0, |b| b[0])
         } else {
             0
@@ -326,7 +311,7 @@ pub fn event(
         EventKind::Destroy if !profile.destroy_has_timeout || secs == 0 => None,
         _ => Some(secs),
     };
-    let is_tcp = c.l4proto == 6;
+    let is_tcp = c.l4proto == ipproto::TCP;
     Ok(Event {
         kind,
         time: clock.wall(r.header.time_ns),

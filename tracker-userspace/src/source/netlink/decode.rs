@@ -14,7 +14,8 @@ use netlink_packet_netfilter::{NetfilterMessage, NetfilterMessageInner};
 
 use super::NetlinkError;
 use super::attrs::{self, GapValue};
-use crate::event::{Counters, Event, EventKind, L4Ids, Tuple, ZoneDir};
+use crate::event::vocabulary::l4_ids;
+use crate::event::{Counters, Event, EventKind, Tuple, ZoneDir};
 
 /// What the receiver knows about a message besides its bytes.
 #[derive(Clone, Copy, Debug)]
@@ -224,37 +225,6 @@ fn decode_tuple(parts: &[CtTuple], which: &str) -> Result<DecodedTuple, NetlinkE
         l4proto,
         zone,
     })
-}
-
-/// Which identifiers conntrack keeps for a protocol (`nf_conntrack_l4proto`'s
-/// tuple_to_nlattr): ports for the port protocols, keys (sent as ports) for
-/// GRE, id/type/code for ICMP.
-pub fn l4_ids(l4proto: u8, sport: u16, dport: u16, id: u16, kind: u8, code: u8) -> L4Ids {
-    match l4proto {
-        libc_ipproto::TCP
-        | libc_ipproto::UDP
-        | libc_ipproto::UDPLITE
-        | libc_ipproto::SCTP
-        | libc_ipproto::DCCP => L4Ids::Ports { sport, dport },
-        libc_ipproto::ICMP | libc_ipproto::ICMPV6 => L4Ids::Icmp { kind, code, id },
-        libc_ipproto::GRE => L4Ids::Gre {
-            src_key: sport,
-            dst_key: dport,
-        },
-        _ => L4Ids::None,
-    }
-}
-
-/// IP protocol numbers as `u8` (libc has them as `c_int`).
-pub mod libc_ipproto {
-    pub const ICMP: u8 = 1;
-    pub const TCP: u8 = 6;
-    pub const UDP: u8 = 17;
-    pub const DCCP: u8 = 33;
-    pub const GRE: u8 = 47;
-    pub const ICMPV6: u8 = 58;
-    pub const SCTP: u8 = 132;
-    pub const UDPLITE: u8 = 136;
 }
 
 fn malformed(what: &str) -> NetlinkError {

@@ -264,7 +264,7 @@ struct Seen {
     portid: Option<u32>,
 }
 
-use crate::output::conntrack_text::TCP_STATES;
+use crate::event::vocabulary::{TCP_STATES, shown_tcp_state};
 
 fn l4_text(l4: &L4Ids) -> String {
     match *l4 {
@@ -289,7 +289,7 @@ fn seen_from_event(e: &Event) -> Seen {
         l3: e.l3proto,
         l4: e.l4proto,
         timeout: e.timeout,
-        state: e.tcp_state.filter(|_| e.l4proto == 6).map(|s| {
+        state: shown_tcp_state(e).map(|s| {
             TCP_STATES
                 .get(usize::from(s))
                 .copied()

@@ -1,0 +1,175 @@
+//! The conntrack vocabulary: protocol numbers and their names, TCP state
+//! names, status and event bit names. Everything that turns one of these
+//! numbers into text, or asks what kind of protocol a number is, asks here.
+
+use std::borrow::Cow;
+
+use super::{Event, L4Ids};
+
+/// Address families as `u8` (libc has them as `c_int`).
+pub const AF_INET: u8 = 2;
+pub const AF_INET6: u8 = 10;
+
+/// IP protocol numbers as `u8` (libc has them as `c_int`).
+pub mod ipproto {
+    pub const ICMP: u8 = 1;
+    pub const TCP: u8 = 6;
+    pub const UDP: u8 = 17;
+    pub const DCCP: u8 = 33;
+    pub const GRE: u8 = 47;
+    pub const ICMPV6: u8 = 58;
+    pub const SCTP: u8 = 132;
+    pub const UDPLITE: u8 = 136;
+}
+
+/// Names conntrack knows (its protocol extensions), with their numbers.
+pub const PROTOCOL_NAMES: &[(&str, u8)] = &[
+    ("tcp", ipproto::TCP),
+    ("udp", ipproto::UDP),
+    ("udplite", ipproto::UDPLITE),
+    ("icmp", ipproto::ICMP),
+    ("icmpv6", ipproto::ICMPV6),
+    ("sctp", ipproto::SCTP),
+    ("gre", ipproto::GRE),
+    ("dccp", ipproto::DCCP),
+];
+
+/// libnetfilter_conntrack's `__proto2str()`.
+pub fn l4_name(l4proto: u8) -> &'static str {
+    PROTOCOL_NAMES
+        .iter()
+        .find(|(_, n)| *n == l4proto)
+        .map_or("unknown", |(name, _)| name)
+}
+
+/// libnetfilter_conntrack's `__l3proto2str()`.
+pub fn l3_name(l3proto: u8) -> &'static str {
+    match l3proto {
+        AF_INET => "ipv4",
+        AF_INET6 => "ipv6",
+        _ => "unknown",
+    }
+}
+
+/// The protocol's name, or its number where conntrack has no name for it.
+pub fn l4_label(l4proto: u8) -> Cow<'static, str> {
+    match l4_name(l4proto) {
+        "unknown" => Cow::Owned(l4proto.to_string()),
+        name => Cow::Borrowed(name),
+    }
+}
+
+/// The family's name, or its number where conntrack has no name for it.
+pub fn l3_label(l3proto: u8) -> Cow<'static, str> {
+    match l3_name(l3proto) {
+        "unknown" => Cow::Owned(l3proto.to_string()),
+        name => Cow::Borrowed(name),
+    }
+}
+
+/// Which identifiers conntrack keeps for a protocol (`nf_conntrack_l4proto`'s
+/// tuple_to_nlattr): ports for the port protocols, keys (sent as ports) for
+/// GRE, id/type/code for ICMP.
+pub fn l4_ids(l4proto: u8, sport: u16, dport: u16, id: u16, kind: u8, code: u8) -> L4Ids {
+    match l4proto {
+        ipproto::TCP | ipproto::UDP | ipproto::UDPLITE | ipproto::SCTP | ipproto::DCCP => {
+            L4Ids::Ports { sport, dport }
+        }
+        ipproto::ICMP | ipproto::ICMPV6 => L4Ids::Icmp { kind, code, id },
+        ipproto::GRE => L4Ids::Gre {
+            src_key: sport,
+            dst_key: dport,
+        },
+        _ => L4Ids::None,
+    }
+}
+
+/// `enum tcp_conntrack` names, index = state (libnetfilter_conntrack `states[]`).
+pub const TCP_STATES: [&str; 10] = [
+    "NONE",
+    "SYN_SENT",
+    "SYN_RECV",
+    "ESTABLISHED",
+    "FIN_WAIT",
+    "CLOSE_WAIT",
+    "LAST_ACK",
+    "TIME_WAIT",
+    "CLOSE",
+    "SYN_SENT2",
+];
+
+/// The TCP state name; out of range prints "NONE", as libnetfilter_conntrack
+/// does (`str = states[TCP_CONNTRACK_NONE]`).
+pub fn tcp_state_name(state: u8) -> &'static str {
+    TCP_STATES
+        .get(usize::from(state))
+        .copied()
+        .unwrap_or(TCP_STATES[0])
+}
+
+/// The TCP state an event shows: only TCP carries ATTR_TCP_STATE.
+pub fn shown_tcp_state(ev: &Event) -> Option<u8> {
+    ev.tcp_state.filter(|_| ev.l4proto == ipproto::TCP)
+}
+
+/// Names of `enum ip_conntrack_status` bits, index = bit. Bit 12 is
+/// IPS_UNTRACKED on an untracked skb, but an entry in the table with it set is
+/// a NAT clash loser.
+pub const STATUS_NAMES: [&str; 16] = [
+    "EXPECTED",
+    "SEEN_REPLY",
+    "ASSURED",
+    "CONFIRMED",
+    "SRC_NAT",
+    "DST_NAT",
+    "SEQ_ADJUST",
+    "SRC_NAT_DONE",
+    "DST_NAT_DONE",
+    "DYING",
+    "FIXED_TIMEOUT",
+    "TEMPLATE",
+    "NAT_CLASH",
+    "HELPER",
+    "OFFLOAD",
+    "HW_OFFLOAD",
+];
+
+/// Names of `enum ip_conntrack_events` bits, index = bit: the kernel's
+/// `IPCT_*` names, lower case, without the prefix.
+pub const CHANGE_NAMES: [&str; 12] = [
+    "new",
+    "related",
+    "destroy",
+    "reply",
+    "assured",
+    "protoinfo",
+    "helper",
+    "mark",
+    "seqadj",
+    "secmark",
+    "label",
+    "synproxy",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_the_kernels() {
+        assert_eq!(i32::from(AF_INET), libc::AF_INET);
+        assert_eq!(i32::from(AF_INET6), libc::AF_INET6);
+        for (ours, libc) in [
+            (ipproto::ICMP, libc::IPPROTO_ICMP),
+            (ipproto::TCP, libc::IPPROTO_TCP),
+            (ipproto::UDP, libc::IPPROTO_UDP),
+            (ipproto::DCCP, libc::IPPROTO_DCCP),
+            (ipproto::GRE, libc::IPPROTO_GRE),
+            (ipproto::ICMPV6, libc::IPPROTO_ICMPV6),
+            (ipproto::SCTP, libc::IPPROTO_SCTP),
+            (ipproto::UDPLITE, libc::IPPROTO_UDPLITE),
+        ] {
+            assert_eq!(i32::from(ours), libc);
+        }
+    }
+}
