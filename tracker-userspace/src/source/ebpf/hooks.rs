@@ -30,6 +30,17 @@ pub enum HookMode {
     Kprobe,
 }
 
+impl From<crate::cli::HookKind> for HookMode {
+    fn from(kind: crate::cli::HookKind) -> Self {
+        use crate::cli::HookKind;
+        match kind {
+            HookKind::Auto => HookMode::Auto,
+            HookKind::Fentry => HookMode::Fentry,
+            HookKind::Kprobe => HookMode::Kprobe,
+        }
+    }
+}
+
 /// A program run by a BPF trampoline at a function's entry or exit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Trampoline {

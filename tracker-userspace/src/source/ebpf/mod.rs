@@ -5,6 +5,7 @@ pub mod counts;
 pub mod decode;
 pub mod event_cache;
 pub mod hooks;
+mod start;
 
 use std::path::PathBuf;
 
@@ -19,6 +20,7 @@ use crate::btf::KernelBtf;
 use crate::event::Event;
 use decode::{Clock, Decoder, KernelProfile};
 use hooks::{HookMode, Outcome};
+pub use start::{Request, StartError};
 
 /// How often the reader collects records the programs added without waking
 /// it (they wake it only once the ring is filling up, see `wakeup_bytes`):
@@ -35,12 +37,12 @@ fn wakeup_bytes(ring_size: u32) -> u64 {
 /// The object built from tracker-ebpf, embedded at build time.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracker"));
 
-pub struct Options {
-    pub hook_mode: HookMode,
-    pub ring_size: u32,
-    pub filter: KernelFilter,
+struct Options {
+    hook_mode: HookMode,
+    ring_size: u32,
+    filter: KernelFilter,
     /// Attach the UPDATE hook (the filter then lets UPDATE through).
-    pub updates: bool,
+    updates: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,16 +67,17 @@ pub struct EbpfSource {
     ring: AsyncFd<RingBuf<MapData>>,
     stats: PerCpuArray<MapData, u64>,
     decoder: Decoder,
-    pub outcomes: Vec<Outcome>,
+    outcomes: Vec<Outcome>,
     hook_mode: HookMode,
     updates: bool,
-    pub pins: Option<PathBuf>,
+    /// Where the count maps are pinned for `tracker counts`.
+    pins: Option<PathBuf>,
     /// Whether nf_conntrack_events=2 means "only while a ctnetlink listener
     /// exists" (the autodetect mode of 5.19+); before, any non-zero value
     /// turns events on.
-    pub events_autodetect: bool,
+    events_autodetect: bool,
     /// The event-cache sysctl this run set; restored when the source drops.
-    pub event_cache: Option<event_cache::EventCache>,
+    event_cache: Option<event_cache::EventCache>,
     /// Records that could not be decoded (version or kind mismatch).
     pub undecodable: u64,
 }
@@ -90,7 +93,7 @@ fn live_capacity() -> u32 {
 }
 
 impl EbpfSource {
-    pub fn open(opts: &Options) -> Result<Self, EbpfError> {
+    fn open(opts: &Options) -> Result<Self, EbpfError> {
         if OBJECT.is_empty() {
             return Err(EbpfError::NoObject);
         }
