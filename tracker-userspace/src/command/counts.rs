@@ -131,8 +131,5 @@ pub async fn run(cli: &Cli, args: &CountsArgs) -> anyhow::Result<ExitCode> {
             _ = tokio::signal::ctrl_c() => break,
         }
     }
-    if let Some(dir) = _own.as_ref().and_then(|o| o.pins.clone()) {
-        kernel_counts::unpin(&dir);
-    }
     Ok(ExitCode::SUCCESS)
 }

@@ -11,6 +11,7 @@ use crate::command::{self, Opened};
 use crate::filter::{Filter, FilterError, NatFilter};
 use crate::model::EventKinds;
 use crate::output::{OutputError, Writer};
+use crate::source::Notice;
 
 pub async fn run(cli: &Cli, args: &EventsArgs) -> anyhow::Result<ExitCode> {
     let netns = command::resolve_netns(&args.netns.selection())?;
@@ -22,7 +23,6 @@ pub async fn run(cli: &Cli, args: &EventsArgs) -> anyhow::Result<ExitCode> {
     let Opened {
         mut source,
         description,
-        pins,
     } = command::open_source(
         cli,
         command::Wanted {
@@ -34,7 +34,7 @@ pub async fn run(cli: &Cli, args: &EventsArgs) -> anyhow::Result<ExitCode> {
         &args.netns.selection(),
     )
     .await?;
-    eprintln!("tracker: listening ({description})");
+    Notice::Listening(description).say();
 
     let mut out = Writer::stdout(args.output);
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
@@ -101,9 +101,8 @@ pub async fn run(cli: &Cli, args: &EventsArgs) -> anyhow::Result<ExitCode> {
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
     log::info!("source counters: {}", stats.join(" "));
-    if let Some(dir) = pins {
-        crate::source::ebpf::counts::unpin(&dir);
-    }
+    // The eBPF source detaches its hooks, removes its pins and restores the
+    // event-cache sysctl here, before the summary line.
     drop(source);
     match source_name {
         // ENOBUFS says events were dropped, not how many.

@@ -3,17 +3,15 @@
 pub mod counts;
 pub mod events;
 
-use std::path::PathBuf;
-
 use anyhow::{Context as _, anyhow, bail};
-use tracker_common::{KernelFilter, filter_kind};
+use tracker_common::KernelFilter;
 
 use crate::cli::{Cli, SourceKind};
 use crate::model::{EventKinds, NetnsArg, NetnsSelection};
 use crate::privileges;
 use crate::source::{
-    Source,
-    ebpf::{self, EbpfSource, event_cache::Prepared},
+    Notice, Source,
+    ebpf::{self, EbpfSource, StartError},
     netlink::{self, KindSet, NetlinkSource},
 };
 
@@ -72,8 +70,6 @@ pub struct Opened {
     pub source: Source,
     /// What the `tracker: listening (...)` line says.
     pub description: String,
-    /// Where the count maps are pinned (eBPF source), removed on exit.
-    pub pins: Option<PathBuf>,
 }
 
 fn human_size(bytes: u64) -> String {
@@ -99,119 +95,64 @@ pub struct Wanted {
 pub async fn open_source(
     cli: &Cli,
     wanted: Wanted,
-    mut kernel_filter: KernelFilter,
+    kernel_filter: KernelFilter,
     netlink_buffer: Option<usize>,
     netns: &NetnsSelection,
 ) -> anyhow::Result<Opened> {
     if cli.source != SourceKind::Netlink {
         let missing = privileges::missing_for_ebpf();
-        if missing.is_empty() {
-            match privileges::ensure_conntrack_loaded() {
-                Ok(Some(note)) => eprintln!("tracker: {note}"),
-                Ok(None) => {}
-                Err(e) => bail!(e),
+        if !missing.is_empty() {
+            if cli.source == SourceKind::Ebpf {
+                bail!(
+                    "the eBPF source needs root, or the capabilities CAP_BPF, CAP_PERFMON and \
+                     CAP_NET_ADMIN; this process lacks {}",
+                    missing.join(", ")
+                );
             }
-            let updates = wanted.kinds.is_some_and(|k| k.update);
-            if !updates {
-                kernel_filter.kinds &= !filter_kind::UPDATE;
-            }
-            let opts = ebpf::Options {
+            Notice::EbpfLacks(missing).say();
+        } else {
+            let request = ebpf::Request {
                 hook_mode: cli.hook,
                 ring_size: cli.ring_size.0 as u32,
                 filter: kernel_filter,
-                updates,
+                kinds: wanted.kinds,
+                set_events_sysctl: wanted.set_events_sysctl,
+                netns,
             };
-            match EbpfSource::open(&opts) {
-                Ok(mut source) => {
-                    for outcome in &source.outcomes {
-                        eprintln!("tracker: hook {outcome}");
-                    }
-                    if updates {
-                        // Without the event cache the UPDATE hook never fires.
-                        // Checked once the hooks are known to attach, so a
-                        // host that falls back to netlink (which needs no
-                        // sysctl) is not asked to change anything.
-                        match ebpf::event_cache::prepare(
-                            netns,
-                            wanted.set_events_sysctl,
-                            source.events_autodetect,
-                        ) {
-                            Ok(Prepared::Enabled) => {}
-                            Ok(Prepared::Set(guard, note)) => {
-                                eprintln!("tracker: {note}");
-                                source.event_cache = Some(guard);
-                            }
-                            Ok(Prepared::Unchecked(warning)) => eprintln!("tracker: {warning}"),
-                            Err(e) => bail!(e),
-                        }
-                    }
-                    if !updates && wanted.set_events_sysctl {
-                        eprintln!(
-                            "tracker: --set-nf-conntrack-events has no effect without UPDATE \
-                             events (-e ALL or -e UPDATE)"
-                        );
-                    }
-                    if wanted.kinds.is_none() {
-                        eprintln!(
-                            "tracker: showing NEW and DESTROY; UPDATE events are opt-in with the \
-                             eBPF source (-e ALL)"
-                        );
-                    }
-                    let ebpf = source.ebpf_mut();
-                    match ebpf::counts::seed(ebpf) {
-                        Ok(n) => log::info!("{n} entries existed before start (counted once)"),
-                        Err(e) => eprintln!(
-                            "tracker: per-mark counts leave out entries that existed before \
-                             start: the start-up dump failed: {e}"
-                        ),
-                    }
-                    let pins = match ebpf::counts::pin(ebpf) {
-                        Ok(dir) => Some(dir),
-                        Err(e) => {
-                            eprintln!("tracker: `tracker counts` cannot read this instance: {e}");
-                            None
-                        }
-                    };
+            match EbpfSource::start(&request) {
+                Ok(source) => {
                     let description = format!(
                         "source=ebpf, hooks={}, ring={}",
                         source.hook_summary(),
                         human_size(cli.ring_size.0)
                     );
-                    source.pins = pins.clone();
                     return Ok(Opened {
                         source: Source::Ebpf(Box::new(source)),
                         description,
-                        pins,
                     });
                 }
-                Err(e) if cli.source == SourceKind::Auto => {
-                    eprintln!(
-                        "tracker: {e}: using ctnetlink events instead; expect event loss under \
-                         load"
-                    );
+                Err(StartError::Unavailable(e)) if cli.source == SourceKind::Auto => {
+                    Notice::Fallback(e).say();
                 }
-                Err(e) => bail!(e),
+                Err(StartError::Unavailable(e)) => return Err(e.into()),
+                Err(StartError::Failed(e)) => return Err(anyhow!(e)),
             }
-        } else if cli.source == SourceKind::Ebpf {
-            bail!(
-                "the eBPF source needs root, or the capabilities CAP_BPF, CAP_PERFMON and \
-                 CAP_NET_ADMIN; this process lacks {}",
-                missing.join(", ")
-            );
-        } else {
-            eprintln!(
-                "tracker: the eBPF source needs {} which this process lacks: trying ctnetlink",
-                missing.join(", ")
-            );
         }
     }
+    open_netlink(wanted, netlink_buffer, netns)
+}
+
+fn open_netlink(
+    wanted: Wanted,
+    netlink_buffer: Option<usize>,
+    netns: &NetnsSelection,
+) -> anyhow::Result<Opened> {
     let missing = privileges::missing_for_netlink();
     if !missing.is_empty() {
         bail!("reading ctnetlink events needs root or CAP_NET_ADMIN, which this process lacks");
     }
     if wanted.set_events_sysctl {
-        // ctnetlink listeners get UPDATE events under the default 2 as well.
-        eprintln!("tracker: --set-nf-conntrack-events has no effect with the netlink source");
+        Notice::SysctlWithNetlink.say();
     }
     enter_netns_for_netlink(netns)?;
     let kinds = wanted.kinds.unwrap_or(EventKinds::ALL);
@@ -228,6 +169,5 @@ pub async fn open_source(
     Ok(Opened {
         source: Source::Netlink(source),
         description,
-        pins: None,
     })
 }

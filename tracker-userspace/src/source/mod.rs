@@ -3,8 +3,10 @@
 
 pub mod ebpf;
 pub mod netlink;
+pub mod notice;
 
 use crate::event::Event;
+pub use notice::Notice;
 
 pub enum Source {
     Ebpf(Box<ebpf::EbpfSource>),
@@ -31,7 +33,7 @@ impl Source {
     pub fn upkeep(&mut self) {
         if let Source::Ebpf(s) = self {
             for line in s.attach_late_hooks() {
-                eprintln!("tracker: hook {line} (its module was loaded after start-up)");
+                Notice::LateHook(line).say();
             }
         }
     }

@@ -169,15 +169,15 @@ mod tests {
     /// In a namespace of its own: refused without the flag, set with it,
     /// restored when the guard drops.
     #[test]
+    #[ignore = "needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN for a namespace) and nf_conntrack"]
     fn sets_and_restores_in_a_private_namespace() {
-        if !crate::privileges::missing_for_netlink().is_empty() {
-            eprintln!("skipped: needs CAP_NET_ADMIN (and CAP_SYS_ADMIN for a namespace)");
-            return;
-        }
-        if !Path::new(SYSCTL).exists() {
-            eprintln!("skipped: nf_conntrack is not loaded");
-            return;
-        }
+        let missing = crate::privileges::missing_for_netlink();
+        assert!(
+            missing.is_empty(),
+            "cannot run: lacks {}",
+            missing.join(", ")
+        );
+        crate::privileges::ensure_conntrack_loaded().expect("nf_conntrack loads");
         let (tx, rx) = std::sync::mpsc::channel();
         let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
         // The namespace lives as long as this thread, which holds it.
@@ -189,10 +189,10 @@ mod tests {
                 .unwrap();
             let _ = done_rx.recv();
         });
-        let Some(ns) = rx.recv().unwrap() else {
-            eprintln!("skipped: cannot create a network namespace");
-            return;
-        };
+        let ns = rx
+            .recv()
+            .unwrap()
+            .expect("unshare(CLONE_NEWNET) creates a namespace");
         let sel = NetnsSelection::One(NetnsArg::Path(ns.clone().into()));
         let read = || read_value(&mut open_in(Some(Path::new(&ns)), false).unwrap()).unwrap();
         let mut f = open_in(Some(Path::new(&ns)), true).unwrap();
