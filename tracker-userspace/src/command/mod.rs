@@ -12,7 +12,7 @@ use crate::privileges;
 use crate::source::{
     Notice, Source,
     ebpf::{self, EbpfSource, StartError},
-    netlink::{self, KindSet, NetlinkSource},
+    netlink::{self, NetlinkSource},
 };
 
 /// A command line that parses but cannot be honoured (e.g. options that
@@ -156,12 +156,7 @@ fn open_netlink(
     }
     enter_netns_for_netlink(netns)?;
     let kinds = wanted.kinds.unwrap_or(EventKinds::ALL);
-    let set = KindSet {
-        new: kinds.new,
-        update: kinds.update,
-        destroy: kinds.destroy,
-    };
-    let source = NetlinkSource::open(set, netlink_buffer.unwrap_or(netlink::DEFAULT_RCVBUF))?;
+    let source = NetlinkSource::open(kinds, netlink_buffer.unwrap_or(netlink::DEFAULT_RCVBUF))?;
     let description = format!(
         "source=netlink, buffer={}",
         human_size(source.rcvbuf() as u64)

@@ -16,6 +16,15 @@ impl EventKinds {
         update: true,
         destroy: true,
     };
+    pub const NONE: EventKinds = EventKinds {
+        new: false,
+        update: false,
+        destroy: false,
+    };
+
+    pub fn is_empty(&self) -> bool {
+        *self == Self::NONE
+    }
 }
 
 impl Default for EventKinds {

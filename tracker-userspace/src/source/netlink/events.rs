@@ -10,8 +10,9 @@ use tokio::io::unix::AsyncFd;
 
 use super::decode::{Receipt, decode_event};
 use super::socket::{self, RecvRing, align4, classify, netns_inode, open_ctnetlink};
-use super::{KindSet, NetlinkError};
+use super::{NetlinkError, groups};
 use crate::event::Event;
+use crate::model::EventKinds;
 
 /// `next_batch` returns once it has added this many events, leaving the rest
 /// in the socket for the next call (bounds latency and memory per batch).
@@ -59,12 +60,12 @@ impl NetlinkSource {
     /// the system default). Needs CAP_NET_ADMIN. Events come from the netns
     /// of the calling thread only. Callable outside a Tokio runtime; the
     /// socket is registered with the runtime on the first `next_batch`.
-    pub fn open(kinds: KindSet, rcvbuf: usize) -> Result<Self, NetlinkError> {
+    pub fn open(kinds: EventKinds, rcvbuf: usize) -> Result<Self, NetlinkError> {
         if kinds.is_empty() {
             return Err(NetlinkError::NoKinds);
         }
         let socket = open_ctnetlink(rcvbuf)?;
-        for group in kinds.groups() {
+        for group in groups(kinds) {
             socket
                 .add_membership(group)
                 .map_err(|e| classify("joining a conntrack multicast group", e))?;

@@ -25,33 +25,21 @@ mod tests;
 
 use std::io;
 
+use crate::model::EventKinds;
+
 pub use dump::{dump_marks, mark_totals};
 pub use events::{DEFAULT_RCVBUF, NetlinkSource};
 
-/// Which event kinds to subscribe to; each is one multicast group, so the
-/// kernel never sends the others.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct KindSet {
-    pub new: bool,
-    pub update: bool,
-    pub destroy: bool,
-}
-
-impl KindSet {
-    pub fn is_empty(&self) -> bool {
-        !(self.new || self.update || self.destroy)
-    }
-
-    /// `NFNLGRP_CONNTRACK_*` groups to join.
-    pub fn groups(&self) -> impl Iterator<Item = u32> {
-        [
-            (self.new, attrs::NFNLGRP_CONNTRACK_NEW),
-            (self.update, attrs::NFNLGRP_CONNTRACK_UPDATE),
-            (self.destroy, attrs::NFNLGRP_CONNTRACK_DESTROY),
-        ]
-        .into_iter()
-        .filter_map(|(on, group)| on.then_some(group))
-    }
+/// The `NFNLGRP_CONNTRACK_*` groups to join for `kinds`: each kind is one
+/// multicast group, so the kernel never sends the others.
+pub fn groups(kinds: EventKinds) -> impl Iterator<Item = u32> {
+    [
+        (kinds.new, attrs::NFNLGRP_CONNTRACK_NEW),
+        (kinds.update, attrs::NFNLGRP_CONNTRACK_UPDATE),
+        (kinds.destroy, attrs::NFNLGRP_CONNTRACK_DESTROY),
+    ]
+    .into_iter()
+    .filter_map(|(on, group)| on.then_some(group))
 }
 
 #[derive(Debug, thiserror::Error)]

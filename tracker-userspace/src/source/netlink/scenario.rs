@@ -494,15 +494,8 @@ fn events_scenario() -> Result<(Vec<Event>, Vec<String>), String> {
         }}"
     ))?;
 
-    let mut source = NetlinkSource::open(
-        KindSet {
-            new: true,
-            update: true,
-            destroy: true,
-        },
-        DEFAULT_RCVBUF,
-    )
-    .map_err(|e| e.to_string())?;
+    let mut source =
+        NetlinkSource::open(EventKinds::ALL, DEFAULT_RCVBUF).map_err(|e| e.to_string())?;
     let oracle = Command::new("conntrack")
         .args(["-E", "-e", "ALL", "-o", "extended,id"])
         .stdout(Stdio::piped())
@@ -753,7 +746,7 @@ fn overrun_scenario() -> Result<(), String> {
         }",
     )?;
     let err = |what: &'static str| move |e: io::Error| format!("{what}: {e}");
-    let only_new = KindSet {
+    let only_new = EventKinds {
         new: true,
         update: false,
         destroy: false,

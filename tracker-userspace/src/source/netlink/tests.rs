@@ -625,29 +625,19 @@ fn datagram_with_several_messages_and_garbage() {
 
 #[test]
 fn kind_sets_map_to_groups() {
+    assert_eq!(groups(EventKinds::ALL).collect::<Vec<_>>(), [1, 2, 3]);
     assert_eq!(
-        KindSet {
-            new: true,
-            update: true,
-            destroy: true
-        }
-        .groups()
-        .collect::<Vec<_>>(),
-        [1, 2, 3]
-    );
-    assert_eq!(
-        KindSet {
+        groups(EventKinds {
             new: true,
             update: false,
             destroy: true
-        }
-        .groups()
+        })
         .collect::<Vec<_>>(),
         [1, 3]
     );
-    assert!(KindSet::default().is_empty());
+    assert!(EventKinds::NONE.is_empty());
     assert!(matches!(
-        NetlinkSource::open(KindSet::default(), 0),
+        NetlinkSource::open(EventKinds::NONE, 0),
         Err(NetlinkError::NoKinds)
     ));
 }
