@@ -2,7 +2,8 @@
 # conntrack -E's filters, given the same words on both sides: mixed traffic (TCP and UDP,
 # IPv4 and IPv6, one UDP port marked 1 by nft `ct mark set`) and, per filter set, the
 # tracker's stream must equal conntrack -E's. Family, protocol and mark are applied in
-# the eBPF programs, the rest in userspace: both paths are covered.
+# the eBPF programs, the rest in userspace: both paths are covered. Then -p tcp --state
+# ESTABLISHED the same way, and --state NEW (iptables' ctstate) refused with exit code 2.
 # timeout: 480
 . "$(dirname "$0")/../lib.sh"
 lib_setup
@@ -43,4 +44,39 @@ run_filter() {
 run_filter "-p udp --dport 5301 -m 1" 4
 run_filter "-f ipv6 -r ::1 -q ::1 -p udp" 2
 run_filter "-s 127.0.0.0/8 -d 127.0.0.1 -p tcp" 2
-note "3 filter sets (-p --dport -m -f -r -q -s -d) equal to conntrack -E"
+
+# --state, applied in userspace, on the state the line shows. The traffic's TCP lines are
+# NEW SYN_SENT and DESTROY TIME_WAIT or CLOSE: none match. An entry inserted ESTABLISHED
+# shows it on its NEW line, and on its DESTROY where DESTROY carries the state (5.15+).
+STATE_WORDS="-p tcp --state ESTABLISHED"
+log "filter: $STATE_WORDS"
+# shellcheck disable=SC2086
+TRACKER_ARGS="$STATE_WORDS" oracle_start $NS $STATE_WORDS
+traffic $NS tcp-client 127.0.0.1 8000 --count 1
+traffic $NS tcp-client ::1 8001 --count 1
+traffic $NS udp-client 127.0.0.1 5300 --count 1
+in_ns $NS conntrack -I -p tcp -s 10.9.9.1 -d 10.9.9.2 --sport 1001 --dport 80 \
+    --state ESTABLISHED -t 120 -u SEEN_REPLY,ASSURED 2>&1 | sed 's/^/  conntrack: /'
+ct_flush $NS
+oracle_stop
+IFS=. read -r KMAJ KMIN _ <<<"$(uname -r)"
+if [ "$KMAJ" -gt 5 ] || { [ "$KMAJ" = 5 ] && [ "${KMIN%%[!0-9]*}" -ge 15 ]; }; then
+    DESTROYS=1
+else
+    DESTROYS=0
+fi
+expect_events '^ *\[NEW\] tcp +6 [0-9]+ ESTABLISHED src=10\.9\.9\.1 .*sport=1001 ' 1 1
+expect_events '^\[DESTROY\] tcp +6 [0-9]+ ESTABLISHED src=10\.9\.9\.1 .*sport=1001 ' $DESTROYS $DESTROYS
+expect_events '\[(NEW|DESTROY)\]' $((1 + DESTROYS)) $((1 + DESTROYS))
+oracle_compare
+
+# iptables' ctstate NEW is not a conntrack state: refused before anything is loaded.
+if in_ns $NS timeout 30 "$TRACKER" events --state NEW -p tcp --dport 22 \
+    >"$SCEN_DIR/state-new.out" 2>"$SCEN_DIR/state-new.err"; then rc=0; else rc=$?; fi
+cat "$SCEN_DIR/state-new.err"
+[ "$rc" = 2 ] || fail "tracker events --state NEW exited $rc, expected 2"
+WANT="error: --state NEW is iptables' ctstate, not a conntrack entry state: to see new connections, use -e NEW"
+[ "$(cat "$SCEN_DIR/state-new.err")" = "$WANT" ] \
+    || fail "tracker events --state NEW did not say only: $WANT"
+[ ! -s "$SCEN_DIR/state-new.out" ] || fail "tracker events --state NEW printed on stdout"
+note "4 filter sets (-p --dport -m -f -r -q -s -d --state) equal to conntrack -E; --state NEW refused"

@@ -13,7 +13,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::model::{
     ByteSize, Cidr, DurationArg, EventKinds, Family, MarkMask, NetnsArg, NetnsSelection, Protocol,
-    duration, number, size,
+    StateArg, duration, number, size,
 };
 use crate::output::OutputFormat;
 use crate::source::ebpf::hooks::HookMode;
@@ -29,6 +29,7 @@ Examples:
 const EVENTS_EXAMPLES: &str = "\
 Examples:
   tracker events -e NEW -p udp --dport 53
+  tracker events --state ESTABLISHED --dport 22
   tracker events -s 10.0.0.0/8 -m 0x10/0xf0 -o extended,timestamp
   tracker events -f ipv6 -d 2001:db8::/32 -o json --duration 30s
   tracker events -j -e DESTROY --all-netns
@@ -36,7 +37,8 @@ Examples:
 
 Filters combine with AND, like conntrack -E. Unlike conntrack, `-m 0` matches
 connections whose mark is 0 (conntrack only matches events that carry a mark
-attribute, which the kernel omits for mark 0).";
+attribute, which the kernel omits for mark 0), and --state takes a list and
+implies -p tcp (conntrack takes one state, after -p tcp).";
 
 const COUNTS_EXAMPLES: &str = "\
 Examples:
@@ -149,6 +151,14 @@ pub struct EventsArgs {
     /// Original destination port (e.g. --dport 443).
     #[arg(long, value_name = "PORT", value_parser = number::parse_port)]
     pub dport: Option<u16>,
+
+    /// TCP states the event shows, comma separated, case-insensitive:
+    /// NONE, SYN_SENT, SYN_RECV, ESTABLISHED, FIN_WAIT, CLOSE_WAIT, LAST_ACK,
+    /// TIME_WAIT, CLOSE, SYN_SENT2; implies -p tcp. DESTROY lines without a
+    /// state (kernels before 5.15) never match (e.g. --state ESTABLISHED;
+    /// --state SYN_SENT,SYN_RECV).
+    #[arg(long, value_name = "STATE[,STATE...]", value_parser = StateArg::from_str)]
+    pub state: Option<StateArg>,
 
     /// Conntrack mark, decimal or 0x hex, with an optional mask; matches when
     /// mark & MASK == VALUE (e.g. -m 0x10/0xf0). -m 0 matches mark 0.
@@ -363,6 +373,11 @@ mod tests {
             (&["tracker", "--ring-size", "3M", "events"], "3M"),
             (&["tracker", "counts", "--watch", "0"], "0"),
             (&["tracker", "events", "-o", "xml"], "xml"),
+            (
+                &["tracker", "events", "--state", "ESTABLISHD"],
+                "ESTABLISHD",
+            ),
+            (&["tracker", "events", "--state", "SYN_SENT,"], "--state"),
             (
                 &["tracker", "events", "--netns", "1", "--all-netns"],
                 "--all-netns",

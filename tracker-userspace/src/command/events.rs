@@ -139,8 +139,10 @@ pub fn filter_from_args(args: &EventsArgs) -> Result<Filter, FilterError> {
             dst: args.dst_nat,
             any: args.any_nat,
         },
+        tcp_states: None,
         netns: None,
     }
+    .with_states(args.state)?
     .with_implied_family()
 }
 

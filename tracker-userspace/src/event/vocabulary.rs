@@ -107,6 +107,18 @@ pub fn tcp_state_name(state: u8) -> &'static str {
         .unwrap_or(TCP_STATES[0])
 }
 
+/// The state a TCP state name stands for, case-insensitive. `LISTEN` is
+/// SYN_SENT2's pre-2.6.31 name, which conntrack's `--state` still accepts.
+pub fn tcp_state_by_name(name: &str) -> Option<u8> {
+    if name.eq_ignore_ascii_case("LISTEN") {
+        return tcp_state_by_name("SYN_SENT2");
+    }
+    TCP_STATES
+        .iter()
+        .position(|s| s.eq_ignore_ascii_case(name))
+        .map(|i| i as u8)
+}
+
 /// The TCP state an event shows: only TCP carries ATTR_TCP_STATE.
 pub fn shown_tcp_state(ev: &Event) -> Option<u8> {
     ev.tcp_state.filter(|_| ev.l4proto == ipproto::TCP)
@@ -154,6 +166,18 @@ pub const CHANGE_NAMES: [&str; 12] = [
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tcp_state_names_both_ways() {
+        for (i, name) in TCP_STATES.iter().enumerate() {
+            assert_eq!(tcp_state_by_name(name), Some(i as u8));
+            assert_eq!(tcp_state_name(i as u8), *name);
+        }
+        assert_eq!(tcp_state_by_name("time_wait"), Some(7));
+        assert_eq!(tcp_state_by_name("Listen"), Some(9));
+        assert_eq!(tcp_state_by_name("NEW"), None);
+        assert_eq!(tcp_state_by_name(""), None);
+    }
 
     #[test]
     fn numbers_are_the_kernels() {

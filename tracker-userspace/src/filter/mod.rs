@@ -2,19 +2,22 @@
 //! kernel programs can apply themselves before an event reaches the ring.
 //!
 //! Semantics follow conntrack-tools 1.4.7 (`nfct_filter()` in src/conntrack.c
-//! and libnetfilter_conntrack's NAT tests in src/conntrack/objopt.c) with one
-//! deliberate difference: `-m 0` matches mark 0. conntrack only compares the
+//! and libnetfilter_conntrack's NAT tests in src/conntrack/objopt.c) with two
+//! deliberate differences. `-m 0` matches mark 0: conntrack only compares the
 //! mark when the event carries a CTA_MARK attribute, which the kernel leaves
-//! out for mark 0, so there `-m 0` never matches.
+//! out for mark 0, so there `-m 0` never matches. `--state` takes a comma
+//! list, any case, and implies `-p tcp`, where conntrack takes one upper-case
+//! state and only after `-p tcp`.
 
 mod nat;
+pub mod state;
 
 use std::net::IpAddr;
 
 use tracker_common::{KernelFilter, filter_kind};
 
 use crate::event::{Event, EventKind, L4Ids};
-use crate::model::{Cidr, EventKinds, Family, MarkMask, Protocol};
+use crate::model::{Cidr, CtState, EventKinds, Family, MarkMask, Protocol, StateArg, TcpStates};
 
 pub use nat::{is_dst_nat, is_src_nat};
 
@@ -27,6 +30,10 @@ pub enum FilterError {
         got: &'static str,
         want: &'static str,
     },
+    #[error("{}", state::ctstate_advice(*.0))]
+    CtState(CtState),
+    #[error("{}", state::no_tcp_states(*.0))]
+    NoTcpStates(Protocol),
 }
 
 /// Which NAT a connection must have (`-n`, `-g`, `-j`).
@@ -52,6 +59,8 @@ pub struct Filter {
     pub mark: Option<MarkMask>,
     pub zone: Option<u16>,
     pub nat: NatFilter,
+    /// `--state`: the TCP states the event must show.
+    pub tcp_states: Option<TcpStates>,
     /// Namespace inode; `None` for all. Set by the caller once it has
     /// resolved `--netns` (see [`Filter::with_netns`]).
     pub netns: Option<u32>,
@@ -73,6 +82,7 @@ impl Default for Filter {
             mark: None,
             zone: None,
             nat: NatFilter::default(),
+            tcp_states: None,
             netns: None,
         }
     }
@@ -109,6 +119,16 @@ impl Filter {
             }
         }
         Ok(family)
+    }
+
+    /// Adds `--state`, which implies `-p tcp`; see [`state::resolve`].
+    pub fn with_states(mut self, arg: Option<StateArg>) -> Result<Filter, FilterError> {
+        if let Some(arg) = arg {
+            let (proto, states) = state::resolve(arg, self.proto)?;
+            self.proto = Some(proto);
+            self.tcp_states = Some(states);
+        }
+        Ok(self)
     }
 
     /// Restricts to one network namespace (by inode).
@@ -153,6 +173,9 @@ impl Filter {
                 return false;
             }
         }
+        if self.tcp_states.is_some_and(|s| !state::matches(s, ev)) {
+            return false;
+        }
         self.nat_matches(ev)
     }
 
@@ -175,7 +198,7 @@ impl Filter {
 
     /// What the kernel programs can check before writing to the ring: event
     /// kinds, netns, family, protocol and mark. Zero fields other than
-    /// `kinds` mean "any".
+    /// `kinds` mean "any". TCP states stay in userspace for now.
     pub fn kernel_filter(&self) -> KernelFilter {
         let kinds = [
             (self.kinds.new, filter_kind::NEW),
@@ -197,6 +220,7 @@ impl Filter {
             match_mark,
             l3proto: self.family.map_or(0, Family::l3proto),
             l4proto: self.proto.map_or(0, |p| p.0),
+            // Kernel side later: self.tcp_states as a bit set, tested on the copied state.
             _pad: 0,
         }
     }

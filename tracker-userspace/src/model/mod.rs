@@ -10,6 +10,7 @@ pub mod netns;
 pub mod number;
 pub mod protocol;
 pub mod size;
+pub mod state;
 
 pub use addr::{Cidr, Family};
 pub use duration::DurationArg;
@@ -18,3 +19,4 @@ pub use mark::MarkMask;
 pub use netns::{NetnsArg, NetnsSelection};
 pub use protocol::Protocol;
 pub use size::ByteSize;
+pub use state::{CtState, StateArg, TcpStates};
