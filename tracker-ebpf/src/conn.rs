@@ -87,17 +87,6 @@ impl<'a> Conn<'a> {
         Some(unsafe { self.bytes.as_ptr().add(rel as usize).cast::<T>().read() })
     }
 
-    /// A byte array at kernel offset `off`, by reference into the copy.
-    #[inline(always)]
-    fn bytes_at<const N: usize>(&self, off: u32) -> Option<&'a [u8; N]> {
-        let rel = off.wrapping_sub(off!(conn_start));
-        if off == KernelOffsets::ABSENT || rel > (CONN_BYTES - N) as u32 {
-            return None;
-        }
-        // SAFETY: rel + N ≤ CONN_BYTES, checked above; [u8; N] has align 1.
-        Some(unsafe { &*self.bytes.as_ptr().add(rel as usize).cast::<[u8; N]>() })
-    }
-
     /// `ct->status`: `unsigned long`, whose low 32 bits hold every defined
     /// bit (little endian).
     #[inline(always)]
@@ -144,14 +133,15 @@ impl<'a> Conn<'a> {
     pub fn original_hash(&self, l3: u8, l4: u8, zone: u16, netns: u32) -> u64 {
         let t = off!(ct_tuple);
         let (Some(src), Some(dst), Some(src_id), Some(dst_id)) = (
-            self.bytes_at::<16>(t.wrapping_add(off!(tuple_src_u3))),
-            self.bytes_at::<16>(t.wrapping_add(off!(tuple_dst_u3))),
-            self.get::<[u8; 2]>(t.wrapping_add(off!(tuple_src_u))),
-            self.get::<[u8; 2]>(t.wrapping_add(off!(tuple_dst_u))),
+            self.get::<[u32; 4]>(t.wrapping_add(off!(tuple_src_u3))),
+            self.get::<[u32; 4]>(t.wrapping_add(off!(tuple_dst_u3))),
+            self.get::<u16>(t.wrapping_add(off!(tuple_src_u))),
+            self.get::<u16>(t.wrapping_add(off!(tuple_dst_u))),
         ) else {
             return 0;
         };
-        tracker_common::tuple_hash_parts(src, dst, src_id, dst_id, l3, l4, zone, netns)
+        let ids = src_id as u32 | (dst_id as u32) << 16;
+        tracker_common::tuple_hash_words(&src, &dst, ids, l3, l4, zone, netns)
     }
 }
 

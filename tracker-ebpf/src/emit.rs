@@ -1,9 +1,13 @@
 //! Turning a conntrack entry into a `FlowRecord` in the ring, and the counts
 //! bookkeeping that must happen whether or not the record fits.
 //!
-//! Every hook ends here. The entry is copied once into this CPU's scratch
-//! record; the filter and the counts read it there, and the record goes to
-//! the ring with one `bpf_ringbuf_output`.
+//! Every hook ends here. The record is reserved in the ring first and the
+//! entry is copied straight into it with one `bpf_probe_read_kernel`; the
+//! filter and the counts read that copy, and the record is then submitted or
+//! discarded. Only when the ring is full does the entry go to this CPU's
+//! scratch record instead, so the counts still see it and the drop is
+//! counted. (Copying a finished record into the ring, as
+//! `bpf_ringbuf_output` does, was the dearest step of a hook.)
 
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
@@ -16,7 +20,7 @@ use tracker_common::{
 use crate::{
     conn::{self, Conn},
     counts,
-    maps::{EVENTS, bump, with_scratch},
+    maps::{EVENTS, Scratch, bump},
 };
 
 #[unsafe(no_mangle)]
@@ -111,21 +115,59 @@ pub fn report(ct: u64, change: Change) {
     if ct == 0 {
         return;
     }
-    with_scratch(|r| {
-        if conn::copy(ct, &mut r.conn).is_err() {
-            bump(stat::READ_ERRORS);
-            return;
+    // One call of `fill` for both destinations keeps the program small
+    // (and under the verifier's stack limit).
+    let entry = EVENTS.reserve::<FlowRecord>(0);
+    let scratch = if entry.is_some() {
+        None
+    } else {
+        match Scratch::enter() {
+            Some(s) => Some(s),
+            None => return,
         }
-        fill(ct, change, r);
-    });
+    };
+    let record = match (&entry, &scratch) {
+        (Some(e), _) => e.as_ptr().cast_mut().cast::<FlowRecord>(),
+        (None, Some(s)) => s.record,
+        (None, None) => return,
+    };
+    // SAFETY: ring memory is always initialized (zeroed at map creation,
+    // then earlier records) and every field of FlowRecord is a plain
+    // integer, so any bytes are a valid value; a scratch slot is this run's.
+    let keep = fill(ct, change, unsafe { &mut *record });
+    match (entry, scratch) {
+        (Some(e), _) => {
+            if keep {
+                e.submit(wakeup());
+                bump(stat::EMITTED);
+            } else {
+                e.discard(BPF_RB_NO_WAKEUP as u64);
+            }
+        }
+        // Ring full: the event is lost, but the counts moved.
+        (None, Some(s)) => {
+            if keep {
+                bump(stat::RING_DROPS);
+            }
+            s.leave();
+        }
+        (None, None) => {}
+    }
 }
 
+/// Copies the entry into `r`, moves the counts, and completes the record.
+/// Returns whether the record should go to userspace (the copy worked and
+/// the filter wants it).
 #[inline(always)]
-fn fill(ct: u64, change: Change, r: &mut FlowRecord) {
+fn fill(ct: u64, change: Change, r: &mut FlowRecord) -> bool {
+    if conn::copy(ct, &mut r.conn).is_err() {
+        bump(stat::READ_ERRORS);
+        return false;
+    }
     let c = Conn::new(&r.conn);
     let Some(s) = Summary::of(&c) else {
         bump(stat::READ_ERRORS);
-        return;
+        return false;
     };
     let now = unsafe { bpf_ktime_get_boot_ns() };
     let mut bits = 0u16;
@@ -136,7 +178,7 @@ fn fill(ct: u64, change: Change, r: &mut FlowRecord) {
             if s.status & status::CONFIRMED == 0 || s.status & status::NAT_CLASH != 0 {
                 // Not (yet) in the table, or a clash loser conntrack never
                 // reports.
-                return;
+                return false;
             }
             if netlink_insert {
                 bits |= flags::NETLINK_INSERT;
@@ -163,7 +205,7 @@ fn fill(ct: u64, change: Change, r: &mut FlowRecord) {
     };
     if !wanted(kind_, &s) {
         bump(stat::FILTERED);
-        return;
+        return false;
     }
     if generation != 0 && kind_ != kind::NEW {
         bits |= flags::PAIRED;
@@ -209,23 +251,21 @@ fn fill(ct: u64, change: Change, r: &mut FlowRecord) {
     r.jiffies = unsafe { bpf_jiffies64() } as u32;
     r.events = events;
     r._pad = 0;
-    if EVENTS.output::<FlowRecord>(&*r, wakeup()).is_ok() {
-        bump(stat::EMITTED);
-    } else {
-        bump(stat::RING_DROPS);
-    }
+    true
 }
 
-/// The wakeup flag for the next record: force one when this record makes
-/// the unread bytes cross `WAKEUP_BYTES` (once per crossing, so a slow
-/// reader is not sent a wakeup per record), none otherwise.
+/// The wakeup flag for the record just reserved: force one when it made the
+/// unread bytes cross `WAKEUP_BYTES` (once per crossing, so a slow reader is
+/// not sent a wakeup per record), none otherwise.
 #[inline(always)]
 fn wakeup() -> u64 {
     // SAFETY: a global set before load.
     let threshold = unsafe { core::ptr::read_volatile(&WAKEUP_BYTES) };
+    // Counts the reservation: the producer position moved at reserve.
     let unread = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
-    let size = core::mem::size_of::<FlowRecord>() as u64;
-    if unread < threshold && unread + size >= threshold {
+    // The ring puts an 8-byte header before each record.
+    let size = core::mem::size_of::<FlowRecord>() as u64 + 8;
+    if unread >= threshold && unread < threshold + size {
         BPF_RB_FORCE_WAKEUP as u64
     } else {
         BPF_RB_NO_WAKEUP as u64

@@ -60,26 +60,43 @@ pub fn bump(index: u32) {
     }
 }
 
-/// Runs `f` with this CPU's scratch record for the current nesting level.
-/// Interrupts nest strictly (an interrupting hook finishes before the one it
-/// interrupted resumes) and programs cannot migrate while they run, so a
-/// per-CPU depth counter is enough to keep levels apart.
-#[inline(always)]
-pub fn with_scratch(f: impl FnOnce(&mut FlowRecord)) {
-    let Some(depth) = NESTING.get_ptr_mut(0) else {
-        return;
-    };
-    // SAFETY: per-CPU slot; a nested hook restores it before returning.
-    let level = unsafe { *depth };
-    match SCRATCH.get_ptr_mut(level) {
-        Some(record) => {
-            unsafe { *depth = level + 1 };
-            // SAFETY: this level's record belongs to this run until it
-            // lowers the depth again.
-            f(unsafe { &mut *record });
-            unsafe { *depth = level };
+/// This CPU's scratch record for the current nesting level, held until
+/// [`Scratch::leave`]. Interrupts nest strictly (an interrupting hook
+/// finishes before the one it interrupted resumes) and programs cannot
+/// migrate while they run, so a per-CPU depth counter is enough to keep
+/// levels apart.
+pub struct Scratch {
+    depth: *mut u32,
+    level: u32,
+    pub record: *mut FlowRecord,
+}
+
+impl Scratch {
+    #[inline(always)]
+    pub fn enter() -> Option<Self> {
+        let depth = NESTING.get_ptr_mut(0)?;
+        // SAFETY: per-CPU slot; a nested hook restores it before returning.
+        let level = unsafe { *depth };
+        match SCRATCH.get_ptr_mut(level) {
+            Some(record) => {
+                unsafe { *depth = level + 1 };
+                Some(Scratch {
+                    depth,
+                    level,
+                    record,
+                })
+            }
+            None => {
+                bump(stat::NEST_OVERFLOW);
+                None
+            }
         }
-        None => bump(stat::NEST_OVERFLOW),
+    }
+
+    #[inline(always)]
+    pub fn leave(self) {
+        // SAFETY: the slot `enter` found; this run still owns its level.
+        unsafe { *self.depth = self.level };
     }
 }
 
