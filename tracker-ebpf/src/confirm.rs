@@ -18,9 +18,9 @@ use crate::{
 const NF_ACCEPT: i32 = 1;
 
 #[inline(always)]
-fn confirmed(skb: u64, ret: i32) -> u32 {
+fn confirmed(ct: Result<u64, i64>, ret: i32) -> u32 {
     if ret == NF_ACCEPT
-        && let Ok(ct) = conn::ct_of_skb(skb)
+        && let Ok(ct) = ct
     {
         emit::report(
             ct,
@@ -50,7 +50,10 @@ pub fn confirm_fexit(ctx: FExitContext) -> u32 {
     // One argument: the return value follows it in the context.
     let skb: u64 = ctx.arg(0);
     let ret: i64 = ctx.arg(1);
-    confirmed(skb, ret as i32)
+    if ret as i32 != NF_ACCEPT {
+        return 0;
+    }
+    confirmed(conn::ct_of_btf_skb(skb), ret as i32)
 }
 
 #[kprobe]
@@ -65,7 +68,8 @@ pub fn confirm_kprobe(ctx: ProbeContext) -> u32 {
 pub fn confirm_kretprobe(ctx: RetProbeContext) -> u32 {
     let ret: i64 = ctx.ret();
     match Stash::take() {
-        Some(s) => confirmed(s.ptr, ret as i32),
+        Some(s) if ret as i32 == NF_ACCEPT => confirmed(conn::ct_of_skb(s.ptr), ret as i32),
+        Some(_) => 0,
         None => 0,
     }
 }

@@ -40,6 +40,22 @@ pub fn ct_of_skb(skb: u64) -> Result<u64, i64> {
     Ok(nfct & !7)
 }
 
+/// The same from an skb the program got as a BTF-typed argument (fexit).
+/// The offset comes from a frozen read-only global, so the verifier knows it
+/// as a constant and checks this load against the kernel's `struct sk_buff`
+/// itself; it runs as a plain load with a fault fixup instead of a
+/// `bpf_probe_read_kernel` call.
+#[inline(always)]
+pub fn ct_of_btf_skb(skb: u64) -> Result<u64, i64> {
+    let off = off!(skb_nfct);
+    if off == KernelOffsets::ABSENT || skb == 0 {
+        return Err(-1);
+    }
+    // SAFETY: a load the verifier checks (see above).
+    let nfct = unsafe { ((skb + off as u64) as *const u64).read_volatile() };
+    Ok(nfct & !7)
+}
+
 /// Copies the entry's span (`conn_start`, `conn_len` bytes) into `out`.
 #[inline(always)]
 pub fn copy(ct: u64, out: &mut [u8; CONN_BYTES]) -> Result<(), i64> {
