@@ -43,23 +43,56 @@ static FILTER: KernelFilter = KernelFilter {
 #[unsafe(no_mangle)]
 static WAKEUP_BYTES: u64 = 1 << 20;
 
-/// Whether the kernel-side filter lets an event through.
+/// The filter bit of a record kind.
 #[inline(always)]
-fn wanted(kind_: u32, s: &Summary) -> bool {
-    // SAFETY: a global set before load; volatile so the placeholder is not
-    // folded into the code.
-    let f = unsafe { core::ptr::read_volatile(&FILTER) };
-    let bit = match kind_ {
+fn kind_bit(kind_: u32) -> u32 {
+    match kind_ {
         kind::NEW => filter_kind::NEW,
         kind::DESTROY => filter_kind::DESTROY,
         kind::UPDATE => filter_kind::UPDATE,
         _ => 0,
-    };
-    (f.kinds & bit) != 0
+    }
+}
+
+/// The filter global; read volatile so the placeholder the object is built
+/// with is not folded into the code.
+#[inline(always)]
+fn filter() -> KernelFilter {
+    // SAFETY: a global set before load.
+    unsafe { core::ptr::read_volatile(&FILTER) }
+}
+
+/// Whether the kernel-side filter lets an event through.
+#[inline(always)]
+fn wanted(kind_: u32, s: &Summary) -> bool {
+    let f = filter();
+    (f.kinds & kind_bit(kind_)) != 0
         && (f.netns == 0 || f.netns == s.netns)
         && (f.match_mark == 0 || (s.mark & f.mark_mask) == f.mark)
         && (f.l3proto == 0 || f.l3proto == s.l3)
         && (f.l4proto == 0 || f.l4proto == s.l4)
+}
+
+/// Whether a change of this kind goes to userspace whatever the entry holds:
+/// its kind is shown and the filter looks at no field of the entry. Only
+/// then is the record reserved in the ring before the entry is read. With
+/// a netns, mark or protocol filter (the default shows one netns, and a
+/// container host makes most entries in others) the entry is read into the
+/// scratch record first, so rejected entries cost no ring space and wake
+/// no reader. The filter is a frozen global: the verifier keeps one branch.
+#[inline(always)]
+fn shown_unread(change: Change) -> bool {
+    let f = filter();
+    let kind_ = match change {
+        Change::New { .. } => kind::NEW,
+        Change::Update { .. } => kind::UPDATE,
+        Change::Destroy { .. } => kind::DESTROY,
+    };
+    (f.kinds & kind_bit(kind_)) != 0
+        && f.netns == 0
+        && f.match_mark == 0
+        && f.l3proto == 0
+        && f.l4proto == 0
 }
 
 /// What every hook needs to know about the entry before deciding what to do.
@@ -117,7 +150,12 @@ pub fn report(ct: u64, change: Change) {
     }
     // One call of `fill` for both destinations keeps the program small
     // (and under the verifier's stack limit).
-    let entry = EVENTS.reserve::<FlowRecord>(0);
+    let reserve_first = shown_unread(change);
+    let entry = if reserve_first {
+        EVENTS.reserve::<FlowRecord>(0)
+    } else {
+        None
+    };
     let scratch = if entry.is_some() {
         None
     } else {
@@ -138,16 +176,22 @@ pub fn report(ct: u64, change: Change) {
     match (entry, scratch) {
         (Some(e), _) => {
             if keep {
-                e.submit(wakeup());
+                e.submit(wakeup(true));
                 bump(stat::EMITTED);
             } else {
                 e.discard(BPF_RB_NO_WAKEUP as u64);
             }
         }
-        // Ring full: the event is lost, but the counts moved.
         (None, Some(s)) => {
             if keep {
-                bump(stat::RING_DROPS);
+                // Reserve-first found the ring full: the event is lost, but
+                // the counts moved. Otherwise the filter has let it through.
+                let sent = !reserve_first
+                    // SAFETY: the scratch record `fill` completed.
+                    && EVENTS
+                        .output::<FlowRecord>(unsafe { &*record }, wakeup(false))
+                        .is_ok();
+                bump(if sent { stat::EMITTED } else { stat::RING_DROPS });
             }
             s.leave();
         }
@@ -254,17 +298,20 @@ fn fill(ct: u64, change: Change, r: &mut FlowRecord) -> bool {
     true
 }
 
-/// The wakeup flag for the record just reserved: force one when it made the
-/// unread bytes cross `WAKEUP_BYTES` (once per crossing, so a slow reader is
-/// not sent a wakeup per record), none otherwise.
+/// The wakeup flag for a record: force one when it makes the unread bytes
+/// cross `WAKEUP_BYTES` (once per crossing, so a slow reader is not sent a
+/// wakeup per record), none otherwise. `reserved`: the record already
+/// holds its place in the ring (reserve moved the producer position).
 #[inline(always)]
-fn wakeup() -> u64 {
+fn wakeup(reserved: bool) -> u64 {
     // SAFETY: a global set before load.
     let threshold = unsafe { core::ptr::read_volatile(&WAKEUP_BYTES) };
-    // Counts the reservation: the producer position moved at reserve.
-    let unread = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
     // The ring puts an 8-byte header before each record.
     let size = core::mem::size_of::<FlowRecord>() as u64 + 8;
+    let mut unread = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
+    if !reserved {
+        unread += size;
+    }
     if unread >= threshold && unread < threshold + size {
         BPF_RB_FORCE_WAKEUP as u64
     } else {
