@@ -339,6 +339,9 @@ pub mod globals {
     pub const FILTER: &str = "FILTER";
     /// `u64`: unread ring bytes at which the programs wake the reader.
     pub const WAKEUP_BYTES: &str = "WAKEUP_BYTES";
+    /// `u32`: non-zero when kprobes may keep their arguments per CPU (the
+    /// kernel cannot preempt kernel code).
+    pub const STASH_PER_CPU: &str = "STASH_PER_CPU";
 }
 
 /// A hash of the original tuple, zone id and netns. Both sides compute it:

@@ -191,7 +191,11 @@ pub fn report(ct: u64, change: Change) {
                     && EVENTS
                         .output::<FlowRecord>(unsafe { &*record }, wakeup(false))
                         .is_ok();
-                bump(if sent { stat::EMITTED } else { stat::RING_DROPS });
+                bump(if sent {
+                    stat::EMITTED
+                } else {
+                    stat::RING_DROPS
+                });
             }
             s.leave();
         }

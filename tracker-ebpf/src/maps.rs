@@ -110,6 +110,39 @@ pub struct Stash {
     pub _pad: u32,
 }
 
+/// Non-zero when the running kernel cannot preempt kernel code (built
+/// without CONFIG_PREEMPTION: userspace finds no `preempt_schedule` in its
+/// BTF). A task then stays on its CPU from a hooked function's entry to its
+/// return, because none of the kprobed functions sleeps (each also runs in
+/// softirq context), and only interrupts can run another hooked call in
+/// between, which ends before the interrupted one resumes. A per-CPU stack
+/// then pairs every kretprobe with its kprobe, for two array lookups where
+/// the hash map costs an insert, a lookup and a delete. Set before load.
+#[unsafe(no_mangle)]
+static STASH_PER_CPU: u32 = 0;
+
+/// One level of the per-CPU stash stack.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct StashSlot {
+    /// `pid_tgid` of the task whose kprobe filled the slot.
+    owner: u64,
+    stash: Stash,
+}
+
+/// The per-CPU stash stack (see `STASH_PER_CPU`) and its depth.
+#[map]
+static STASH_STACK: PerCpuArray<StashSlot> = PerCpuArray::with_max_entries(NEST_LEVELS, 0);
+#[map]
+static STASH_DEPTH: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
+
+#[inline(always)]
+fn stash_per_cpu() -> bool {
+    // SAFETY: a global set before load; a frozen constant to the verifier,
+    // which keeps only one of the two ways.
+    unsafe { core::ptr::read_volatile(&STASH_PER_CPU) != 0 }
+}
+
 impl Stash {
     /// Saves `ptr` (and `portid`) for this task's kretprobe.
     #[inline(always)]
@@ -119,12 +152,48 @@ impl Stash {
             portid,
             _pad: 0,
         };
-        let _ = STASH.insert(bpf_get_current_pid_tgid(), s, 0);
+        let owner = bpf_get_current_pid_tgid();
+        if !stash_per_cpu() {
+            let _ = STASH.insert(owner, s, 0);
+            return;
+        }
+        let Some(depth) = STASH_DEPTH.get_ptr_mut(0) else {
+            return;
+        };
+        // SAFETY: per-CPU slots; nothing else runs on this CPU meanwhile
+        // except interrupts, which restore what they change.
+        let mut level = unsafe { *depth };
+        // A slot below that another task filled was left by a kretprobe that
+        // never ran (the kernel had no kretprobe instance to spare): without
+        // preemption, no call of another task can still be pending here.
+        if level > 0
+            && let Some(below) = STASH_STACK.get_ptr(level - 1)
+            && unsafe { (*below).owner } != owner
+        {
+            level = 0;
+        }
+        // These functions run in process and softirq context only, so a
+        // full stack holds slots whose kretprobes never ran: start again.
+        if level >= NEST_LEVELS {
+            bump(stat::STASH_MISSES);
+            level = 0;
+        }
+        if let Some(slot) = STASH_STACK.get_ptr_mut(level) {
+            unsafe { *slot = StashSlot { owner, stash: s } };
+            unsafe { *depth = level + 1 };
+        }
     }
 
     /// Takes what this task's kprobe saved; a miss is counted.
     #[inline(always)]
     pub fn take() -> Option<Stash> {
+        if stash_per_cpu() {
+            let s = Self::pop();
+            if s.is_none() {
+                bump(stat::STASH_MISSES);
+            }
+            return s;
+        }
         let key = bpf_get_current_pid_tgid();
         // SAFETY: copied out before removal.
         let s = unsafe { STASH.get(key) }.copied();
@@ -134,5 +203,24 @@ impl Stash {
             bump(stat::STASH_MISSES);
         }
         s
+    }
+
+    /// The top of this CPU's stash stack, when this task filled it.
+    #[inline(always)]
+    fn pop() -> Option<Stash> {
+        let depth = STASH_DEPTH.get_ptr_mut(0)?;
+        // SAFETY: per-CPU slots, as in `put`.
+        let level = unsafe { *depth };
+        if level == 0 {
+            return None;
+        }
+        unsafe { *depth = level - 1 };
+        let slot = unsafe { *STASH_STACK.get_ptr(level - 1)? };
+        if slot.owner != bpf_get_current_pid_tgid() {
+            // Out of step (a kprobe that found no slot): start again empty.
+            unsafe { *depth = 0 };
+            return None;
+        }
+        Some(slot.stash)
     }
 }

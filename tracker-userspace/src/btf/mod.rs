@@ -93,6 +93,14 @@ impl KernelBtf {
         })
     }
 
+    /// Whether the kernel can preempt a task running kernel code (built
+    /// with CONFIG_PREEMPTION, which is what defines `preempt_schedule`).
+    /// When the BTF does not even list `schedule`, it proves nothing either
+    /// way: assume it can.
+    pub fn preemptible(&self) -> bool {
+        self.func_target("preempt_schedule").is_some() || self.func_target("schedule").is_none()
+    }
+
     fn find_struct(&self, name: &str) -> Result<btf_rs::Struct, BtfError> {
         let types = self
             .btf

@@ -101,10 +101,23 @@ impl EbpfSource {
         // until the hooks are attached; the offsets are all that stays.
         let kbtf = KernelBtf::load()?;
         let offsets = kbtf.offsets()?;
+        // Where kprobes are used, they pair with their kretprobes through a
+        // per-CPU stack when no task can be preempted inside the hooked
+        // functions (see STASH_PER_CPU in tracker-ebpf's maps.rs).
+        let stash_per_cpu = u32::from(!kbtf.preemptible());
+        log::info!(
+            "kprobe arguments kept {}",
+            if stash_per_cpu != 0 {
+                "per CPU (the kernel cannot preempt kernel code)"
+            } else {
+                "per task (the kernel can preempt kernel code)"
+            }
+        );
         let mut ebpf = EbpfLoader::new()
             .override_global(globals::OFFSETS, &offsets, true)
             .override_global(globals::FILTER, &opts.filter, true)
             .override_global(globals::WAKEUP_BYTES, &wakeup_bytes(opts.ring_size), true)
+            .override_global(globals::STASH_PER_CPU, &stash_per_cpu, true)
             .map_max_entries("EVENTS", opts.ring_size)
             .map_max_entries("LIVE", live_capacity())
             .load(OBJECT)
@@ -285,7 +298,7 @@ mod tests {
     use aya::programs::{FEntry, FExit, KProbe};
 
     /// The object with the host's offsets, maps created, no program loaded.
-    fn load_object() -> Ebpf {
+    fn load_object(stash_per_cpu: u32) -> Ebpf {
         assert!(
             !OBJECT.is_empty(),
             "built with AYA_BUILD_SKIP: there is no eBPF object to load"
@@ -301,6 +314,7 @@ mod tests {
         EbpfLoader::new()
             .override_global(globals::OFFSETS, &offsets, true)
             .override_global(globals::FILTER, &KernelFilter::default(), true)
+            .override_global(globals::STASH_PER_CPU, &stash_per_cpu, true)
             .map_max_entries("EVENTS", 1 << 16)
             .map_max_entries("LIVE", 4096)
             .load(OBJECT)
@@ -308,11 +322,18 @@ mod tests {
     }
 
     /// A load is a verifier check: every kprobe-type program must pass the
-    /// host kernel's verifier with the host's offsets.
+    /// host kernel's verifier with the host's offsets, with either stash
+    /// (the verifier keeps only the way the global selects).
     #[test]
     #[ignore = "needs root and BPF (CAP_BPF, CAP_PERFMON), and the eBPF object"]
     fn kprobe_programs_pass_the_host_verifier() {
-        let mut ebpf = load_object();
+        for stash_per_cpu in [0, 1] {
+            kprobe_programs_load(stash_per_cpu);
+        }
+    }
+
+    fn kprobe_programs_load(stash_per_cpu: u32) {
+        let mut ebpf = load_object(stash_per_cpu);
         let mut loaded = 0;
         for hook in hooks::HOOKS {
             for name in std::iter::once(hook.kprobe).chain(hook.kretprobe) {
@@ -321,7 +342,10 @@ mod tests {
                     continue;
                 }
                 if let Err(e) = p.load() {
-                    panic!("{name} rejected by the verifier: {}", hooks::short(&e));
+                    panic!(
+                        "{name} (STASH_PER_CPU={stash_per_cpu}) rejected by the verifier: {}",
+                        hooks::short(&e)
+                    );
                 }
                 loaded += 1;
             }
@@ -335,7 +359,7 @@ mod tests {
     #[test]
     #[ignore = "needs root, BPF and a kernel that allows BPF trampolines (fentry/fexit)"]
     fn trampoline_programs_pass_the_host_verifier() {
-        let mut ebpf = load_object();
+        let mut ebpf = load_object(0);
         let btf = aya::Btf::from_sys_fs().expect("host BTF");
         let mut loaded = 0;
         for hook in hooks::HOOKS {
