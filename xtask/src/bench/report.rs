@@ -1109,6 +1109,49 @@ mod tests {
         );
     }
 
+    /// testdata/runs.txt: `RUN<TAB>part<TAB>seconds<TAB>title` starts a run,
+    /// `PROBLEM<TAB>text` sets its problem, `REPLAY<TAB>mode<TAB>rate` adds a
+    /// replay result, the rest are bench.sh's `BENCH` lines.
+    fn fixture_runs(text: &str) -> (Vec<Run>, Vec<(String, f64)>) {
+        let mut runs: Vec<Run> = Vec::new();
+        let mut replay = Vec::new();
+        for line in text.lines() {
+            let fields: Vec<&str> = line.split('\t').collect();
+            match fields[..] {
+                ["RUN", part, seconds, title] => runs.push(Run {
+                    title: title.into(),
+                    part: match part {
+                        "Main" => Part::Main,
+                        "Kprobe" => Part::Kprobe,
+                        _ => Part::Host,
+                    },
+                    rows: Vec::new(),
+                    seconds: seconds.parse().unwrap(),
+                    problem: None,
+                }),
+                ["PROBLEM", text] => runs.last_mut().unwrap().problem = Some(text.into()),
+                ["REPLAY", mode, rate] => replay.push((mode.into(), rate.parse().unwrap())),
+                _ => runs.last_mut().unwrap().rows.extend(Row::parse(line)),
+            }
+        }
+        (runs, replay)
+    }
+
+    /// Every section of the report from a fixed set of rows, byte for byte
+    /// as the report was when the fixture was written (`BLESS=1` rewrites
+    /// testdata/report.md after a deliberate change of the report).
+    #[test]
+    fn fixture_renders_as_recorded() {
+        let (runs, replay) = fixture_runs(include_str!("testdata/runs.txt"));
+        let md = render_runs(&runs, replay);
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/bench/testdata/report.md");
+        if std::env::var_os("BLESS").is_some() {
+            std::fs::write(path, &md).unwrap();
+        }
+        let recorded = std::fs::read_to_string(path).unwrap();
+        assert!(md == recorded, "the report differs from {path}:\n{md}");
+    }
+
     /// An eBPF run without the `hooks` or `bpf` rows says so instead of
     /// leaving the per-connection target out.
     #[test]
