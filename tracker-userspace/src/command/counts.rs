@@ -53,21 +53,21 @@ pub async fn run(cli: &Cli, args: &CountsArgs) -> anyhow::Result<ExitCode> {
     let (reader, source_name) = match kernel_counts::running_instance() {
         Some(maps) => (Reader::Kernel(maps), "ebpf"),
         None => {
-            // Nothing goes to the ring: the counts are kept in maps.
-            let silent = KernelFilter {
-                kinds: 0,
-                ..Default::default()
-            };
-            let wanted = command::Wanted {
+            let netns_selection = args.netns.selection();
+            let request = command::Request {
+                // Nothing goes to the ring: the counts are kept in maps.
+                kernel_filter: KernelFilter {
+                    kinds: 0,
+                    ..Default::default()
+                },
                 kinds: Some(EventKinds {
                     new: true,
                     update: false,
                     destroy: true,
                 }),
-                set_events_sysctl: false,
+                ..command::Request::new(cli, &netns_selection)
             };
-            let mut opened =
-                command::open_source(cli, wanted, silent, None, &args.netns.selection()).await?;
+            let mut opened = command::open_source(&request).await?;
             let reader = match &mut opened.source {
                 Source::Ebpf(s) => Reader::Kernel(
                     kernel_counts::own_maps(s.ebpf_mut()).map_err(anyhow::Error::msg)?,
