@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use tracker_common::status;
 
-use super::dump::{DumpEntry, dump_each};
 use super::*;
+use crate::counts::dump::{self, DumpEntry, dump_each, dump_marks};
 use crate::event::{Event, EventKind, L4Ids};
 
 // --- environment ------------------------------------------------------
@@ -626,12 +626,12 @@ fn netlink_dump_matches_conntrack_list() {
     for (a, b) in ours.iter().zip(&oracle) {
         assert_eq!(a, b);
     }
-    let totals = mark_totals(&entries);
+    let rows = dump::rows(&entries, None);
     for mark in [0u32, 3, 4] {
-        let ours: u64 = totals
+        let ours: u64 = rows
             .iter()
-            .filter(|(k, _)| k.mark == mark)
-            .map(|(_, v)| v)
+            .filter(|r| r.mark == mark)
+            .map(|r| r.connections)
             .sum();
         let listed = oracle
             .iter()
