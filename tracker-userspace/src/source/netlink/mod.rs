@@ -18,8 +18,6 @@ mod events;
 pub(crate) mod socket;
 
 #[cfg(test)]
-mod scenario;
-#[cfg(test)]
 mod tests;
 
 use std::io;
