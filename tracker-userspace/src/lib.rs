@@ -5,6 +5,7 @@
 pub mod btf;
 pub mod cli;
 pub mod command;
+pub mod counts;
 pub mod event;
 pub mod filter;
 pub mod model;

@@ -6,13 +6,14 @@
 //!   the main kernel (6.1, where the hooks can be fexit), then only the
 //!   per-connection cost on the kprobe kernel (5.10, no module BTF), then on
 //!   this host (where the hooks cannot attach: the netlink source); it prints
-//!   `BENCH<TAB>section<TAB>key=value...` lines, parsed here.
+//!   `BENCH<TAB>section<TAB>key=value...` lines, parsed into typed rows
+//!   (rows.rs) that report.rs lays out.
 //! - tracker-userspace/benches/replay.rs on the host: decode + filter +
 //!   format alone, single-threaded.
 
 mod report;
+mod rows;
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -22,6 +23,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 
 use crate::{build, kernels, paths, process, setup, vm};
+use rows::Row;
 
 pub struct Options {
     pub kernel: String,
@@ -34,33 +36,6 @@ pub struct Options {
     pub skip_host: bool,
     pub skip_vm: bool,
     pub output: PathBuf,
-}
-
-/// One `BENCH` line.
-#[derive(Clone, Debug, Default)]
-pub struct Row {
-    pub section: String,
-    pub fields: BTreeMap<String, String>,
-}
-
-impl Row {
-    pub fn get(&self, key: &str) -> &str {
-        self.fields.get(key).map_or("", String::as_str)
-    }
-
-    pub fn num(&self, key: &str) -> Option<f64> {
-        self.get(key).parse().ok()
-    }
-
-    fn parse(line: &str) -> Option<Row> {
-        let mut parts = line.trim_end().strip_prefix("BENCH\t")?.split('\t');
-        let section = parts.next()?.to_string();
-        let fields = parts
-            .filter_map(|kv| kv.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Some(Row { section, fields })
-    }
 }
 
 /// What a run is for: which sections it has and which targets apply.

@@ -12,66 +12,37 @@ use tracker_common::KernelFilter;
 
 use crate::cli::{Cli, CountsArgs, CountsFormat};
 use crate::command::{self, Opened};
+use crate::counts::{Reader, maps};
 use crate::model::EventKinds;
-use crate::output::counts::{CountsMeta, CountsReport, MarkCount};
-use crate::source::{Source, ebpf::counts as kernel_counts, netlink};
-
-/// Where each refresh reads its rows from.
-enum Reader {
-    Kernel(Vec<aya::maps::HashMap<aya::maps::MapData, tracker_common::MarkKey, i64>>),
-    Dump,
-}
-
-fn read_rows(reader: &Reader, netns: Option<u32>) -> anyhow::Result<Vec<MarkCount>> {
-    Ok(match reader {
-        Reader::Kernel(maps) => kernel_counts::rows(maps, netns)
-            .into_iter()
-            .map(|r| MarkCount {
-                mark: r.mark,
-                l3proto: r.l3proto,
-                l4proto: r.l4proto,
-                connections: r.connections,
-            })
-            .collect(),
-        Reader::Dump => netlink::mark_totals(&netlink::dump_marks()?)
-            .into_iter()
-            .filter(|(k, _)| netns.is_none_or(|n| n == k.netns))
-            .map(|(k, n)| MarkCount {
-                mark: k.mark,
-                l3proto: k.l3proto,
-                l4proto: k.l4proto,
-                connections: n,
-            })
-            .collect(),
-    })
-}
+use crate::output::counts::{CountsMeta, CountsReport};
+use crate::source::Source;
 
 pub async fn run(cli: &Cli, args: &CountsArgs) -> anyhow::Result<ExitCode> {
     let netns = command::resolve_netns(&args.netns.selection())?;
     // Kept alive while the maps are read: dropping it detaches the hooks.
     let mut _own: Option<Opened> = None;
-    let (reader, source_name) = match kernel_counts::running_instance() {
-        Some(maps) => (Reader::Kernel(maps), "ebpf"),
+    let (reader, source_name) = match maps::running_instance() {
+        Some(pinned) => (Reader::Maps(pinned), "ebpf"),
         None => {
-            // Nothing goes to the ring: the counts are kept in maps.
-            let silent = KernelFilter {
-                kinds: 0,
-                ..Default::default()
-            };
-            let wanted = command::Wanted {
+            let netns_selection = args.netns.selection();
+            let request = command::Request {
+                // Nothing goes to the ring: the counts are kept in maps.
+                kernel_filter: KernelFilter {
+                    kinds: 0,
+                    ..Default::default()
+                },
                 kinds: Some(EventKinds {
                     new: true,
                     update: false,
                     destroy: true,
                 }),
-                set_events_sysctl: false,
+                ..command::Request::new(cli, &netns_selection)
             };
-            let mut opened =
-                command::open_source(cli, wanted, silent, None, &args.netns.selection()).await?;
+            let mut opened = command::open_source(&request).await?;
             let reader = match &mut opened.source {
-                Source::Ebpf(s) => Reader::Kernel(
-                    kernel_counts::own_maps(s.ebpf_mut()).map_err(anyhow::Error::msg)?,
-                ),
+                Source::Ebpf(s) => {
+                    Reader::Maps(maps::own_maps(s.ebpf_mut()).map_err(anyhow::Error::msg)?)
+                }
                 Source::Netlink(_) => Reader::Dump,
             };
             let name = opened.source.name();
@@ -91,7 +62,7 @@ pub async fn run(cli: &Cli, args: &CountsArgs) -> anyhow::Result<ExitCode> {
     let mut throttle_said = false;
     loop {
         let started = Instant::now();
-        let mut rows = read_rows(&reader, netns)?;
+        let mut rows = reader.read(netns)?;
         if matches!(reader, Reader::Dump) {
             min_interval = started.elapsed() * 10;
             if args.watch.is_some_and(|w| w.0 < min_interval) && !throttle_said {

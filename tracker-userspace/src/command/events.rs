@@ -18,22 +18,18 @@ pub async fn run(cli: &Cli, args: &EventsArgs) -> anyhow::Result<ExitCode> {
     let filter = filter_from_args(args)
         .map_err(|e| command::UsageError(e.to_string()))?
         .with_netns(netns);
-    let kernel_filter = filter.kernel_filter();
-    let buffer_size = args.buffer_size.map(|b| b.0 as usize);
+    let netns_selection = args.netns.selection();
+    let request = command::Request {
+        kernel_filter: filter.kernel_filter(),
+        kinds: args.event_mask,
+        set_events_sysctl: args.set_nf_conntrack_events,
+        netlink_buffer: args.buffer_size.map(|b| b.0 as usize),
+        ..command::Request::new(cli, &netns_selection)
+    };
     let Opened {
         mut source,
         description,
-    } = command::open_source(
-        cli,
-        command::Wanted {
-            kinds: args.event_mask,
-            set_events_sysctl: args.set_nf_conntrack_events,
-        },
-        kernel_filter,
-        buffer_size,
-        &args.netns.selection(),
-    )
-    .await?;
+    } = command::open_source(&request).await?;
     Notice::Listening(description).say();
 
     let mut out = Writer::stdout(args.output);
@@ -144,18 +140,4 @@ pub fn filter_from_args(args: &EventsArgs) -> Result<Filter, FilterError> {
     }
     .with_states(args.state)?
     .with_implied_family()
-}
-
-/// The filter `tracker events ARGS` builds, for the filter's tests.
-#[cfg(test)]
-pub(crate) fn filter_from_command_line(args: &[&str]) -> Result<Filter, FilterError> {
-    use clap::Parser as _;
-
-    let mut argv = vec!["tracker", "events"];
-    argv.extend_from_slice(args);
-    let cli = Cli::try_parse_from(argv).unwrap();
-    let crate::cli::Command::Events(a) = cli.command else {
-        unreachable!()
-    };
-    filter_from_args(&a)
 }

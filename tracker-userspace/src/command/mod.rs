@@ -11,7 +11,7 @@ use crate::model::{EventKinds, NetnsArg, NetnsSelection};
 use crate::privileges;
 use crate::source::{
     Notice, Source,
-    ebpf::{self, EbpfSource, StartError},
+    ebpf::{self, EbpfSource, StartError, hooks::HookMode},
     netlink::{self, NetlinkSource},
 };
 
@@ -80,29 +80,52 @@ fn human_size(bytes: u64) -> String {
     }
 }
 
-/// Which events a command wants from its source.
-#[derive(Clone, Copy, Debug)]
-pub struct Wanted {
+/// What a command asks of its source, built by the command from its
+/// arguments: [`Request::new`] takes the global options, the command sets
+/// what it needs on top.
+#[derive(Clone, Debug)]
+pub struct Request<'a> {
+    /// `--source`.
+    pub source: SourceKind,
+    /// `--hook`.
+    pub hook_mode: HookMode,
+    /// `--ring-size`, in bytes.
+    pub ring_size: u64,
+    /// What the eBPF programs filter before the ring.
+    pub kernel_filter: KernelFilter,
     /// `-e` as given; `None` is each source's default (netlink: ALL, eBPF:
     /// NEW and DESTROY, since UPDATE costs a hook run per state change).
     pub kinds: Option<EventKinds>,
     /// `--set-nf-conntrack-events`.
     pub set_events_sysctl: bool,
+    /// `--buffer-size` of the netlink source; `None` is its default.
+    pub netlink_buffer: Option<usize>,
+    pub netns: &'a NetnsSelection,
+}
+
+impl<'a> Request<'a> {
+    /// The global options, every event kind's default and no filter.
+    pub fn new(cli: &Cli, netns: &'a NetnsSelection) -> Self {
+        Request {
+            source: cli.source,
+            hook_mode: cli.hook,
+            ring_size: cli.ring_size.0,
+            kernel_filter: KernelFilter::default(),
+            kinds: None,
+            set_events_sysctl: false,
+            netlink_buffer: None,
+            netns,
+        }
+    }
 }
 
 /// Opens the source the user asked for; with `--source auto`, eBPF and, when
 /// its hooks cannot attach, ctnetlink — saying which and why.
-pub async fn open_source(
-    cli: &Cli,
-    wanted: Wanted,
-    kernel_filter: KernelFilter,
-    netlink_buffer: Option<usize>,
-    netns: &NetnsSelection,
-) -> anyhow::Result<Opened> {
-    if cli.source != SourceKind::Netlink {
+pub async fn open_source(request: &Request<'_>) -> anyhow::Result<Opened> {
+    if request.source != SourceKind::Netlink {
         let missing = privileges::missing_for_ebpf();
         if !missing.is_empty() {
-            if cli.source == SourceKind::Ebpf {
+            if request.source == SourceKind::Ebpf {
                 bail!(
                     "the eBPF source needs root, or the capabilities CAP_BPF, CAP_PERFMON and \
                      CAP_NET_ADMIN; this process lacks {}",
@@ -111,27 +134,27 @@ pub async fn open_source(
             }
             Notice::EbpfLacks(missing).say();
         } else {
-            let request = ebpf::Request {
-                hook_mode: cli.hook,
-                ring_size: cli.ring_size.0 as u32,
-                filter: kernel_filter,
-                kinds: wanted.kinds,
-                set_events_sysctl: wanted.set_events_sysctl,
-                netns,
+            let ebpf_request = ebpf::Request {
+                hook_mode: request.hook_mode,
+                ring_size: request.ring_size as u32,
+                filter: request.kernel_filter,
+                kinds: request.kinds,
+                set_events_sysctl: request.set_events_sysctl,
+                netns: request.netns,
             };
-            match EbpfSource::start(&request) {
+            match EbpfSource::start(&ebpf_request) {
                 Ok(source) => {
                     let description = format!(
                         "source=ebpf, hooks={}, ring={}",
                         source.hook_summary(),
-                        human_size(cli.ring_size.0)
+                        human_size(request.ring_size)
                     );
                     return Ok(Opened {
                         source: Source::Ebpf(Box::new(source)),
                         description,
                     });
                 }
-                Err(StartError::Unavailable(e)) if cli.source == SourceKind::Auto => {
+                Err(StartError::Unavailable(e)) if request.source == SourceKind::Auto => {
                     Notice::Fallback(e).say();
                 }
                 Err(StartError::Unavailable(e)) => return Err(e.into()),
@@ -139,24 +162,21 @@ pub async fn open_source(
             }
         }
     }
-    open_netlink(wanted, netlink_buffer, netns)
+    open_netlink(request)
 }
 
-fn open_netlink(
-    wanted: Wanted,
-    netlink_buffer: Option<usize>,
-    netns: &NetnsSelection,
-) -> anyhow::Result<Opened> {
+fn open_netlink(request: &Request<'_>) -> anyhow::Result<Opened> {
     let missing = privileges::missing_for_netlink();
     if !missing.is_empty() {
         bail!("reading ctnetlink events needs root or CAP_NET_ADMIN, which this process lacks");
     }
-    if wanted.set_events_sysctl {
+    if request.set_events_sysctl {
         Notice::SysctlWithNetlink.say();
     }
-    enter_netns_for_netlink(netns)?;
-    let kinds = wanted.kinds.unwrap_or(EventKinds::ALL);
-    let source = NetlinkSource::open(kinds, netlink_buffer.unwrap_or(netlink::DEFAULT_RCVBUF))?;
+    enter_netns_for_netlink(request.netns)?;
+    let kinds = request.kinds.unwrap_or(EventKinds::ALL);
+    let rcvbuf = request.netlink_buffer.unwrap_or(netlink::DEFAULT_RCVBUF);
+    let source = NetlinkSource::open(kinds, rcvbuf)?;
     let description = format!(
         "source=netlink, buffer={}",
         human_size(source.rcvbuf() as u64)

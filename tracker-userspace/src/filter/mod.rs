@@ -236,9 +236,16 @@ mod tests {
         Event::bare(kind, l4proto, orig, reply)
     }
 
-    /// The filter `tracker events ARGS` builds.
-    fn filter(args: &[&str]) -> Result<Filter, FilterError> {
-        crate::command::events::filter_from_command_line(args)
+    /// The filter `tracker events ARGS` builds (the state tests use it too).
+    pub(super) fn filter(args: &[&str]) -> Result<Filter, FilterError> {
+        use clap::Parser as _;
+
+        let argv = ["tracker", "events"].iter().chain(args);
+        let cli = crate::cli::Cli::try_parse_from(argv).unwrap();
+        let crate::cli::Command::Events(args) = cli.command else {
+            unreachable!("parsed as `tracker events`")
+        };
+        crate::command::events::filter_from_args(&args)
     }
 
     fn f(args: &[&str]) -> Filter {

@@ -81,10 +81,7 @@ mod tests {
     use crate::event::{EventKind, L4Ids, Tuple};
     use crate::filter::Filter;
 
-    /// The filter `tracker events ARGS` builds.
-    fn filter(args: &[&str]) -> Result<Filter, FilterError> {
-        crate::command::events::filter_from_command_line(args)
-    }
+    use crate::filter::tests::filter;
 
     fn refusal(args: &[&str]) -> String {
         filter(args).unwrap_err().to_string()

@@ -6,17 +6,8 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::counts::CountRow;
 use crate::event::vocabulary::{AF_INET, AF_INET6, l3_label, l4_label};
-
-/// One row of the kernel's count map, summed over namespaces by the caller.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MarkCount {
-    pub mark: u32,
-    /// `AF_INET` (2) or `AF_INET6` (10).
-    pub l3proto: u8,
-    pub l4proto: u8,
-    pub connections: u64,
-}
 
 /// Where the counts come from and whether they can be trusted right now.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,7 +79,7 @@ pub const COUNTS_SCHEMA: &str = r#"{
 }"#;
 
 impl CountsReport {
-    pub fn new(rows: &[MarkCount], meta: &CountsMeta) -> Self {
+    pub fn new(rows: &[CountRow], meta: &CountsMeta) -> Self {
         let mut per_mark: BTreeMap<u32, u64> = BTreeMap::new();
         let mut by_proto: BTreeMap<String, u64> = BTreeMap::new();
         let mut by_family: BTreeMap<String, u64> = [AF_INET, AF_INET6]
@@ -186,33 +177,33 @@ mod tests {
     use super::*;
     use crate::output::json::tests::schema_check;
 
-    fn rows() -> Vec<MarkCount> {
+    fn rows() -> Vec<CountRow> {
         vec![
-            MarkCount {
+            CountRow {
                 mark: 0,
                 l3proto: 2,
                 l4proto: 6,
                 connections: 5,
             },
-            MarkCount {
+            CountRow {
                 mark: 0,
                 l3proto: 10,
                 l4proto: 17,
                 connections: 1,
             },
-            MarkCount {
+            CountRow {
                 mark: 0x10,
                 l3proto: 2,
                 l4proto: 6,
                 connections: 3,
             },
-            MarkCount {
+            CountRow {
                 mark: 0x10,
                 l3proto: 2,
                 l4proto: 50,
                 connections: 1,
             },
-            MarkCount {
+            CountRow {
                 mark: 7,
                 l3proto: 2,
                 l4proto: 1,
@@ -295,13 +286,13 @@ mod tests {
     #[test]
     fn share_rounding_and_big_marks() {
         let rows = [
-            MarkCount {
+            CountRow {
                 mark: u32::MAX,
                 l3proto: 2,
                 l4proto: 6,
                 connections: 1,
             },
-            MarkCount {
+            CountRow {
                 mark: 1,
                 l3proto: 2,
                 l4proto: 6,

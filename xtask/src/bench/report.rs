@@ -1,10 +1,13 @@
-//! BENCHMARKS.md from the parsed `BENCH` rows: ratios first, raw figures
-//! beside them, and the project's targets with what was measured.
+//! BENCHMARKS.md from the typed `BENCH` rows: ratios first, raw figures
+//! beside them, and the project's targets with what was measured. The prose
+//! is in report.md.in; this file computes the figures and lays out the
+//! tables.
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::{Part, Replay, Row, Run};
+use super::rows::{Bpf, Counts, Cpu, Env, Flows, Hooks, Row};
+use super::{Part, Replay, Run};
 
 pub struct Context<'a> {
     pub runs: &'a [Run],
@@ -14,6 +17,121 @@ pub struct Context<'a> {
     pub total: Duration,
     /// Spent waiting for another xtask's VM (not in `total`).
     pub waited: Duration,
+}
+
+/// The report's prose, in blocks named by `@@ name` lines.
+const PROSE: &str = include_str!("report.md.in");
+
+/// The prose block `name` with its `{placeholders}` filled in.
+fn prose(name: &str, values: &[(&str, &str)]) -> String {
+    let marker = format!("@@ {name}\n");
+    let start = PROSE
+        .find(&marker)
+        .unwrap_or_else(|| panic!("report.md.in has no block {name}"))
+        + marker.len();
+    // The newline before the next marker ends the block's last line.
+    let end = PROSE[start..]
+        .find("\n@@ ")
+        .map_or(PROSE.len(), |i| start + i + 1);
+    let mut text = &PROSE[start..end];
+    let mut out = String::with_capacity(text.len());
+    while let Some(open) = text.find('{') {
+        let close = open
+            + text[open..]
+                .find('}')
+                .expect("an unclosed { in report.md.in");
+        let key = &text[open + 1..close];
+        let value = values
+            .iter()
+            .find(|(k, _)| *k == key)
+            .unwrap_or_else(|| panic!("no value for {{{key}}} in block {name}"))
+            .1;
+        out.push_str(&text[..open]);
+        out.push_str(value);
+        text = &text[close + 1..];
+    }
+    out.push_str(text);
+    out
+}
+
+/// The rows of one section of a run.
+impl Run {
+    fn env(&self) -> Option<&Env> {
+        self.rows.iter().find_map(|r| match r {
+            Row::Env(e) => Some(e),
+            _ => None,
+        })
+    }
+
+    fn hooks(&self) -> Option<&Hooks> {
+        self.rows.iter().find_map(|r| match r {
+            Row::Hooks(h) => Some(h),
+            _ => None,
+        })
+    }
+
+    fn rates(&self) -> impl Iterator<Item = &Flows> {
+        self.rows.iter().filter_map(|r| match r {
+            Row::Rate(f) => Some(f),
+            _ => None,
+        })
+    }
+
+    fn rate(&self, proto: &str, listener: &str) -> Option<&Flows> {
+        self.rates()
+            .find(|r| r.proto == proto && r.listener == listener)
+    }
+
+    fn losses(&self) -> impl Iterator<Item = &Flows> {
+        self.rows.iter().filter_map(|r| match r {
+            Row::Loss(f) => Some(f),
+            _ => None,
+        })
+    }
+
+    fn cpu(&self) -> impl Iterator<Item = &Cpu> {
+        self.rows.iter().filter_map(|r| match r {
+            Row::Cpu(c) => Some(c),
+            _ => None,
+        })
+    }
+
+    fn counts(&self) -> impl Iterator<Item = &Counts> {
+        self.rows.iter().filter_map(|r| match r {
+            Row::Counts(c) => Some(c),
+            _ => None,
+        })
+    }
+
+    fn bpf(&self) -> impl Iterator<Item = &Bpf> {
+        self.rows.iter().filter_map(|r| match r {
+            Row::Bpf(b) => Some(b),
+            _ => None,
+        })
+    }
+
+    fn bpf_update(&self) -> impl Iterator<Item = &Bpf> {
+        self.rows.iter().filter_map(|r| match r {
+            Row::BpfUpdate(b) => Some(b),
+            _ => None,
+        })
+    }
+
+    fn error(&self) -> Option<&str> {
+        self.rows.iter().find_map(|r| match r {
+            Row::Error(msg) => Some(msg.as_str()),
+            _ => None,
+        })
+    }
+
+    /// `ebpf` or `netlink`: the source the tracker measured.
+    fn source(&self) -> String {
+        self.env().map_or("ebpf".into(), |e| e.source.to_string())
+    }
+
+    fn kernel(&self) -> &str {
+        self.env().map_or("?", |e| e.kernel.as_str())
+    }
 }
 
 fn listener_name(v: &str, source: &str) -> String {
@@ -38,17 +156,20 @@ fn listener_name(v: &str, source: &str) -> String {
 /// Events the listener should have shown: known only when its stream holds
 /// NEW events alone during the run (UDP never gets a reply here; TCP gets
 /// UPDATEs on ctnetlink, but the eBPF source has no UPDATE).
-fn expected_known(r: &Row, source: &str) -> bool {
-    let v = r.get("listener");
-    r.get("proto") == "udp"
-        || v.starts_with("ct-new")
-        || (source == "ebpf" && v.starts_with("tracker"))
+fn expected_known(r: &Flows, source: &str) -> bool {
+    let v = &r.listener;
+    r.proto == "udp" || v.starts_with("ct-new") || (source == "ebpf" && v.starts_with("tracker"))
 }
 
-fn missing(r: &Row, source: &str) -> Option<i64> {
-    // `expected`: the CPU run's flush adds a DESTROY per entry.
-    let created = r.num("expected").or(r.num("created"))? as i64;
-    let shown = r.num("shown")? as i64;
+/// Events the listener should have shown: `expected` where the run says
+/// (the CPU run's flush adds a DESTROY per entry), else one per entry.
+fn expected(r: &Flows) -> Option<f64> {
+    r.expected.num().or(r.created.num())
+}
+
+fn missing(r: &Flows, source: &str) -> Option<i64> {
+    let created = expected(r)? as i64;
+    let shown = r.shown.num()? as i64;
     expected_known(r, source).then_some((created - shown).max(0))
 }
 
@@ -66,34 +187,23 @@ fn rate(x: f64) -> String {
     }
 }
 
-fn source_of(run: &Run) -> String {
-    run.rows
-        .iter()
-        .find(|r| r.section == "env")
-        .map_or("ebpf".into(), |r| r.get("source").to_string())
-}
-
 /// What the tool itself says it lost.
-fn lost_cell(r: &Row) -> String {
-    let lost = r.get("lost");
+fn lost_cell(r: &Flows) -> String {
+    let lost = r.lost.as_str();
     if lost == "-" || lost.is_empty() {
         return "—".into();
     }
-    if r.get("listener").starts_with("ct") {
+    if r.listener.starts_with("ct") {
         format!("{lost} ENOBUFS")
     } else {
         lost.into()
     }
 }
 
-fn loss_cell(r: &Row, source: &str) -> String {
+fn loss_cell(r: &Flows, source: &str) -> String {
     match missing(r, source) {
         Some(m) => {
-            let created = r
-                .num("expected")
-                .or(r.num("created"))
-                .unwrap_or(0.0)
-                .max(1.0);
+            let created = expected(r).unwrap_or(0.0).max(1.0);
             format!("{m} ({})", pct(m as f64 / created))
         }
         None => "n/a (UPDATEs)".into(),
@@ -127,22 +237,15 @@ fn flow_rate(ratios: &[Ratio], proto: &str) -> Option<FlowRate> {
 
 fn rate_table(out: &mut String, run: &Run, source: &str) -> Vec<Ratio> {
     let mut ratios = Vec::new();
-    let rows: Vec<&Row> = run.rows.iter().filter(|r| r.section == "rate").collect();
-    if rows.is_empty() {
+    if run.rates().next().is_none() {
         return ratios;
     }
-    let _ = writeln!(
-        out,
-        "| flows | listener | flows/s | vs nothing listening | flows made | events shown | events missing | loss reported by the tool |\n|---|---|---:|---:|---:|---:|---:|---:|"
-    );
+    out.push_str(&prose("rate-table", &[]));
     for proto in ["udp", "tcp"] {
-        let base = rows
-            .iter()
-            .find(|r| r.get("proto") == proto && r.get("listener") == "none")
-            .and_then(|r| r.num("rate"));
-        for r in rows.iter().filter(|r| r.get("proto") == proto) {
-            let v = r.get("listener");
-            let ratio = match (base, r.num("rate")) {
+        let base = run.rate(proto, "none").and_then(|r| r.rate.num());
+        for r in run.rates().filter(|r| r.proto == proto) {
+            let v = r.listener.as_str();
+            let ratio = match (base, r.rate.num()) {
                 (Some(b), Some(x)) if b > 0.0 => x / b,
                 _ => f64::NAN,
             };
@@ -162,10 +265,10 @@ fn rate_table(out: &mut String, run: &Run, source: &str) -> Vec<Ratio> {
                 out,
                 "| {what} | {} | {} | {:.2} | {} | {} | {} | {} |",
                 listener_name(v, source),
-                rate(r.num("rate").unwrap_or(0.0)),
+                rate(r.rate.num().unwrap_or(0.0)),
                 ratio,
-                r.get("created"),
-                r.get("shown"),
+                r.created,
+                r.shown,
                 if v == "none" {
                     "—".into()
                 } else {
@@ -183,47 +286,34 @@ fn rate_table(out: &mut String, run: &Run, source: &str) -> Vec<Ratio> {
 /// NEW/DESTROY only and against `conntrack -E`, and how often the UPDATE
 /// hook ran per flow.
 fn update_cost(out: &mut String, run: &Run) -> Option<()> {
-    let tcp = |v: &str| {
-        run.rows
-            .iter()
-            .find(|r| r.section == "rate" && r.get("proto") == "tcp" && r.get("listener") == v)
-    };
-    let all = tcp("tracker-all")?;
-    let rate_of = |r: Option<&Row>| r.and_then(|r| r.num("rate")).filter(|x| *x > 0.0);
+    let all = run.rate("tcp", "tracker-all")?;
+    let rate_of = |r: Option<&Flows>| r.and_then(|r| r.rate.num()).filter(|x| *x > 0.0);
     let all_rate = rate_of(Some(all))?;
-    let vs_nd = rate_of(tcp("tracker")).map(|x| all_rate / x);
-    let vs_ct = rate_of(tcp("ct")).map(|x| all_rate / x);
-    let vs_none = rate_of(tcp("none")).map(|x| all_rate / x);
-    let f = |x: Option<f64>| x.map_or("—".into(), |x| format!("{x:.2}"));
-    let _ = writeln!(
-        out,
-        "**Cost of UPDATE events (`-e ALL`)**, TCP connect+close from the table above: flow rate with `-e ALL` is {} of NEW/DESTROY only, {} of `conntrack -E` (all events), {} of nothing listening; it showed {} events for {} flows.\n",
-        f(vs_nd),
-        f(vs_ct),
-        f(vs_none),
-        all.get("shown"),
-        all.get("created"),
-    );
-    let flows = all.num("flows").or(all.num("created")).unwrap_or(f64::NAN);
-    let bpf: Vec<&Row> = run
-        .rows
-        .iter()
-        .filter(|r| r.section == "bpf-update")
-        .collect();
-    if !bpf.is_empty() {
-        let _ = writeln!(
-            out,
-            "BPF program runs during that `-e ALL` run (`kernel.bpf_stats_enabled=1`):\n\n| program | type | runs | runs per flow | ns per run |\n|---|---|---:|---:|---:|"
-        );
-        for r in bpf {
-            let cnt = r.num("run_cnt").unwrap_or(f64::NAN);
-            let per = r.num("run_time_ns").unwrap_or(f64::NAN) / cnt;
+    let vs = |listener: &str| {
+        rate_of(run.rate("tcp", listener)).map_or("—".into(), |x| format!("{:.2}", all_rate / x))
+    };
+    out.push_str(&prose(
+        "update-cost",
+        &[
+            ("vs_tracker", &vs("tracker")),
+            ("vs_ct", &vs("ct")),
+            ("vs_none", &vs("none")),
+            ("shown", all.shown.as_str()),
+            ("flows", all.created.as_str()),
+        ],
+    ));
+    let flows = all.flows.num().or(all.created.num()).unwrap_or(f64::NAN);
+    if run.bpf_update().next().is_some() {
+        out.push_str(&prose("update-bpf-table", &[]));
+        for r in run.bpf_update() {
+            let cnt = r.run_cnt.num().unwrap_or(f64::NAN);
+            let per = r.run_time_ns.num().unwrap_or(f64::NAN) / cnt;
             let _ = writeln!(
                 out,
                 "| {} | {} | {} | {:.2} | {per:.0} |",
-                r.get("prog"),
-                prog_type(r.get("type")),
-                r.get("run_cnt"),
+                r.prog,
+                prog_type(&r.kind),
+                r.run_cnt,
                 cnt / flows
             );
         }
@@ -232,23 +322,35 @@ fn update_cost(out: &mut String, run: &Run) -> Option<()> {
     Some(())
 }
 
-/// Returns per tool the lowest offered rate with a loss.
-fn loss_table(out: &mut String, run: &Run, source: &str) -> Vec<(String, Option<f64>, f64)> {
-    let rows: Vec<&Row> = run.rows.iter().filter(|r| r.section == "loss").collect();
+/// Where one listener of the loss curve first lost events.
+struct FirstLoss {
+    listener: &'static str,
+    /// The lowest rate with a loss, if any.
+    at: Option<f64>,
+    /// The highest rate reached.
+    max: f64,
+}
+
+/// The listeners of the loss curve.
+const LOSS_LISTENERS: [&str; 3] = ["tracker", "ct-new", "ct-new-b8M"];
+
+/// Returns per listener the lowest offered rate with a loss.
+fn loss_table(out: &mut String, run: &Run, source: &str) -> Vec<FirstLoss> {
+    let rows: Vec<&Flows> = run.losses().collect();
     let mut first = Vec::new();
     if rows.is_empty() {
         return first;
     }
-    let tools = ["tracker", "ct-new", "ct-new-b8M"];
     let _ = write!(out, "| offered | ");
-    for t in tools {
+    for t in LOSS_LISTENERS {
         let _ = write!(out, "{} | ", listener_name(t, source));
     }
-    let _ = writeln!(out, "\n|---:|{}", "---:|".repeat(tools.len()));
+    let _ = writeln!(out, "\n|---:|{}", "---:|".repeat(LOSS_LISTENERS.len()));
     let mut offered: Vec<u64> = rows
         .iter()
-        .filter_map(|r| r.get("offered").parse().ok())
+        .filter_map(|r| r.offered.as_str().parse().ok())
         .collect();
+    // Paced rates ascending, then 0: as fast as it goes.
     offered.sort_unstable_by(|a, b| (*a == 0).cmp(&(*b == 0)).then(a.cmp(b)));
     offered.dedup();
     for o in &offered {
@@ -258,14 +360,14 @@ fn loss_table(out: &mut String, run: &Run, source: &str) -> Vec<(String, Option<
             rate(*o as f64)
         };
         let _ = write!(out, "| {label} | ");
-        for t in tools {
+        for t in LOSS_LISTENERS {
             let cell = rows
                 .iter()
-                .find(|r| r.get("listener") == t && r.get("offered") == o.to_string())
+                .find(|r| r.listener == t && r.offered.as_str() == o.to_string())
                 .map_or("—".into(), |r| {
                     format!(
                         "{}: {} missing, {}",
-                        rate(r.num("rate").unwrap_or(0.0)),
+                        rate(r.rate.num().unwrap_or(0.0)),
                         missing(r, source).map_or("?".into(), |m| m.to_string()),
                         lost_cell(r)
                     )
@@ -274,39 +376,36 @@ fn loss_table(out: &mut String, run: &Run, source: &str) -> Vec<(String, Option<
         }
         out.push('\n');
     }
-    for t in tools {
-        let mut lossy: Vec<&&Row> = rows
-            .iter()
-            .filter(|r| r.get("listener") == t)
+    for t in LOSS_LISTENERS {
+        let of_listener = || rows.iter().filter(move |r| r.listener == t);
+        let mut lossy: Vec<&&Flows> = of_listener()
             .filter(|r| {
-                missing(r, source).unwrap_or(0) > 0 || r.num("lost").is_some_and(|l| l > 0.0)
+                missing(r, source).unwrap_or(0) > 0 || r.lost.num().is_some_and(|l| l > 0.0)
             })
             .collect();
         lossy.sort_by(|a, b| {
-            a.num("rate")
+            a.rate
+                .num()
                 .unwrap_or(0.0)
-                .total_cmp(&b.num("rate").unwrap_or(0.0))
+                .total_cmp(&b.rate.num().unwrap_or(0.0))
         });
-        let max_rate = rows
-            .iter()
-            .filter(|r| r.get("listener") == t)
-            .filter_map(|r| r.num("rate"))
-            .fold(0.0, f64::max);
-        first.push((
-            t.to_string(),
-            lossy.first().and_then(|r| r.num("rate")),
-            max_rate,
-        ));
+        first.push(FirstLoss {
+            listener: t,
+            at: lossy.first().and_then(|r| r.rate.num()),
+            max: of_listener()
+                .filter_map(|r| r.rate.num())
+                .fold(0.0, f64::max),
+        });
     }
     out.push('\n');
-    for (t, at, max) in &first {
+    for f in &first {
         let _ = writeln!(
             out,
             "- {}: {}",
-            listener_name(t, source),
-            match at {
-                Some(r) => format!("first loses events at {}", rate(*r)),
-                None => format!("no loss up to {} (the maximum reached)", rate(*max)),
+            listener_name(f.listener, source),
+            match f.at {
+                Some(r) => format!("first loses events at {}", rate(r)),
+                None => format!("no loss up to {} (the maximum reached)", rate(f.max)),
             }
         );
     }
@@ -314,37 +413,43 @@ fn loss_table(out: &mut String, run: &Run, source: &str) -> Vec<(String, Option<
     first
 }
 
-fn counts_table(out: &mut String, run: &Run) -> Vec<(f64, f64)> {
-    let rows: Vec<&Row> = run.rows.iter().filter(|r| r.section == "counts").collect();
+/// `tracker counts` against `conntrack -L | grep -c` at one table size.
+struct CountsSpeedup {
+    entries: f64,
+    factor: f64,
+}
+
+fn counts_table(out: &mut String, run: &Run) -> Vec<CountsSpeedup> {
+    let rows: Vec<&Counts> = run.counts().collect();
     let mut speedups = Vec::new();
     if rows.is_empty() {
         return speedups;
     }
-    let _ = writeln!(
-        out,
-        "| live entries | command | time | `tracker counts` is faster by | answer |\n|---:|---|---:|---:|---|"
-    );
-    let mut sizes: Vec<&str> = rows.iter().map(|r| r.get("entries")).collect();
+    out.push_str(&prose("counts-table", &[]));
+    let mut sizes: Vec<&str> = rows.iter().map(|r| r.entries.as_str()).collect();
     sizes.dedup();
     for n in sizes {
-        let ours = rows
-            .iter()
-            .find(|r| r.get("entries") == n && r.get("tool").starts_with("tracker"))
-            .and_then(|r| r.num("us"));
-        for r in rows.iter().filter(|r| r.get("entries") == n) {
-            let us = r.num("us").unwrap_or(f64::NAN);
+        let of_size = || rows.iter().filter(move |r| r.entries.as_str() == n);
+        let ours = of_size()
+            .find(|r| r.tool.starts_with("tracker"))
+            .and_then(|r| r.us.num());
+        for r in of_size() {
+            let us = r.us.num().unwrap_or(f64::NAN);
             let factor = ours.map_or(f64::NAN, |o| us / o.max(1.0));
-            if r.get("tool") == "conntrack -L | grep -c mark=1" {
-                speedups.push((r.num("entries").unwrap_or(0.0), factor));
+            if r.tool == "conntrack -L | grep -c mark=1" {
+                speedups.push(CountsSpeedup {
+                    entries: r.entries.num().unwrap_or(0.0),
+                    factor,
+                });
             }
-            let mut answer = r.get("answer").replace('|', "\\|");
+            let mut answer = r.answer.replace('|', "\\|");
             answer.truncate(120);
             let _ = writeln!(
                 out,
                 "| {n} | `{}` | {:.1} ms | {} | `{answer}` |",
-                r.get("tool").replace('|', "\\|"),
+                r.tool.replace('|', "\\|"),
                 us / 1000.0,
-                if r.get("tool").starts_with("tracker") {
+                if r.tool.starts_with("tracker") {
                     "1×".into()
                 } else {
                     format!("{factor:.0}×")
@@ -358,69 +463,37 @@ fn counts_table(out: &mut String, run: &Run) -> Vec<(f64, f64)> {
 
 /// Returns (CPU % of a core per 10 k events/s) of the tracker.
 fn cpu_table(out: &mut String, run: &Run, source: &str) -> Option<f64> {
-    let rows: Vec<&Row> = run.rows.iter().filter(|r| r.section == "cpu").collect();
     let mut ours = None;
-    if rows.is_empty() {
+    if run.cpu().next().is_none() {
         return ours;
     }
-    let _ = writeln!(
-        out,
-        "| listener | events/s | CPU (% of a core) | per 10 k events/s | RSS | events missing |\n|---|---:|---:|---:|---:|---:|"
-    );
-    for r in &rows {
-        let secs = r.num("wall_ns").unwrap_or(f64::NAN) / 1e9;
-        let cpu = r.num("ticks").unwrap_or(f64::NAN) / r.num("hz").unwrap_or(100.0) / secs;
-        let ev = r.num("rate").unwrap_or(f64::NAN);
+    out.push_str(&prose("cpu-table", &[]));
+    for r in run.cpu() {
+        let secs = r.wall_ns.num().unwrap_or(f64::NAN) / 1e9;
+        let cpu = r.ticks.num().unwrap_or(f64::NAN) / r.hz.num().unwrap_or(100.0) / secs;
+        let ev = r.flows.rate.num().unwrap_or(f64::NAN);
         let per10k = cpu * 10_000.0 / ev;
-        if r.get("listener") == "tracker" {
+        if r.flows.listener == "tracker" {
             ours = Some(per10k);
         }
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} | {:.1} MiB | {} |",
-            listener_name(r.get("listener"), source),
+            listener_name(&r.flows.listener, source),
             rate(ev),
             pct(cpu),
             pct(per10k),
-            r.num("rss_kib").unwrap_or(f64::NAN) / 1024.0,
-            loss_cell(r, source),
+            r.rss_kib.num().unwrap_or(f64::NAN) / 1024.0,
+            loss_cell(&r.flows, source),
         );
     }
     out.push('\n');
     ours
 }
 
-/// How the tracker's hooks attached in a run: bench.sh's `hooks` row, from
-/// the start-up lines of its first plain `tracker events` (the variant whose
-/// programs the CPU section times; `-e ALL` adds the UPDATE kprobe).
-struct Hooks<'a> {
-    /// `hooks=` of `tracker: listening`: `fexit`, `kprobe`, `fexit+kprobe`...
-    mode: &'a str,
-    /// `ROLE: KIND on FUNCTION` per attached hook, `;`-separated.
-    detail: &'a str,
-    /// For the first hook that attached as a kprobe: why fentry/fexit did
-    /// not, in the tracker's words (empty when none fell back).
-    why: &'a str,
-}
-
-impl<'a> Hooks<'a> {
-    fn of(run: &'a Run) -> Option<Self> {
-        let h = run.rows.iter().find(|r| r.section == "hooks")?;
-        Some(Hooks {
-            mode: h.get("mode"),
-            detail: h.get("detail"),
-            why: h.get("why"),
-        })
-    }
-
-    fn has(&self, kind: &str) -> bool {
-        self.mode.split('+').any(|m| m == kind)
-    }
-}
-
 /// Under a run's heading: the hook mode it measured, in the tracker's words.
-fn hooks_line(out: &mut String, run: &Run, hooks: Option<&Hooks>) {
-    let Some(h) = hooks else {
+fn hooks_line(out: &mut String, run: &Run) {
+    let Some(h) = run.hooks() else {
         if run.part != Part::Host {
             let _ = writeln!(
                 out,
@@ -452,10 +525,8 @@ fn prog_type(t: &str) -> &str {
 /// ns of one new UDP flow with nothing listening: the `rate` section's UDP
 /// run of the same environment.
 fn udp_flow_ns(run: &Run) -> Option<f64> {
-    run.rows
-        .iter()
-        .find(|r| r.section == "rate" && r.get("proto") == "udp" && r.get("listener") == "none")
-        .and_then(|r| r.num("rate"))
+    run.rate("udp", "none")
+        .and_then(|r| r.rate.num())
         .filter(|b| *b > 0.0)
         .map(|b| 1e9 / b)
 }
@@ -476,37 +547,30 @@ impl PerConnection {
 
 /// The tracker's BPF programs during the CPU section's `tracker events` run
 /// and the flush after it; returns their sum per connection.
-fn bpf_table(out: &mut String, run: &Run, hooks: Option<&Hooks>) -> Option<PerConnection> {
-    let bpf: Vec<&Row> = run.rows.iter().filter(|r| r.section == "bpf").collect();
-    if bpf.is_empty() {
-        return None;
-    }
+fn bpf_table(out: &mut String, run: &Run) -> Option<PerConnection> {
+    run.bpf().next()?;
     let flow_ns = udp_flow_ns(run);
     // The entries the run made (`conntrack -C` before the flush), all
     // flushed while the stats ran: each connection passed NEW and DESTROY
     // once.
     let conns = run
-        .rows
-        .iter()
-        .find(|r| r.section == "cpu" && r.get("listener") == "tracker")
-        .and_then(|r| r.num("created"))
+        .cpu()
+        .find(|r| r.flows.listener == "tracker")
+        .and_then(|r| r.flows.created.num())
         .filter(|c| *c > 0.0);
-    let _ = writeln!(
-        out,
-        "BPF run time (`kernel.bpf_stats_enabled=1`, `bpftool prog show`) during the `tracker events` run above and the `conntrack -F` after it (which times the DESTROY hooks):\n\n| program | type | runs | runs per connection | ns per run | ns per connection | vs the time of one new UDP flow with nothing listening |\n|---|---|---:|---:|---:|---:|---:|"
-    );
+    out.push_str(&prose("bpf-table", &[]));
     let mut total_ns = 0.0;
-    for r in bpf {
-        let runs = r.num("run_cnt").unwrap_or(f64::NAN);
-        let ns = r.num("run_time_ns").unwrap_or(f64::NAN);
+    for r in run.bpf() {
+        let runs = r.run_cnt.num().unwrap_or(f64::NAN);
+        let ns = r.run_time_ns.num().unwrap_or(f64::NAN);
         let per_conn = conns.map(|c| ns / c);
         total_ns += ns;
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} | {:.0} | {} | {} |",
-            r.get("prog"),
-            prog_type(r.get("type")),
-            r.get("run_cnt"),
+            r.prog,
+            prog_type(&r.kind),
+            r.run_cnt,
             conns.map_or("—".into(), |c| format!("{:.2}", runs / c)),
             ns / runs,
             per_conn.map_or("—".into(), |p| format!("{p:.0}")),
@@ -518,49 +582,37 @@ fn bpf_table(out: &mut String, run: &Run, hooks: Option<&Hooks>) -> Option<PerCo
     }
     // Which mode these programs ran as is measured, not assumed: it differs
     // per kernel (fexit where nf_conntrack has BTF, kprobes elsewhere).
-    let _ = writeln!(
-        out,
-        "\n{}\n",
-        match hooks {
-            Some(h) if h.has("kprobe") => format!(
-                "Measured with **{}** hooks: a kprobe+kretprobe pair is two programs above (entry and return), both in the sum.",
-                h.mode
-            ),
-            Some(h) if h.has("fexit") || h.has("fentry") => format!(
-                "Measured with **{}** hooks: BPF trampolines, the `tracing` programs above.",
-                h.mode
-            ),
-            Some(h) => format!(
-                "The tracker reported hooks **{}**; the types above are bpftool's.",
-                h.mode
-            ),
-            None =>
-                "The hook mode was not reported for this run; the types above are bpftool's.".into(),
-        }
-    );
+    let mode_name = run.hooks().map_or("", |h| h.mode.as_str());
+    let mode = |block| prose(block, &[("mode", mode_name)]);
+    out.push_str(&match run.hooks() {
+        Some(h) if h.has("kprobe") => mode("bpf-kprobe"),
+        Some(h) if h.has("fexit") || h.has("fentry") => mode("bpf-trampoline"),
+        Some(_) => mode("bpf-other-mode"),
+        None => prose("bpf-mode-not-reported", &[]),
+    });
     let Some(c) = conns else {
-        let _ = writeln!(
-            out,
-            "No connection count from the CPU run: no per-connection figure.\n"
-        );
+        out.push_str(&prose("bpf-no-connections", &[]));
         return None;
     };
     let cost = PerConnection {
         ns: total_ns / c,
         flow_ns,
     };
-    let _ = writeln!(
-        out,
-        "**All programs for one connection: {:.0} ns**{} — the sum of *ns per connection* over every program above, over {c:.0} connections (entries made, then flushed); *runs per connection* is how often each program ran for one.\n",
-        cost.ns,
-        match (cost.share(), flow_ns) {
-            (Some(s), Some(f)) => format!(
-                ", {} of a new UDP flow's {f:.0} ns with nothing listening",
-                pct(s)
-            ),
-            _ => String::new(),
-        }
-    );
+    let vs_flow = match (cost.share(), flow_ns) {
+        (Some(s), Some(f)) => format!(
+            ", {} of a new UDP flow's {f:.0} ns with nothing listening",
+            pct(s)
+        ),
+        _ => String::new(),
+    };
+    out.push_str(&prose(
+        "bpf-per-connection",
+        &[
+            ("ns", &format!("{:.0}", cost.ns)),
+            ("vs_flow", &vs_flow),
+            ("connections", &format!("{c:.0}")),
+        ],
+    ));
     Some(cost)
 }
 
@@ -568,8 +620,12 @@ fn verdict(ok: bool) -> &'static str {
     if ok { "met" } else { "**not met**" }
 }
 
-/// One line of the Targets table: what, what was measured, whether met.
-type Target = (String, String, bool);
+/// One line of the Targets table.
+struct Target {
+    what: String,
+    measured: String,
+    met: bool,
+}
 
 /// The flow-rate target of one protocol: at least `want` of nothing
 /// listening and, with `beat_ct`, above every `conntrack -E` variant of the
@@ -584,7 +640,11 @@ fn flow_target(tag: &str, proto: &str, fr: Option<&FlowRate>, want: f64, beat_ct
         }
     );
     let Some(fr) = fr else {
-        return (what, "not measured".into(), false);
+        return Target {
+            what,
+            measured: "not measured".into(),
+            met: false,
+        };
     };
     let measured = match (beat_ct, fr.best_ct) {
         (true, Some(ct)) => format!("{:.2} (best `conntrack -E`: {ct:.2})", fr.tracker),
@@ -592,7 +652,11 @@ fn flow_target(tag: &str, proto: &str, fr: Option<&FlowRate>, want: f64, beat_ct
         (false, _) => format!("{:.2}", fr.tracker),
     };
     let above = !beat_ct || fr.best_ct.is_none_or(|ct| fr.tracker > ct);
-    (what, measured, fr.tracker >= want && above)
+    Target {
+        what,
+        measured,
+        met: fr.tracker >= want && above,
+    }
 }
 
 /// Every BPF program for one connection against a new UDP flow's time: at
@@ -610,18 +674,22 @@ fn per_connection_target(tag: &str, part: Part, cost: Option<PerConnection>) -> 
         goal.map_or(String::new(), |g| format!(" (goal {:.0} %)", g * 100.0))
     );
     let Some(cost) = cost else {
-        return (
+        return Target {
             what,
-            "not measured (no BPF run time per connection)".into(),
-            false,
-        );
+            measured: "not measured (no BPF run time per connection)".into(),
+            met: false,
+        };
     };
     let Some(share) = cost.share() else {
         let measured = format!(
             "{:.0} ns; no nothing-listening UDP rate to compare",
             cost.ns
         );
-        return (what, measured, false);
+        return Target {
+            what,
+            measured,
+            met: false,
+        };
     };
     let mut measured = format!("{} ({:.0} ns)", pct(share), cost.ns);
     if let Some(g) = goal {
@@ -631,7 +699,11 @@ fn per_connection_target(tag: &str, part: Part, cost: Option<PerConnection>) -> 
             "; goal not reached"
         });
     }
-    (what, measured, share <= limit)
+    Target {
+        what,
+        measured,
+        met: share <= limit,
+    }
 }
 
 /// One run's line in the summary: per kernel, the hook mode, every program
@@ -644,50 +716,38 @@ struct Summary {
     tcp: Option<FlowRate>,
 }
 
-fn kernel_of(run: &Run) -> &str {
-    run.rows
-        .iter()
-        .find(|r| r.section == "env")
-        .map_or("?", |r| r.get("kernel"))
-}
-
 /// One run's section; adds its targets and returns its summary line.
 fn run_section(out: &mut String, run: &Run, targets: &mut Vec<Target>) -> Summary {
-    let source = source_of(run);
-    let env = run.rows.iter().find(|r| r.section == "env");
+    let source = run.source();
+    let env = run.env();
     let _ = writeln!(out, "## {}\n", run.title);
     if let Some(e) = env {
-        let _ = writeln!(
-            out,
-            "kernel {}, {}; {}; {} s per generator run.\n",
-            e.get("kernel"),
-            e.get("machine"),
-            e.get("conntrack"),
-            e.get("seconds")
-        );
+        out.push_str(&prose(
+            "environment",
+            &[
+                ("kernel", e.kernel.as_str()),
+                ("machine", e.machine.as_str()),
+                ("conntrack", e.conntrack.as_str()),
+                ("seconds", e.seconds.as_str()),
+            ],
+        ));
     }
-    let hooks = Hooks::of(run);
-    hooks_line(out, run, hooks.as_ref());
+    hooks_line(out, run);
     if let Some(p) = &run.problem {
         let _ = writeln!(out, "**Incomplete: {p}**\n");
     }
-    if let Some(err) = run.rows.iter().find(|r| r.section == "error") {
-        let _ = writeln!(out, "**bench.sh stopped: {}**\n", err.get("msg"));
+    if let Some(msg) = run.error() {
+        let _ = writeln!(out, "**bench.sh stopped: {msg}**\n");
     }
-    let seconds = env.map_or("?", |e| e.get("seconds"));
+    let seconds = env.map_or("?", |e| e.seconds.as_str());
     let kprobe_run = run.part == Part::Kprobe;
 
-    if kprobe_run {
-        let _ = writeln!(
-            out,
-            "Only what the per-connection cost needs: the UDP flow rate with nothing listening (the flow time) and with `tracker events`, then the tracker's CPU run with BPF stats.\n\n### 1. New-flow rate (UDP)\n\nAs on the main kernel: flowgen in a network namespace of its own, {seconds} s per run, table flushed between runs.\n"
-        );
+    let rate_intro = if kprobe_run {
+        "rate-kprobe-kernel"
     } else {
-        let _ = writeln!(
-            out,
-            "### 1. New-flow rate with each listener\n\nflowgen makes new conntrack entries in a network namespace of its own (loopback; an nft `ct state` rule makes conntrack track there; `nf_conntrack_events=1`), {seconds} s per run, table flushed between runs. *events missing* = flows made (`conntrack -C`) − events the listener printed (its exit line); for conntrack that is the only loss count, its ENOBUFS warnings each lose an unknown number.\n"
-        );
-    }
+        "rate"
+    };
+    out.push_str(&prose(rate_intro, &[("seconds", seconds)]));
     let ratios = rate_table(out, run, &source);
     if source == "ebpf" {
         // With netlink UPDATE is the default, so there is nothing to compare.
@@ -696,40 +756,32 @@ fn run_section(out: &mut String, run: &Run, targets: &mut Vec<Target>) -> Summar
     let first = if kprobe_run {
         Vec::new()
     } else {
-        let _ = writeln!(out, "### 2. Loss curve (UDP, paced)\n");
+        out.push_str(&prose("loss", &[]));
         loss_table(out, run, &source)
     };
     let counts = if kprobe_run {
         Vec::new()
     } else if source == "ebpf" {
-        let _ = writeln!(
-            out,
-            "### 3. Per-mark counts of a large table\n\nUDP flows from the namespace with a 600 s UDP timeout and nft rules `ct mark set 1` / `ct mark set 2` by destination port range; a `tracker events` runs (its pinned maps are what `tracker counts` reads). Fast commands best of three, `conntrack -L` once.\n"
-        );
+        out.push_str(&prose("counts", &[]));
         counts_table(out, run)
     } else {
-        let _ = writeln!(
-            out,
-            "### 3. Per-mark counts\n\nNot measured on this host: `tracker counts` needs the eBPF hooks (see the VM section).\n"
-        );
+        out.push_str(&prose("counts-not-measured", &[]));
         Vec::new()
     };
-    let _ = writeln!(
-        out,
-        "### {} CPU and memory of the listener (paced UDP)\n\nFrom /proc/PID/stat (utime+stime) over the generator's run and VmRSS at its end.\n",
-        if kprobe_run { "2." } else { "4." }
-    );
+    let number = if kprobe_run { "2." } else { "4." };
+    out.push_str(&prose("cpu", &[("number", number)]));
     let per10k = cpu_table(out, run, &source);
-    let cost = bpf_table(out, run, hooks.as_ref());
+    let cost = bpf_table(out, run);
 
     // Targets, per environment, the per-connection cost next to the flow
     // rates.
+    let hooks = run.hooks();
     let tag = match run.part {
         Part::Host => "netlink (host)".to_string(),
         Part::Main | Part::Kprobe => format!(
             "eBPF (VM {}, {})",
-            kernel_of(run),
-            hooks.as_ref().map_or("hook mode not reported", |h| h.mode)
+            run.kernel(),
+            hooks.map_or("hook mode not reported", |h| &h.mode)
         ),
     };
     let udp = flow_rate(&ratios, "udp");
@@ -743,42 +795,51 @@ fn run_section(out: &mut String, run: &Run, targets: &mut Vec<Target>) -> Summar
     }
     let ct_survives = first
         .iter()
-        .filter(|(t, _, _)| t.starts_with("ct"))
-        .map(|(_, at, max)| at.unwrap_or(*max))
+        .filter(|f| f.listener.starts_with("ct"))
+        .map(|f| f.at.unwrap_or(f.max))
         .fold(0.0, f64::max);
-    if let Some((_, at, max)) = first.iter().find(|(t, _, _)| t == "tracker") {
-        targets.push((
-            format!("{tag}: zero loss at every rate conntrack -E survives and at the maximum (default ring)"),
-            match at {
-                Some(a) => format!("first loss at {} (conntrack -E lossless below {})", rate(*a), rate(ct_survives)),
-                None => format!("no loss up to {}", rate(*max)),
+    if let Some(f) = first.iter().find(|f| f.listener == "tracker") {
+        targets.push(Target {
+            what: format!(
+                "{tag}: zero loss at every rate conntrack -E survives and at the maximum (default ring)"
+            ),
+            measured: match f.at {
+                Some(a) => format!(
+                    "first loss at {} (conntrack -E lossless below {})",
+                    rate(a),
+                    rate(ct_survives)
+                ),
+                None => format!("no loss up to {}", rate(f.max)),
             },
-            at.is_none(),
-        ));
+            met: f.at.is_none(),
+        });
     }
-    for (n, f) in &counts {
-        targets.push((
-            format!("{tag}: `tracker counts` ≥ 1000× faster than `conntrack -L | grep -c` at {n:.0} entries"),
-            format!("{f:.0}×"),
-            *f >= 1000.0,
-        ));
+    for s in &counts {
+        targets.push(Target {
+            what: format!(
+                "{tag}: `tracker counts` ≥ 1000× faster than `conntrack -L | grep -c` at {:.0} entries",
+                s.entries
+            ),
+            measured: format!("{:.0}×", s.factor),
+            met: s.factor >= 1000.0,
+        });
     }
     if let (Some(c), false) = (per10k, kprobe_run) {
-        targets.push((
-            format!("{tag}: ≤ 2 % of a core per 10 k events/s"),
-            pct(c),
-            c <= 0.02,
-        ));
+        targets.push(Target {
+            what: format!("{tag}: ≤ 2 % of a core per 10 k events/s"),
+            measured: pct(c),
+            met: c <= 0.02,
+        });
     }
 
     Summary {
         environment: match run.part {
-            Part::Main => format!("VM, kernel {} (`--kernel`)", kernel_of(run)),
-            Part::Kprobe => format!("VM, kernel {} (`--kprobe-kernel`)", kernel_of(run)),
-            Part::Host => format!("this host, kernel {}", kernel_of(run)),
+            Part::Main => format!("VM, kernel {} (`--kernel`)", run.kernel()),
+            Part::Kprobe => format!("VM, kernel {} (`--kprobe-kernel`)", run.kernel()),
+            Part::Host => format!("this host, kernel {}", run.kernel()),
         },
-        hooks: match (&hooks, run.part) {
-            (Some(h), _) => h.mode.to_string(),
+        hooks: match (hooks, run.part) {
+            (Some(h), _) => h.mode.clone(),
             (None, Part::Host) => "— (netlink source)".into(),
             (None, _) => "not reported".into(),
         },
@@ -791,10 +852,7 @@ fn run_section(out: &mut String, run: &Run, targets: &mut Vec<Target>) -> Summar
 /// Per kernel, side by side: the hook mode, every program for one
 /// connection, the flow-rate ratios.
 fn summary_table(out: &mut String, summaries: &[Summary]) {
-    let _ = writeln!(
-        out,
-        "## Summary\n\nPer environment: how the tracker's NEW and DESTROY hooks attached, all its BPF programs for one connection (the sum over every program of its ns per connection, against the time of one new UDP flow with nothing listening), and the flow rate with `tracker events` against nothing listening. From the sections below; verdicts under Targets.\n\n| environment | hooks | all programs for one connection | vs a new UDP flow | UDP flow rate | best `conntrack -E`, UDP | TCP flow rate |\n|---|---|---:|---:|---:|---:|---:|"
-    );
+    out.push_str(&prose("summary", &[]));
     let ratio = |x: Option<f64>| x.map_or("—".into(), |x| format!("{x:.2}"));
     for s in summaries {
         let _ = writeln!(
@@ -813,14 +871,15 @@ fn summary_table(out: &mut String, summaries: &[Summary]) {
 }
 
 pub fn render(cx: &Context) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "# Benchmarks\n\nWritten by `cargo xtask bench` (xtask/src/bench.rs, tests/bench/bench.sh, xtask/src/bin/flowgen.rs, tracker-userspace/benches/replay.rs). Every figure below comes from one run; rerun to refresh. Absolute rates under QEMU TCG are far below real hardware — compare the ratios, which are measured side by side in the same guest.\n\n- machine: {}\n- command: `{}`\n- run time: {:.1} min (not counting {:.1} min spent waiting for another xtask's VM)\n",
-        cx.machine,
-        cx.command,
-        cx.total.as_secs_f64() / 60.0,
-        cx.waited.as_secs_f64() / 60.0
+    let minutes = |d: Duration| format!("{:.1}", d.as_secs_f64() / 60.0);
+    let mut out = prose(
+        "header",
+        &[
+            ("machine", &cx.machine),
+            ("command", &cx.command),
+            ("total", &minutes(cx.total)),
+            ("waited", &minutes(cx.waited)),
+        ],
     );
     for run in cx.runs {
         let _ = writeln!(out, "- {}: {:.1} min", run.title, run.seconds / 60.0);
@@ -840,14 +899,11 @@ pub fn render(cx: &Context) -> String {
     }
     out.push_str(&sections);
 
-    let _ = writeln!(
-        out,
-        "## 5. Userspace alone (this host, one core)\n\nSynthesised ring records (70 % TCP, 25 % UDP, 5 % ICMP; 10 % IPv6; NEW and DESTROY) through `decode::record` → `decode::event` → `Filter::matches` → `output::Writer` into a 64 KiB buffer on `io::sink()`.\n"
-    );
+    out.push_str(&prose("userspace", &[]));
     if let Some(p) = &cx.replay.problem {
         let _ = writeln!(out, "**Incomplete: {p}**\n");
     }
-    let _ = writeln!(out, "| mode | events/s |\n|---|---:|");
+    out.push_str(&prose("replay-table", &[]));
     for (mode, r) in &cx.replay.lines {
         let _ = writeln!(out, "| {mode} | {} |", rate(*r));
     }
@@ -860,16 +916,16 @@ pub fn render(cx: &Context) -> String {
         .map(|(_, r)| *r)
         .fold(f64::INFINITY, f64::min);
     if slowest_format.is_finite() {
-        targets.push((
-            "≥ 2 M events/s decode+format on one core (slowest format)".into(),
-            rate(slowest_format),
-            slowest_format >= 2e6,
-        ));
+        targets.push(Target {
+            what: "≥ 2 M events/s decode+format on one core (slowest format)".into(),
+            measured: rate(slowest_format),
+            met: slowest_format >= 2e6,
+        });
     }
 
-    let _ = writeln!(out, "## Targets\n\n| target | measured | |\n|---|---|---|");
-    for (t, m, ok) in &targets {
-        let _ = writeln!(out, "| {t} | {m} | {} |", verdict(*ok));
+    out.push_str(&prose("targets", &[]));
+    for t in &targets {
+        let _ = writeln!(out, "| {} | {} | {} |", t.what, t.measured, verdict(t.met));
     }
     out.push('\n');
     out
@@ -1106,6 +1162,58 @@ mod tests {
         assert!(
             summary.contains("| VM, kernel 5.10.0-35-amd64 (`--kprobe-kernel`) | kprobe | 81000 ns | 40.5 % | 0.40 | — | — |"),
             "{summary}"
+        );
+    }
+
+    /// testdata/runs.txt: `RUN<TAB>part<TAB>seconds<TAB>title` starts a run,
+    /// `PROBLEM<TAB>text` sets its problem, `REPLAY<TAB>mode<TAB>rate` adds a
+    /// replay result, the rest are bench.sh's `BENCH` lines.
+    fn fixture_runs(text: &str) -> (Vec<Run>, Vec<(String, f64)>) {
+        let mut runs: Vec<Run> = Vec::new();
+        let mut replay = Vec::new();
+        for line in text.lines() {
+            let fields: Vec<&str> = line.split('\t').collect();
+            match fields[..] {
+                ["RUN", part, seconds, title] => runs.push(Run {
+                    title: title.into(),
+                    part: match part {
+                        "Main" => Part::Main,
+                        "Kprobe" => Part::Kprobe,
+                        _ => Part::Host,
+                    },
+                    rows: Vec::new(),
+                    seconds: seconds.parse().unwrap(),
+                    problem: None,
+                }),
+                ["PROBLEM", text] => runs.last_mut().unwrap().problem = Some(text.into()),
+                ["REPLAY", mode, rate] => replay.push((mode.into(), rate.parse().unwrap())),
+                _ => runs.last_mut().unwrap().rows.extend(Row::parse(line)),
+            }
+        }
+        (runs, replay)
+    }
+
+    /// Every section of the report from a fixed set of rows, byte for byte
+    /// as the report was when the fixture was written (`BLESS=1` rewrites
+    /// testdata/report.md after a deliberate change of the report).
+    #[test]
+    fn fixture_renders_as_recorded() {
+        let (runs, replay) = fixture_runs(include_str!("testdata/runs.txt"));
+        let md = render_runs(&runs, replay);
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/bench/testdata/report.md");
+        if std::env::var_os("BLESS").is_some() {
+            std::fs::write(path, &md).unwrap();
+        }
+        let recorded = std::fs::read_to_string(path).unwrap();
+        assert!(md == recorded, "the report differs from {path}:\n{md}");
+    }
+
+    /// The one hook-mode sentence the fixture has no run for.
+    #[test]
+    fn other_hook_modes_are_named_as_reported() {
+        assert_eq!(
+            prose("bpf-other-mode", &[("mode", "raw_tp")]),
+            "\nThe tracker reported hooks **raw_tp**; the types above are bpftool's.\n\n"
         );
     }
 

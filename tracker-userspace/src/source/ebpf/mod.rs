@@ -1,7 +1,6 @@
 //! The eBPF source: loads the programs with this kernel's offsets, attaches
 //! the hooks, and turns ring-buffer records into `Event`s.
 
-pub mod counts;
 pub mod decode;
 pub mod event_cache;
 pub mod hooks;

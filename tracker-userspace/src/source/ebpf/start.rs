@@ -5,7 +5,8 @@ use tracker_common::{KernelFilter, filter_kind};
 
 use super::event_cache::{self, Prepared};
 use super::hooks::HookMode;
-use super::{EbpfError, EbpfSource, Options, counts};
+use super::{EbpfError, EbpfSource, Options};
+use crate::counts::maps;
 use crate::model::{EventKinds, NetnsSelection};
 use crate::source::Notice;
 
@@ -79,11 +80,11 @@ impl EbpfSource {
         if req.kinds.is_none() {
             Notice::UpdatesOptIn.say();
         }
-        match counts::seed(&mut source.ebpf) {
+        match maps::seed(&mut source.ebpf) {
             Ok(n) => log::info!("{n} entries existed before start (counted once)"),
             Err(e) => Notice::SeedFailed(e).say(),
         }
-        match counts::pin(&source.ebpf) {
+        match maps::pin(&source.ebpf) {
             Ok(dir) => source.pins = Some(dir),
             Err(e) => Notice::PinFailed(e).say(),
         }
@@ -94,7 +95,7 @@ impl EbpfSource {
 impl Drop for EbpfSource {
     fn drop(&mut self) {
         if let Some(dir) = self.pins.take() {
-            counts::unpin(&dir);
+            maps::unpin(&dir);
         }
     }
 }

@@ -1,7 +1,7 @@
 //! ctnetlink as an event source, the fallback (and the oracle's view) next to
 //! the eBPF hooks: the same [`Event`](crate::event::Event)s, decoded from the
-//! messages `conntrack -E` reads, plus a one-shot table dump for seeding the
-//! per-mark counts.
+//! messages `conntrack -E` reads. The socket and attribute helpers are shared
+//! with the table dump of the per-mark counts (`crate::counts::dump`).
 //!
 //! Limits that come from ctnetlink itself:
 //! - only the netns of the calling thread is visible;
@@ -12,14 +12,11 @@
 //!
 //! Parsing uses netlink-packet-netfilter 0.4; [`attrs`] fills what it lacks.
 
-mod attrs;
+pub(crate) mod attrs;
 mod decode;
-pub mod dump;
 mod events;
-mod socket;
+pub(crate) mod socket;
 
-#[cfg(test)]
-mod scenario;
 #[cfg(test)]
 mod tests;
 
@@ -27,7 +24,6 @@ use std::io;
 
 use crate::model::EventKinds;
 
-pub use dump::{dump_marks, mark_totals};
 pub use events::{DEFAULT_RCVBUF, NetlinkSource};
 
 /// The `NFNLGRP_CONNTRACK_*` groups to join for `kinds`: each kind is one

@@ -14,13 +14,14 @@ use netlink_packet_netfilter::conntrack::{
     Status, Tuple as CtTuple,
 };
 use netlink_packet_netfilter::{NetfilterHeader, NetfilterMessage, NetfilterProtoFamily};
-use tracker_common::{FlowTuple, MarkKey};
+use tracker_common::FlowTuple;
 
 use super::attrs::*;
 use super::decode::{Receipt, decode_event};
-use super::dump::{DumpEntry, entry_from_payload};
 use super::events::decode_datagram;
 use super::*;
+use crate::counts::CountRow;
+use crate::counts::dump::{self, DumpEntry, entry_from_payload};
 use crate::event::{Counters, Event, EventKind, L4Ids, Tuple, ZoneDir};
 
 const NETNS: u32 = 4026531840;
@@ -643,26 +644,35 @@ fn kind_sets_map_to_groups() {
 }
 
 #[test]
-fn mark_totals_group_by_netns_mark_and_protocols() {
-    let entry = |mark, l4proto| DumpEntry {
+fn dump_rows_group_by_mark_and_protocols_in_one_netns() {
+    let entry = |mark, l4proto, netns| DumpEntry {
         mark,
         l4proto,
         l3proto: 2,
-        netns: NETNS,
+        netns,
         ..DumpEntry::default()
     };
-    let totals = mark_totals(&[entry(1, 6), entry(1, 6), entry(1, 17), entry(2, 6)]);
-    let key = |mark, l4proto| MarkKey {
-        netns: NETNS,
+    let entries = [
+        entry(1, 6, NETNS),
+        entry(1, 6, NETNS),
+        entry(1, 17, NETNS),
+        entry(2, 6, NETNS),
+        entry(2, 6, NETNS + 1),
+    ];
+    let row = |mark, l4proto, connections| CountRow {
         mark,
         l3proto: 2,
         l4proto,
-        _pad: [0; 2],
+        connections,
     };
-    assert_eq!(totals.len(), 3);
-    assert_eq!(totals[&key(1, 6)], 2);
-    assert_eq!(totals[&key(1, 17)], 1);
-    assert_eq!(totals[&key(2, 6)], 1);
+    assert_eq!(
+        dump::rows(&entries, Some(NETNS)),
+        [row(1, 6, 2), row(1, 17, 1), row(2, 6, 1)]
+    );
+    assert_eq!(
+        dump::rows(&entries, None),
+        [row(1, 6, 2), row(1, 17, 1), row(2, 6, 2)]
+    );
 }
 
 #[test]

@@ -1,8 +1,8 @@
-//! Per-mark counts kept by the kernel: reading them, seeding them once from a
-//! mark-only dump at start-up, and sharing them with `tracker counts` through
-//! pins under /sys/fs/bpf/tracker/.
+//! The per-mark counts the eBPF programs keep in kernel maps: reading them,
+//! seeding them once from a mark-only dump at start-up, and sharing them
+//! with `tracker counts` through pins under /sys/fs/bpf/tracker/.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -12,52 +12,26 @@ use aya::{
 };
 use tracker_common::{LiveEntry, MarkKey};
 
-use crate::source::netlink;
+use super::{CountRow, dump, sum_rows};
 
 pub const PIN_ROOT: &str = "/sys/fs/bpf/tracker";
 const COUNT_MAPS: [&str; 2] = ["MARK_COUNTS", "SEED_COUNTS"];
 
-/// One row of the counts: live connections of a mark, family and protocol.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CountRow {
-    pub mark: u32,
-    pub l3proto: u8,
-    pub l4proto: u8,
-    pub connections: u64,
-}
+/// One of the kernel's count maps, opened for reading.
+pub type CountMap = HashMap<MapData, MarkKey, i64>;
 
 /// Sums both count maps per (mark, family, protocol) for one netns (or all
-/// with `None`). Negative transient values (a decrement racing an insert)
-/// are clamped to zero.
-pub fn rows(maps: &[HashMap<MapData, MarkKey, i64>], netns: Option<u32>) -> Vec<CountRow> {
-    let mut sums: BTreeMap<(u32, u8, u8), i64> = BTreeMap::new();
-    for map in maps {
-        for (key, value) in map.iter().flatten() {
-            if netns.is_some_and(|n| n != key.netns) {
-                continue;
-            }
-            *sums
-                .entry((key.mark, key.l3proto, key.l4proto))
-                .or_default() += value;
-        }
-    }
-    sums.into_iter()
-        .filter(|(_, v)| *v > 0)
-        .map(|((mark, l3proto, l4proto), v)| CountRow {
-            mark,
-            l3proto,
-            l4proto,
-            connections: v as u64,
-        })
-        .collect()
+/// with `None`).
+pub fn rows(maps: &[CountMap], netns: Option<u32>) -> Vec<CountRow> {
+    sum_rows(maps.iter().flat_map(|m| m.iter().flatten()), netns)
 }
 
-fn hash_map(map: Map) -> Result<HashMap<MapData, MarkKey, i64>, String> {
+fn hash_map(map: Map) -> Result<CountMap, String> {
     HashMap::try_from(map).map_err(|e| e.to_string())
 }
 
 /// Opens the count maps of this process's own loaded object.
-pub fn own_maps(ebpf: &mut Ebpf) -> Result<Vec<HashMap<MapData, MarkKey, i64>>, String> {
+pub fn own_maps(ebpf: &mut Ebpf) -> Result<Vec<CountMap>, String> {
     COUNT_MAPS
         .iter()
         .map(|name| {
@@ -81,7 +55,7 @@ pub fn seed(ebpf: &mut Ebpf) -> Result<u64, String> {
             HashMap::try_from(live).map_err(|e| e.to_string())?;
         live.iter().flatten().map(|(_, e)| e.tuple_hash).collect()
     };
-    let entries = netlink::dump_marks().map_err(|e| e.to_string())?;
+    let entries = dump::dump_marks().map_err(|e| e.to_string())?;
     let mut seeds: std::collections::HashMap<MarkKey, i64> = Default::default();
     let mut seeded = 0;
     for e in &entries {
@@ -147,7 +121,7 @@ fn ensure_bpffs() -> Result<(), String> {
 
 /// The count maps of a running tracker, if one is running. Pins left by
 /// instances that are gone are removed.
-pub fn running_instance() -> Option<Vec<HashMap<MapData, MarkKey, i64>>> {
+pub fn running_instance() -> Option<Vec<CountMap>> {
     let dirs = std::fs::read_dir(PIN_ROOT).ok()?;
     for dir in dirs.flatten() {
         let path = dir.path();

@@ -1,13 +1,12 @@
-//! One-shot dump of the conntrack table for seeding per-mark counts.
+//! Mark-only dumps of the conntrack table over ctnetlink: the counts of the
+//! netlink source, and the seed of the eBPF source's count maps.
 //!
 //! Unlike events, the dump may hold a million entries, so entries are read
 //! straight from the receive buffer with netlink-packet-core's borrowing
 //! `NlasIterator` (no allocation per entry) and only the fields the counts
 //! need are kept. The netlink-packet-netfilter decoder builds about a dozen
-//! `Vec`s per entry; `tests::dump_walk_matches_crate_decoder` checks both
-//! agree.
-
-use std::collections::HashMap;
+//! `Vec`s per entry; `dump_walk_matches_crate_decoder` in the netlink
+//! source's tests checks both agree.
 
 use netlink_packet_core::{
     NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, NetlinkBuffer, NlaBuffer,
@@ -17,9 +16,10 @@ use netlink_packet_netfilter::conntrack::ConntrackMessage;
 use netlink_packet_netfilter::{NetfilterHeader, NetfilterMessage, NetfilterProtoFamily};
 use tracker_common::{FlowTuple, MarkKey, tuple_hash};
 
-use super::NetlinkError;
-use super::attrs::*;
-use super::socket::{
+use super::{CountRow, sum_rows};
+use crate::source::netlink::NetlinkError;
+use crate::source::netlink::attrs::*;
+use crate::source::netlink::socket::{
     align4, classify, classify_errno, netns_inode, open_ctnetlink, recv_blocking, send_request,
 };
 
@@ -91,13 +91,9 @@ pub fn dump_marks() -> Result<Vec<DumpEntry>, NetlinkError> {
     Ok(entries)
 }
 
-/// Per-mark totals of a dump, keyed like the kernel's counts.
-pub fn mark_totals(entries: &[DumpEntry]) -> HashMap<MarkKey, u64> {
-    let mut totals = HashMap::new();
-    for e in entries {
-        *totals.entry(e.mark_key()).or_insert(0) += 1;
-    }
-    totals
+/// The rows of a dump's entries in one netns (or all with `None`).
+pub fn rows(entries: &[DumpEntry], netns: Option<u32>) -> Vec<CountRow> {
+    sum_rows(entries.iter().map(|e| (e.mark_key(), 1)), netns)
 }
 
 /// Receive buffer for one dump part. The kernel sizes a part after the

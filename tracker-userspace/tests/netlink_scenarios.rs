@@ -1,8 +1,9 @@
-//! Scenarios on the running kernel, each in a fresh network namespace, with
-//! the conntrack tool as the oracle: `conntrack -E` for events, `conntrack -L`
-//! for the dump. They need root and the `conntrack`, `nft` and `ip` tools, so
-//! they are ignored by default; run them with `--include-ignored` (the suite
-//! does as root). Without what they need they fail, saying what is missing.
+//! The netlink source and the table dump on the running kernel, each
+//! scenario in a fresh network namespace, with the conntrack tool as the
+//! oracle: `conntrack -E` for events, `conntrack -L` for the dump. They need
+//! root and the `conntrack`, `nft` and `ip` tools, so they are ignored by
+//! default; run them with `--include-ignored` (the suite does as root).
+//! Without what they need they fail, saying what is missing.
 //!
 //! `unshare(CLONE_NEWNET)` moves only the calling thread, so every scenario
 //! runs on a thread of its own; sockets it opens and processes it spawns live
@@ -15,9 +16,11 @@ use std::time::{Duration, Instant};
 
 use tracker_common::status;
 
-use super::dump::{DumpEntry, dump_each};
-use super::*;
-use crate::event::{Event, EventKind, L4Ids};
+use tracker_userspace::counts::dump::{self, DumpEntry, dump_each, dump_marks};
+use tracker_userspace::event::vocabulary::{TCP_STATES, shown_tcp_state};
+use tracker_userspace::event::{Event, EventKind, L4Ids};
+use tracker_userspace::model::EventKinds;
+use tracker_userspace::source::netlink::{DEFAULT_RCVBUF, NetlinkSource};
 
 // --- environment ------------------------------------------------------
 
@@ -265,8 +268,6 @@ struct Seen {
     id: Option<u64>,
     portid: Option<u32>,
 }
-
-use crate::event::vocabulary::{TCP_STATES, shown_tcp_state};
 
 fn l4_text(l4: &L4Ids) -> String {
     match *l4 {
@@ -626,12 +627,12 @@ fn netlink_dump_matches_conntrack_list() {
     for (a, b) in ours.iter().zip(&oracle) {
         assert_eq!(a, b);
     }
-    let totals = mark_totals(&entries);
+    let rows = dump::rows(&entries, None);
     for mark in [0u32, 3, 4] {
-        let ours: u64 = totals
+        let ours: u64 = rows
             .iter()
-            .filter(|(k, _)| k.mark == mark)
-            .map(|(_, v)| v)
+            .filter(|r| r.mark == mark)
+            .map(|r| r.connections)
             .sum();
         let listed = oracle
             .iter()
