@@ -165,9 +165,20 @@ pub struct EventsArgs {
     #[arg(short = 'm', long = "mark", value_name = "VALUE[/MASK]", value_parser = MarkMask::from_str)]
     pub mark: Option<MarkMask>,
 
-    /// Conntrack zone (e.g. -w 10).
+    /// Conntrack zone of entries zoned in both directions; 0 also matches
+    /// entries zoned in one direction only, as in conntrack (e.g. -w 10).
     #[arg(short = 'w', long = "zone", value_name = "ZONE", value_parser = number::parse_zone)]
     pub zone: Option<u16>,
+
+    /// Zone of entries zoned in the original direction only (`zone-orig=`);
+    /// 0 matches every other entry, as in conntrack (e.g. --orig-zone 10).
+    #[arg(long = "orig-zone", value_name = "ZONE", value_parser = number::parse_zone)]
+    pub orig_zone: Option<u16>,
+
+    /// Zone of entries zoned in the reply direction only (`zone-reply=`);
+    /// 0 matches every other entry, as in conntrack (e.g. --reply-zone 10).
+    #[arg(long = "reply-zone", value_name = "ZONE", value_parser = number::parse_zone)]
+    pub reply_zone: Option<u16>,
 
     /// Address family (e.g. -f ipv6).
     #[arg(short = 'f', long = "family", value_enum, value_name = "FAMILY")]

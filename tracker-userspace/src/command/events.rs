@@ -134,6 +134,8 @@ pub fn filter_from_args(args: &EventsArgs) -> Result<Filter, FilterError> {
         dport: args.dport,
         mark: args.mark,
         zone: args.zone,
+        orig_zone: args.orig_zone,
+        reply_zone: args.reply_zone,
         nat: NatFilter {
             src: args.src_nat,
             dst: args.dst_nat,
