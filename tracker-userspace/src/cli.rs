@@ -115,8 +115,10 @@ pub struct EventsArgs {
     #[arg(long = "set-nf-conntrack-events")]
     pub set_nf_conntrack_events: bool,
 
-    /// Output format, comma separated: extended, timestamp, json
-    /// (e.g. -o extended,timestamp).
+    /// Output format, comma separated: extended, timestamp, id (the
+    /// kernel's conntrack id; netlink source only), ktimestamp (start and
+    /// stop on DESTROY), userspace (no effect, as in conntrack 1.4.7), or
+    /// json alone (e.g. -o extended,timestamp; -o id).
     #[arg(short = 'o', long = "output", value_name = "FORMAT",
           default_value = "default", value_parser = OutputFormat::from_str)]
     pub output: OutputFormat,

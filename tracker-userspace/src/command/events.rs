@@ -23,7 +23,7 @@ pub async fn run(cli: &Cli, args: &EventsArgs) -> anyhow::Result<ExitCode> {
     let Opened {
         mut source,
         description,
-    } = command::open_source(
+    } = command::open_source_for(
         cli,
         command::Wanted {
             kinds: args.event_mask,
@@ -32,6 +32,7 @@ pub async fn run(cli: &Cli, args: &EventsArgs) -> anyhow::Result<ExitCode> {
         kernel_filter,
         buffer_size,
         &args.netns.selection(),
+        args.output.netlink_only(),
     )
     .await?;
     Notice::Listening(description).say();

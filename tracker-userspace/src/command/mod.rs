@@ -99,6 +99,46 @@ pub async fn open_source(
     netlink_buffer: Option<usize>,
     netns: &NetnsSelection,
 ) -> anyhow::Result<Opened> {
+    open_source_for(cli, wanted, kernel_filter, netlink_buffer, netns, None).await
+}
+
+/// [`open_source`] for a command line with an option only ctnetlink can
+/// serve (`netlink_only`, e.g. `-o id`): refused with `--source ebpf`,
+/// ctnetlink straight away with `--source auto`.
+pub async fn open_source_for(
+    cli: &Cli,
+    wanted: Wanted,
+    kernel_filter: KernelFilter,
+    netlink_buffer: Option<usize>,
+    netns: &NetnsSelection,
+    netlink_only: Option<&'static str>,
+) -> anyhow::Result<Opened> {
+    if let Some(option) = netlink_only {
+        match cli.source {
+            SourceKind::Ebpf => return Err(UsageError(ebpf_cannot(option)).into()),
+            SourceKind::Auto => Notice::NetlinkOnly(option).say(),
+            SourceKind::Netlink => {}
+        }
+        return open_netlink(wanted, netlink_buffer, netns);
+    }
+    open_any(cli, wanted, kernel_filter, netlink_buffer, netns).await
+}
+
+/// Why the eBPF source refuses a netlink-only option.
+pub fn ebpf_cannot(option: &str) -> String {
+    format!(
+        "{option} needs the netlink source: the kernel derives the conntrack id with a secret \
+         boot-time key, which the eBPF hooks cannot compute; use --source netlink"
+    )
+}
+
+async fn open_any(
+    cli: &Cli,
+    wanted: Wanted,
+    kernel_filter: KernelFilter,
+    netlink_buffer: Option<usize>,
+    netns: &NetnsSelection,
+) -> anyhow::Result<Opened> {
     if cli.source != SourceKind::Netlink {
         let missing = privileges::missing_for_ebpf();
         if !missing.is_empty() {
@@ -165,4 +205,23 @@ fn open_netlink(
         source: Source::Netlink(source),
         description,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn netlink_only_sentences() {
+        assert_eq!(
+            ebpf_cannot("-o id"),
+            "-o id needs the netlink source: the kernel derives the conntrack id with a secret \
+             boot-time key, which the eBPF hooks cannot compute; use --source netlink"
+        );
+        assert_eq!(
+            Notice::NetlinkOnly("-o id").to_string(),
+            "-o id needs the kernel's conntrack id, which only ctnetlink reports: using \
+             ctnetlink events; expect event loss under load"
+        );
+    }
 }

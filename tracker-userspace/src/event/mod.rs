@@ -129,6 +129,10 @@ pub struct Event {
     /// Identity of the connection for pairing NEW and DESTROY: the kernel
     /// object address and the time of its NEW (eBPF), or the ctnetlink id.
     pub conn_id: u64,
+    /// The kernel's conntrack id (`CTA_ID`, `-o id`), when the source has it:
+    /// ctnetlink does; the eBPF hooks cannot compute it, the kernel derives it
+    /// with a boot-time siphash key (`nf_ct_get_id()`).
+    pub ct_id: Option<u32>,
 }
 
 #[cfg(test)]
@@ -160,6 +164,7 @@ impl Event {
             portid: None,
             changes: None,
             conn_id: 1,
+            ct_id: None,
         }
     }
 }
