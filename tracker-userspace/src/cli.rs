@@ -90,7 +90,8 @@ pub enum SourceKind {
 pub enum Command {
     /// Print connection tracking events, like `conntrack -E`.
     #[command(after_help = EVENTS_EXAMPLES)]
-    Events(EventsArgs),
+    /// Boxed: the events options are most of the command line's size.
+    Events(Box<EventsArgs>),
     /// Show live connection counts per conntrack mark.
     #[command(after_help = COUNTS_EXAMPLES)]
     Counts(CountsArgs),
@@ -186,17 +187,30 @@ pub struct EventsArgs {
     #[arg(short = 'f', long = "family", value_enum, value_name = "FAMILY")]
     pub family: Option<Family>,
 
-    /// Only source-NATed connections (e.g. -n).
-    #[arg(short = 'n', long = "src-nat")]
-    pub src_nat: bool,
+    /// Only source-NATed connections (e.g. -n). conntrack's address form
+    /// (-n ADDR) is refused: use -n -q ADDR.
+    #[arg(short = 'n', long = "src-nat", value_name = "ADDR", num_args = 0..=1)]
+    pub src_nat: Option<Option<String>>,
 
-    /// Only destination-NATed connections (e.g. -g).
-    #[arg(short = 'g', long = "dst-nat")]
-    pub dst_nat: bool,
+    /// Only destination-NATed connections (e.g. -g). conntrack's address
+    /// form (-g ADDR) is refused: use -g -r ADDR.
+    #[arg(short = 'g', long = "dst-nat", value_name = "ADDR", num_args = 0..=1)]
+    pub dst_nat: Option<Option<String>>,
 
-    /// Only connections with any NAT (e.g. -j).
-    #[arg(short = 'j', long = "any-nat")]
-    pub any_nat: bool,
+    /// Only connections with any NAT (e.g. -j). conntrack's address form
+    /// (-j ADDR) is refused: use -n -q ADDR or -g -r ADDR.
+    #[arg(short = 'j', long = "any-nat", value_name = "ADDR", num_args = 0..=1)]
+    pub any_nat: Option<Option<String>>,
+
+    /// conntrack's label filter; refused: the tracker does not read
+    /// connection labels (use a connmark and -m).
+    #[arg(short = 'l', long = "label", value_name = "LABEL", hide = true)]
+    pub label: Option<String>,
+
+    /// conntrack's SELinux secmark filter; refused: the tracker does not read
+    /// the secmark (use a connmark and -m).
+    #[arg(short = 'c', long = "secmark", value_name = "SECMARK", hide = true)]
+    pub secmark: Option<String>,
 
     /// Stop after N printed events (e.g. --count 10).
     #[arg(long, value_name = "N")]
