@@ -3,7 +3,8 @@
 # IPv4 and IPv6, one UDP port marked 1 by nft `ct mark set`) and, per filter set, the
 # tracker's stream must equal conntrack -E's. Family, protocol and mark are applied in
 # the eBPF programs, the rest in userspace: both paths are covered. Then -p tcp --state
-# ESTABLISHED the same way, and --state NEW (iptables' ctstate) refused with exit code 2.
+# ESTABLISHED and the zone filters the same way, and --state NEW (iptables' ctstate)
+# refused with exit code 2.
 # timeout: 480
 . "$(dirname "$0")/../lib.sh"
 lib_setup
@@ -70,6 +71,26 @@ expect_events '^\[DESTROY\] tcp +6 [0-9]+ ESTABLISHED src=10\.9\.9\.1 .*sport=10
 expect_events '\[(NEW|DESTROY)\]' $((1 + DESTROYS)) $((1 + DESTROYS))
 oracle_compare
 
+# Zones: one entry per kind of zone, inserted by conntrack. --orig-zone 5 shows only the
+# entry zoned in the original direction; --reply-zone 0 every entry without a reply-only
+# zone (a zone slot an entry lacks compares as 0 in conntrack).
+ZONE_T=(-p udp -d 10.9.8.2 --sport 1 --dport 2 -t 60)
+for ZONE_WORDS in "--orig-zone 5 -p udp" "--reply-zone 0 -d 10.9.8.2"; do
+    log "filter: $ZONE_WORDS"
+    # shellcheck disable=SC2086
+    TRACKER_ARGS="$ZONE_WORDS" oracle_start $NS $ZONE_WORDS
+    in_ns $NS conntrack -I -s 10.9.8.1 "${ZONE_T[@]}" --orig-zone 5 2>&1 | sed 's/^/  conntrack: /'
+    in_ns $NS conntrack -I -s 10.9.8.3 "${ZONE_T[@]}" --reply-zone 5 2>&1 | sed 's/^/  conntrack: /'
+    in_ns $NS conntrack -I -s 10.9.8.4 "${ZONE_T[@]}" --zone 5 2>&1 | sed 's/^/  conntrack: /'
+    ct_flush $NS
+    oracle_stop
+    case $ZONE_WORDS in
+        --orig-zone*) expect_events '\[(NEW|DESTROY)\] .* zone-orig=5 ' 2 2 ;;
+        --reply-zone*) expect_events '\[(NEW|DESTROY)\] udp .*src=10\.9\.8\.[14] ' 4 4 ;;
+    esac
+    oracle_compare
+done
+
 # iptables' ctstate NEW is not a conntrack state: refused before anything is loaded.
 if in_ns $NS timeout 30 "$TRACKER" events --state NEW -p tcp --dport 22 \
     >"$SCEN_DIR/state-new.out" 2>"$SCEN_DIR/state-new.err"; then rc=0; else rc=$?; fi
@@ -79,4 +100,4 @@ WANT="error: --state NEW is iptables' ctstate, not a conntrack entry state: to s
 [ "$(cat "$SCEN_DIR/state-new.err")" = "$WANT" ] \
     || fail "tracker events --state NEW did not say only: $WANT"
 [ ! -s "$SCEN_DIR/state-new.out" ] || fail "tracker events --state NEW printed on stdout"
-note "4 filter sets (-p --dport -m -f -r -q -s -d --state) equal to conntrack -E; --state NEW refused"
+note "6 filter sets (-p --dport -m -f -r -q -s -d --state --orig-zone --reply-zone) equal to conntrack -E; --state NEW refused"

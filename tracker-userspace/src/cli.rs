@@ -90,7 +90,8 @@ pub enum SourceKind {
 pub enum Command {
     /// Print connection tracking events, like `conntrack -E`.
     #[command(after_help = EVENTS_EXAMPLES)]
-    Events(EventsArgs),
+    /// Boxed: the events options are most of the command line's size.
+    Events(Box<EventsArgs>),
     /// Show live connection counts per conntrack mark.
     #[command(after_help = COUNTS_EXAMPLES)]
     Counts(CountsArgs),
@@ -115,8 +116,10 @@ pub struct EventsArgs {
     #[arg(long = "set-nf-conntrack-events")]
     pub set_nf_conntrack_events: bool,
 
-    /// Output format, comma separated: extended, timestamp, json
-    /// (e.g. -o extended,timestamp).
+    /// Output format, comma separated: extended, timestamp, id (the
+    /// kernel's conntrack id; netlink source only), ktimestamp (start and
+    /// stop on DESTROY), userspace (no effect, as in conntrack 1.4.7), or
+    /// json alone (e.g. -o extended,timestamp; -o id).
     #[arg(short = 'o', long = "output", value_name = "FORMAT",
           default_value = "default", value_parser = OutputFormat::from_str)]
     pub output: OutputFormat,
@@ -165,25 +168,49 @@ pub struct EventsArgs {
     #[arg(short = 'm', long = "mark", value_name = "VALUE[/MASK]", value_parser = MarkMask::from_str)]
     pub mark: Option<MarkMask>,
 
-    /// Conntrack zone (e.g. -w 10).
+    /// Conntrack zone of entries zoned in both directions; 0 also matches
+    /// entries zoned in one direction only, as in conntrack (e.g. -w 10).
     #[arg(short = 'w', long = "zone", value_name = "ZONE", value_parser = number::parse_zone)]
     pub zone: Option<u16>,
+
+    /// Zone of entries zoned in the original direction only (`zone-orig=`);
+    /// 0 matches every other entry, as in conntrack (e.g. --orig-zone 10).
+    #[arg(long = "orig-zone", value_name = "ZONE", value_parser = number::parse_zone)]
+    pub orig_zone: Option<u16>,
+
+    /// Zone of entries zoned in the reply direction only (`zone-reply=`);
+    /// 0 matches every other entry, as in conntrack (e.g. --reply-zone 10).
+    #[arg(long = "reply-zone", value_name = "ZONE", value_parser = number::parse_zone)]
+    pub reply_zone: Option<u16>,
 
     /// Address family (e.g. -f ipv6).
     #[arg(short = 'f', long = "family", value_enum, value_name = "FAMILY")]
     pub family: Option<Family>,
 
-    /// Only source-NATed connections (e.g. -n).
-    #[arg(short = 'n', long = "src-nat")]
-    pub src_nat: bool,
+    /// Only source-NATed connections (e.g. -n). conntrack's address form
+    /// (-n ADDR) is refused: use -n -q ADDR.
+    #[arg(short = 'n', long = "src-nat", value_name = "ADDR", num_args = 0..=1)]
+    pub src_nat: Option<Option<String>>,
 
-    /// Only destination-NATed connections (e.g. -g).
-    #[arg(short = 'g', long = "dst-nat")]
-    pub dst_nat: bool,
+    /// Only destination-NATed connections (e.g. -g). conntrack's address
+    /// form (-g ADDR) is refused: use -g -r ADDR.
+    #[arg(short = 'g', long = "dst-nat", value_name = "ADDR", num_args = 0..=1)]
+    pub dst_nat: Option<Option<String>>,
 
-    /// Only connections with any NAT (e.g. -j).
-    #[arg(short = 'j', long = "any-nat")]
-    pub any_nat: bool,
+    /// Only connections with any NAT (e.g. -j). conntrack's address form
+    /// (-j ADDR) is refused: use -n -q ADDR or -g -r ADDR.
+    #[arg(short = 'j', long = "any-nat", value_name = "ADDR", num_args = 0..=1)]
+    pub any_nat: Option<Option<String>>,
+
+    /// conntrack's label filter; refused: the tracker does not read
+    /// connection labels (use a connmark and -m).
+    #[arg(short = 'l', long = "label", value_name = "LABEL", hide = true)]
+    pub label: Option<String>,
+
+    /// conntrack's SELinux secmark filter; refused: the tracker does not read
+    /// the secmark (use a connmark and -m).
+    #[arg(short = 'c', long = "secmark", value_name = "SECMARK", hide = true)]
+    pub secmark: Option<String>,
 
     /// Stop after N printed events (e.g. --count 10).
     #[arg(long, value_name = "N")]

@@ -14,6 +14,9 @@ use crate::output::{OutputError, Writer};
 use crate::source::Notice;
 
 pub async fn run(cli: &Cli, args: &EventsArgs) -> anyhow::Result<ExitCode> {
+    if let Some(sentence) = refused_option(args) {
+        return Err(command::UsageError(sentence).into());
+    }
     let netns = command::resolve_netns(&args.netns.selection())?;
     let filter = filter_from_args(args)
         .map_err(|e| command::UsageError(e.to_string()))?
@@ -24,6 +27,7 @@ pub async fn run(cli: &Cli, args: &EventsArgs) -> anyhow::Result<ExitCode> {
         kinds: args.event_mask,
         set_events_sysctl: args.set_nf_conntrack_events,
         netlink_buffer: args.buffer_size.map(|b| b.0 as usize),
+        netlink_only: args.output.netlink_only(),
         ..command::Request::new(cli, &netns_selection)
     };
     let Opened {
@@ -115,6 +119,47 @@ pub async fn run(cli: &Cli, args: &EventsArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// conntrack -E options the tracker parses only to refuse them, with what
+/// to use instead: the sources do not read labels or the secmark, and the
+/// NAT address forms have an equivalent with -q/-r.
+pub fn refused_option(args: &EventsArgs) -> Option<String> {
+    fn nat_addr(given: &Option<Option<String>>) -> Option<&String> {
+        given.as_ref().and_then(Option::as_ref)
+    }
+    if args.label.is_some() {
+        return Some(
+            "-l/--label is not supported: the tracker does not read connection labels; give \
+             the connections a connmark and use -m VALUE[/MASK]"
+                .into(),
+        );
+    }
+    if args.secmark.is_some() {
+        return Some(
+            "-c/--secmark is not supported: the tracker does not read the SELinux secmark; give \
+             the connections a connmark and use -m VALUE[/MASK]"
+                .into(),
+        );
+    }
+    if let Some(a) = nat_addr(&args.src_nat) {
+        return Some(format!(
+            "-n {a} is not supported: use -n -q {a} (source NAT whose reply destination, the \
+             address it rewrote to, is {a})"
+        ));
+    }
+    if let Some(a) = nat_addr(&args.dst_nat) {
+        return Some(format!(
+            "-g {a} is not supported: use -g -r {a} (destination NAT whose reply source, the \
+             address it rewrote to, is {a})"
+        ));
+    }
+    if let Some(a) = nat_addr(&args.any_nat) {
+        return Some(format!(
+            "-j {a} is not supported: use -n -q {a} or -g -r {a} (one command each)"
+        ));
+    }
+    None
+}
+
 /// Builds the filter from `tracker events` options.
 pub fn filter_from_args(args: &EventsArgs) -> Result<Filter, FilterError> {
     Filter {
@@ -130,14 +175,81 @@ pub fn filter_from_args(args: &EventsArgs) -> Result<Filter, FilterError> {
         dport: args.dport,
         mark: args.mark,
         zone: args.zone,
+        orig_zone: args.orig_zone,
+        reply_zone: args.reply_zone,
         nat: NatFilter {
-            src: args.src_nat,
-            dst: args.dst_nat,
-            any: args.any_nat,
+            src: args.src_nat.is_some(),
+            dst: args.dst_nat.is_some(),
+            any: args.any_nat.is_some(),
         },
         tcp_states: None,
         netns: None,
     }
     .with_states(args.state)?
     .with_implied_family()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `tracker events ARGS`, parsed, for tests.
+    fn args_from_command_line(args: &[&str]) -> EventsArgs {
+        use clap::Parser as _;
+
+        let mut argv = vec!["tracker", "events"];
+        argv.extend_from_slice(args);
+        let cli = Cli::try_parse_from(argv).unwrap();
+        let crate::cli::Command::Events(a) = cli.command else {
+            unreachable!()
+        };
+        *a
+    }
+
+    /// The filter `tracker events ARGS` builds.
+    fn filter_from_command_line(args: &[&str]) -> Result<Filter, FilterError> {
+        filter_from_args(&args_from_command_line(args))
+    }
+
+    fn refusal(args: &[&str]) -> Option<String> {
+        refused_option(&args_from_command_line(args))
+    }
+
+    #[test]
+    fn refused_options_name_the_alternative() {
+        for (args, sentence) in [
+            (
+                &["-l", "blue"][..],
+                "-l/--label is not supported: the tracker does not read connection labels; give \
+                 the connections a connmark and use -m VALUE[/MASK]",
+            ),
+            (
+                &["--secmark", "7"],
+                "-c/--secmark is not supported: the tracker does not read the SELinux secmark; \
+                 give the connections a connmark and use -m VALUE[/MASK]",
+            ),
+            (
+                &["-n", "198.51.100.1"],
+                "-n 198.51.100.1 is not supported: use -n -q 198.51.100.1 (source NAT whose \
+                 reply destination, the address it rewrote to, is 198.51.100.1)",
+            ),
+            (
+                &["--dst-nat", "10.0.0.9"],
+                "-g 10.0.0.9 is not supported: use -g -r 10.0.0.9 (destination NAT whose reply \
+                 source, the address it rewrote to, is 10.0.0.9)",
+            ),
+            (
+                &["-j", "10.0.0.9"],
+                "-j 10.0.0.9 is not supported: use -n -q 10.0.0.9 or -g -r 10.0.0.9 (one command \
+                 each)",
+            ),
+        ] {
+            assert_eq!(refusal(args).as_deref(), Some(sentence), "{args:?}");
+        }
+        // The flag forms still filter.
+        assert_eq!(refusal(&["-n", "-g", "-p", "tcp"]), None);
+        assert_eq!(refusal(&["-j"]), None);
+        let f = filter_from_command_line(&["-n", "-g"]).unwrap();
+        assert!(f.nat.src && f.nat.dst && !f.nat.any);
+    }
 }

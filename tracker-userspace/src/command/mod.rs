@@ -101,6 +101,9 @@ pub struct Request<'a> {
     /// `--buffer-size` of the netlink source; `None` is its default.
     pub netlink_buffer: Option<usize>,
     pub netns: &'a NetnsSelection,
+    /// An option only ctnetlink can serve (e.g. `-o id`): refused with
+    /// `--source ebpf`, ctnetlink straight away with `--source auto`.
+    pub netlink_only: Option<&'static str>,
 }
 
 impl<'a> Request<'a> {
@@ -115,6 +118,7 @@ impl<'a> Request<'a> {
             set_events_sysctl: false,
             netlink_buffer: None,
             netns,
+            netlink_only: None,
         }
     }
 }
@@ -122,6 +126,14 @@ impl<'a> Request<'a> {
 /// Opens the source the user asked for; with `--source auto`, eBPF and, when
 /// its hooks cannot attach, ctnetlink — saying which and why.
 pub async fn open_source(request: &Request<'_>) -> anyhow::Result<Opened> {
+    if let Some(option) = request.netlink_only {
+        match request.source {
+            SourceKind::Ebpf => return Err(UsageError(ebpf_cannot(option)).into()),
+            SourceKind::Auto => Notice::NetlinkOnly(option).say(),
+            SourceKind::Netlink => {}
+        }
+        return open_netlink(request);
+    }
     if request.source != SourceKind::Netlink {
         let missing = privileges::missing_for_ebpf();
         if !missing.is_empty() {
@@ -165,6 +177,14 @@ pub async fn open_source(request: &Request<'_>) -> anyhow::Result<Opened> {
     open_netlink(request)
 }
 
+/// Why the eBPF source refuses a netlink-only option.
+pub fn ebpf_cannot(option: &str) -> String {
+    format!(
+        "{option} needs the netlink source: the kernel derives the conntrack id with a secret \
+         boot-time key, which the eBPF hooks cannot compute; use --source netlink"
+    )
+}
+
 fn open_netlink(request: &Request<'_>) -> anyhow::Result<Opened> {
     let missing = privileges::missing_for_netlink();
     if !missing.is_empty() {
@@ -185,4 +205,23 @@ fn open_netlink(request: &Request<'_>) -> anyhow::Result<Opened> {
         source: Source::Netlink(source),
         description,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn netlink_only_sentences() {
+        assert_eq!(
+            ebpf_cannot("-o id"),
+            "-o id needs the netlink source: the kernel derives the conntrack id with a secret \
+             boot-time key, which the eBPF hooks cannot compute; use --source netlink"
+        );
+        assert_eq!(
+            Notice::NetlinkOnly("-o id").to_string(),
+            "-o id needs the kernel's conntrack id, which only ctnetlink reports: using \
+             ctnetlink events; expect event loss under load"
+        );
+    }
 }

@@ -71,6 +71,19 @@ impl ZoneDir {
     }
 }
 
+impl Event {
+    /// The zone id as conntrack's filters see it in one slot: `-w` reads
+    /// `ATTR_ZONE` (from `CTA_ZONE`, a zone for both directions),
+    /// `--orig-zone`/`--reply-zone` read `ATTR_ORIG_ZONE`/`ATTR_REPL_ZONE`
+    /// (from `CTA_TUPLE_ZONE`, a one-direction zone). An absent attribute
+    /// compares as 0, so `--orig-zone 0` matches a `--zone 5` entry and
+    /// `-w 5` does not match an `--orig-zone 5` one (checked against
+    /// conntrack 1.4.7 -E).
+    pub fn zone_in(&self, dir: ZoneDir) -> u16 {
+        if self.zone_dir == dir { self.zone } else { 0 }
+    }
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
     pub packets: u64,
@@ -116,6 +129,10 @@ pub struct Event {
     /// Identity of the connection for pairing NEW and DESTROY: the kernel
     /// object address and the time of its NEW (eBPF), or the ctnetlink id.
     pub conn_id: u64,
+    /// The kernel's conntrack id (`CTA_ID`, `-o id`), when the source has it:
+    /// ctnetlink does; the eBPF hooks cannot compute it, the kernel derives it
+    /// with a boot-time siphash key (`nf_ct_get_id()`).
+    pub ct_id: Option<u32>,
 }
 
 #[cfg(test)]
@@ -147,6 +164,7 @@ impl Event {
             portid: None,
             changes: None,
             conn_id: 1,
+            ct_id: None,
         }
     }
 }

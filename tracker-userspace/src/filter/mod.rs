@@ -16,7 +16,7 @@ use std::net::IpAddr;
 
 use tracker_common::{KernelFilter, filter_kind};
 
-use crate::event::{Event, EventKind, L4Ids};
+use crate::event::{Event, EventKind, L4Ids, ZoneDir};
 use crate::model::{Cidr, CtState, EventKinds, Family, MarkMask, Protocol, StateArg, TcpStates};
 
 pub use nat::{is_dst_nat, is_src_nat};
@@ -57,7 +57,11 @@ pub struct Filter {
     pub sport: Option<u16>,
     pub dport: Option<u16>,
     pub mark: Option<MarkMask>,
+    /// `-w`: the zone of an entry zoned in both directions.
     pub zone: Option<u16>,
+    /// `--orig-zone`, `--reply-zone`: a one-direction zone.
+    pub orig_zone: Option<u16>,
+    pub reply_zone: Option<u16>,
     pub nat: NatFilter,
     /// `--state`: the TCP states the event must show.
     pub tcp_states: Option<TcpStates>,
@@ -81,6 +85,8 @@ impl Default for Filter {
             dport: None,
             mark: None,
             zone: None,
+            orig_zone: None,
+            reply_zone: None,
             nat: NatFilter::default(),
             tcp_states: None,
             netns: None,
@@ -150,7 +156,15 @@ impl Filter {
         let differs = |want: Option<u32>, have: u32| want.is_some_and(|w| w != have);
         if differs(self.family.map(|f| f.l3proto().into()), ev.l3proto.into())
             || differs(self.proto.map(|p| p.0.into()), ev.l4proto.into())
-            || differs(self.zone.map(u32::from), ev.zone.into())
+            || differs(self.zone.map(u32::from), ev.zone_in(ZoneDir::Both).into())
+            || differs(
+                self.orig_zone.map(u32::from),
+                ev.zone_in(ZoneDir::Orig).into(),
+            )
+            || differs(
+                self.reply_zone.map(u32::from),
+                ev.zone_in(ZoneDir::Reply).into(),
+            )
             || differs(self.netns, ev.netns)
             || self.mark.is_some_and(|m| !m.matches(ev.mark))
         {
@@ -432,10 +446,43 @@ mod tests {
         assert!(f(&["-w", "5"]).matches(&e));
         assert!(!f(&["-w", "0"]).matches(&e));
         assert!(f(&["-w", "0"]).matches(&tcp4()));
+        assert!(!f(&["--orig-zone", "5"]).matches(&e));
+        assert!(f(&["--orig-zone", "0", "--reply-zone", "0"]).matches(&e));
         let fl = f(&[]).with_netns(Some(4026531840));
         assert!(fl.matches(&tcp4()));
         e.netns = 4026532000;
         assert!(!fl.matches(&e));
+    }
+
+    /// What conntrack 1.4.7 -E showed for four entries inserted with
+    /// `--orig-zone 5`, `--reply-zone 5`, `-w 5` and no zone: an absent
+    /// direction's zone compares as 0.
+    #[test]
+    fn zone_filters_read_one_direction_each() {
+        let zoned = |zone, dir| {
+            let mut e = tcp4();
+            e.zone = zone;
+            e.zone_dir = dir;
+            e
+        };
+        let entries = [
+            zoned(5, ZoneDir::Orig),
+            zoned(5, ZoneDir::Reply),
+            zoned(5, ZoneDir::Both),
+            zoned(0, ZoneDir::Both),
+        ];
+        for (args, shown) in [
+            (&["--orig-zone", "5"][..], [true, false, false, false]),
+            (&["--reply-zone", "5"], [false, true, false, false]),
+            (&["-w", "5"], [false, false, true, false]),
+            (&["--orig-zone", "0"], [false, true, true, true]),
+            (&["--reply-zone", "0"], [true, false, true, true]),
+            (&["-w", "0"], [true, true, false, true]),
+        ] {
+            let fl = f(args);
+            let got = entries.each_ref().map(|e| fl.matches(e));
+            assert_eq!(got, shown, "{args:?}");
+        }
     }
 
     fn snat(mut e: Event) -> Event {

@@ -21,6 +21,11 @@ pub struct TextOptions {
     pub extended: bool,
     /// `-o timestamp`: `[sec.usec]` and a tab before the line.
     pub timestamp: bool,
+    /// `-o id`: `id=N`, the kernel's conntrack id, when the event has it.
+    pub id: bool,
+    /// `-o ktimestamp`: `[start=...] [stop=...]` from the kernel's tstamp
+    /// extension, in ctime(3) form and local time, when the event has them.
+    pub ktimestamp: bool,
 }
 
 /// Appends one event line, newline included.
@@ -100,6 +105,25 @@ pub fn format_event(out: &mut String, ev: &Event, opts: TextOptions) {
         let delta = stop_s.wrapping_sub((start_ns / 1_000_000_000) as i64);
         let _ = write!(out, "delta-time={} ", delta as u64);
     }
+    if opts.ktimestamp {
+        // __snprintf_timestamp_start/stop(): ctime() without its newline.
+        if let Some(start_ns) = ev.start_ns {
+            out.push_str("[start=");
+            ctime(out, start_ns / 1_000_000_000);
+            out.push_str("] ");
+        }
+        if let Some(stop_ns) = ev.stop_ns {
+            out.push_str("[stop=");
+            ctime(out, stop_ns / 1_000_000_000);
+            out.push_str("] ");
+        }
+    }
+    if opts.id
+        && let Some(id) = ev.ct_id
+    {
+        out.push_str("id=");
+        num(out, id);
+    }
     if opts.extended && ev.netns != 0 {
         // Not in conntrack, whose view is one namespace; with --all-netns the
         // namespace is what tells otherwise identical lines apart.
@@ -116,6 +140,39 @@ pub fn format_event(out: &mut String, ev: &Event, opts: TextOptions) {
     }
     out.push('\n');
     debug_assert!(out.len() > start);
+}
+
+/// ctime(3) of whole seconds since the epoch in local time, without the
+/// newline: `Fri Dec  4 10:55:49 2026`.
+fn ctime(out: &mut String, secs: u64) {
+    let t = secs as libc::time_t;
+    // SAFETY: an all-zero `tm` is valid, and localtime_r only writes it.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers are valid for the call; localtime_r is reentrant.
+    if unsafe { libc::localtime_r(&t, &mut tm) }.is_null() {
+        let _ = write!(out, "{secs}");
+        return;
+    }
+    asctime(out, &tm);
+}
+
+/// asctime(3)'s "%.3s %.3s%3d %.2d:%.2d:%.2d %d" of a broken-down time.
+fn asctime(out: &mut String, tm: &libc::tm) {
+    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let day = DAYS.get(tm.tm_wday as usize).unwrap_or(&"???");
+    let month = MONTHS.get(tm.tm_mon as usize).unwrap_or(&"???");
+    let _ = write!(
+        out,
+        "{day} {month}{:3} {:02}:{:02}:{:02} {}",
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec,
+        i64::from(tm.tm_year) + 1900
+    );
 }
 
 /// `n` and one space.
@@ -442,7 +499,8 @@ mod tests {
                 &e,
                 TextOptions {
                     extended: true,
-                    timestamp: false
+                    timestamp: false,
+                    ..TextOptions::default()
                 }
             ),
             "    [NEW] ipv6     10 tcp      6 120 SYN_SENT src=2001:db8::1 dst=2001:db8:0:1::2 \
@@ -458,7 +516,8 @@ mod tests {
                 &e,
                 TextOptions {
                     extended: true,
-                    timestamp: false
+                    timestamp: false,
+                    ..TextOptions::default()
                 }
             )
             .starts_with("    [NEW] ipv4     2 tcp      6 120 SYN_SENT src=10.0.0.1 ")
@@ -675,7 +734,8 @@ mod tests {
                 &tcp_syn(),
                 TextOptions {
                     extended: false,
-                    timestamp: true
+                    timestamp: true,
+                    ..TextOptions::default()
                 }
             ),
             "[1700000000.012345]\t    [NEW] tcp      6 120 SYN_SENT src=10.0.0.1 dst=10.0.0.2 \
@@ -688,7 +748,8 @@ mod tests {
                 &e,
                 TextOptions {
                     extended: true,
-                    timestamp: true
+                    timestamp: true,
+                    ..TextOptions::default()
                 }
             )
             .starts_with("[1700000001.000000]\t    [NEW] ipv4     2 tcp      6 120 ")
@@ -776,5 +837,115 @@ mod tests {
                 .to_owned();
             assert_eq!(Addr(&IpAddr::V6(a)).to_string(), want);
         }
+    }
+
+    /// The entries of the captured lines below: `conntrack -I -p udp -s
+    /// 1.1.1.x -d 2.2.2.2 --sport 1 --dport 2 -t 10` with a zone, then
+    /// `conntrack -D` 1 s later, nf_conntrack_timestamp=1.
+    fn captured(kind: EventKind, src: &str, zone_dir: ZoneDir) -> Event {
+        let mut e = base(
+            kind,
+            17,
+            ports(src, "2.2.2.2", 1, 2),
+            ports("2.2.2.2", src, 2, 1),
+        );
+        e.zone = 5;
+        e.zone_dir = zone_dir;
+        e
+    }
+
+    /// Lines of conntrack 1.4.7 `-E -o id` and `-o id,ktimestamp` (Linux
+    /// 6.18, TZ=UTC), byte for byte.
+    #[test]
+    fn id_and_ktimestamp_as_conntrack_prints_them() {
+        let opts = TextOptions {
+            id: true,
+            ktimestamp: true,
+            ..TextOptions::default()
+        };
+        let mut e = captured(EventKind::New, "1.1.1.1", ZoneDir::Orig);
+        e.timeout = Some(10);
+        e.mark_changed = true;
+        e.ct_id = Some(1333464132);
+        e.portid = Some(21836);
+        assert_eq!(
+            line(&e, opts),
+            "    [NEW] udp      17 10 src=1.1.1.1 dst=2.2.2.2 sport=1 dport=2 zone-orig=5 \
+             [UNREPLIED] src=2.2.2.2 dst=1.1.1.1 sport=2 dport=1 mark=0 id=1333464132 \
+             [USERSPACE] portid=21836\n"
+        );
+        // -o id only: no id when the source has none (never with -o id,
+        // which needs the netlink source).
+        e.ct_id = None;
+        assert!(line(&e, opts).ends_with(" mark=0 [USERSPACE] portid=21836\n"));
+
+        let mut e = captured(EventKind::Destroy, "1.1.1.3", ZoneDir::Reply);
+        e.timeout = Some(8);
+        e.start_ns = Some(1_796_381_749_123_456_789);
+        e.stop_ns = Some(1_796_381_750_987_654_321);
+        e.ct_id = Some(1198755803);
+        e.portid = Some(3450001132);
+        let without_times = "[DESTROY] udp      17 8 src=1.1.1.3 dst=2.2.2.2 sport=1 dport=2 \
+             [UNREPLIED] src=2.2.2.2 dst=1.1.1.3 sport=2 dport=1 zone-reply=5 delta-time=1 \
+             id=1198755803 [USERSPACE] portid=3450001132\n";
+        assert_eq!(
+            line(
+                &e,
+                TextOptions {
+                    id: true,
+                    ..TextOptions::default()
+                }
+            ),
+            without_times
+        );
+        // ctime() is local time: compare byte for byte where it is UTC.
+        if local_offset_at(1_796_381_749) == 0 {
+            assert_eq!(
+                line(&e, opts),
+                "[DESTROY] udp      17 8 src=1.1.1.3 dst=2.2.2.2 sport=1 dport=2 [UNREPLIED] \
+                 src=2.2.2.2 dst=1.1.1.3 sport=2 dport=1 zone-reply=5 delta-time=1 \
+                 [start=Fri Dec  4 10:55:49 2026] [stop=Fri Dec  4 10:55:50 2026] \
+                 id=1198755803 [USERSPACE] portid=3450001132\n"
+            );
+        }
+        // A both-direction zone comes before delta-time and the times.
+        let mut e = captured(EventKind::Destroy, "1.1.1.4", ZoneDir::Both);
+        e.timeout = Some(8);
+        e.start_ns = Some(1_796_381_749_000_000_000);
+        e.stop_ns = Some(1_796_381_750_000_000_000);
+        e.ct_id = Some(552540442);
+        e.portid = Some(3450001132);
+        let shown = line(&e, opts);
+        assert!(
+            shown.starts_with(
+                "[DESTROY] udp      17 8 src=1.1.1.4 dst=2.2.2.2 sport=1 dport=2 [UNREPLIED] \
+                 src=2.2.2.2 dst=1.1.1.4 sport=2 dport=1 zone=5 delta-time=1 [start="
+            ) && shown.ends_with("] id=552540442 [USERSPACE] portid=3450001132\n"),
+            "{shown}"
+        );
+    }
+
+    fn local_offset_at(secs: i64) -> i64 {
+        let t = secs as libc::time_t;
+        // SAFETY: as in ctime().
+        let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+        // SAFETY: valid pointers.
+        unsafe { libc::localtime_r(&t, &mut tm) };
+        tm.tm_gmtoff
+    }
+
+    #[test]
+    fn asctime_pads_the_day_with_a_space() {
+        // SAFETY: an all-zero `tm` is valid.
+        let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+        (tm.tm_wday, tm.tm_mon, tm.tm_mday, tm.tm_year) = (5, 11, 4, 126);
+        (tm.tm_hour, tm.tm_min, tm.tm_sec) = (10, 55, 9);
+        let mut s = String::new();
+        asctime(&mut s, &tm);
+        assert_eq!(s, "Fri Dec  4 10:55:09 2026");
+        tm.tm_mday = 24;
+        s.clear();
+        asctime(&mut s, &tm);
+        assert_eq!(s, "Fri Dec 24 10:55:09 2026");
     }
 }

@@ -27,7 +27,18 @@ impl OutputFormat {
     pub const DEFAULT: OutputFormat = OutputFormat::Text(TextOptions {
         extended: false,
         timestamp: false,
+        id: false,
+        ktimestamp: false,
     });
+
+    /// The `-o` item only ctnetlink can deliver, if any: the eBPF hooks
+    /// cannot compute the kernel's conntrack id.
+    pub fn netlink_only(&self) -> Option<&'static str> {
+        match self {
+            OutputFormat::Text(TextOptions { id: true, .. }) => Some("-o id"),
+            _ => None,
+        }
+    }
 }
 
 impl Default for OutputFormat {
@@ -36,11 +47,26 @@ impl Default for OutputFormat {
     }
 }
 
+/// conntrack's `-o` items the tracker refuses, with what to use instead.
+const REFUSED: [(&str, &str); 3] = [
+    ("xml", "use -o json for machine-readable output"),
+    (
+        "labels",
+        "the tracker does not read connection labels; use conntrack -E -o labels, or a \
+         connmark and -m",
+    ),
+    (
+        "save",
+        "it prints conntrack -I/-D command lines, not events; use -o json",
+    ),
+];
+
 impl FromStr for OutputFormat {
     type Err = String;
 
-    /// Comma list of `extended`, `timestamp`, `json` (or `default`); each a
-    /// case-insensitive prefix, as conntrack parses `-o`.
+    /// Comma list of `extended`, `timestamp`, `id`, `ktimestamp`,
+    /// `userspace`, `json` (or `default`); each a case-insensitive prefix, as
+    /// conntrack parses `-o`, tried in conntrack's order (`-o i` is `id`).
     fn from_str(s: &str) -> Result<Self, String> {
         let mut text = TextOptions::default();
         let mut json = false;
@@ -52,33 +78,35 @@ impl FromStr for OutputFormat {
                 text.extended = true;
             } else if is("timestamp") {
                 text.timestamp = true;
+            } else if is("id") {
+                text.id = true;
+            } else if is("ktimestamp") {
+                text.ktimestamp = true;
+            } else if is("userspace") {
+                // conntrack 1.4.7 accepts it and sets no flag: `[USERSPACE]
+                // portid=N` ends every line a netlink request caused anyway.
             } else if is("json") {
                 json = true;
-            } else if ["xml", "id", "ktimestamp", "labels", "save", "userspace"]
-                .iter()
-                .any(|o| o.starts_with(&lower) && !lower.is_empty())
-            {
+            } else if let Some((name, instead)) = REFUSED.iter().find(|(o, _)| is(o)) {
                 return Err(format!(
-                    "conntrack's `-o {item}` is not supported: use extended, timestamp or json"
+                    "conntrack's `-o {name}` is not supported: {instead}"
                 ));
             } else {
                 return Err(format!(
-                    "`{item}` is not an output format: use extended, timestamp or json"
+                    "`{item}` is not an output format: use extended, timestamp, id, ktimestamp \
+                     or json"
                 ));
             }
         }
-        match (json, text) {
-            (false, t) => Ok(OutputFormat::Text(t)),
-            (
-                true,
-                TextOptions {
-                    extended: false,
-                    timestamp: false,
-                },
-            ) => Ok(OutputFormat::Json),
-            (true, _) => Err(format!(
-                "`{s}`: json cannot be combined with extended or timestamp (JSON always has both)"
-            )),
+        if !json {
+            Ok(OutputFormat::Text(text))
+        } else if text == TextOptions::default() {
+            Ok(OutputFormat::Json)
+        } else {
+            Err(format!(
+                "`{s}`: json cannot be combined with extended, timestamp, id or ktimestamp (JSON \
+                 always has the times and an id)"
+            ))
         }
     }
 }
@@ -87,22 +115,22 @@ impl fmt::Display for OutputFormat {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             OutputFormat::Json => f.write_str("json"),
-            OutputFormat::Text(TextOptions {
-                extended: false,
-                timestamp: false,
-            }) => f.write_str("default"),
-            OutputFormat::Text(TextOptions {
-                extended,
-                timestamp,
-            }) => {
-                let mut parts = Vec::new();
-                if *extended {
-                    parts.push("extended");
+            OutputFormat::Text(t) => {
+                let parts: Vec<&str> = [
+                    (t.extended, "extended"),
+                    (t.timestamp, "timestamp"),
+                    (t.id, "id"),
+                    (t.ktimestamp, "ktimestamp"),
+                ]
+                .iter()
+                .filter(|(on, _)| *on)
+                .map(|(_, name)| *name)
+                .collect();
+                if parts.is_empty() {
+                    f.write_str("default")
+                } else {
+                    f.write_str(&parts.join(","))
                 }
-                if *timestamp {
-                    parts.push("timestamp");
-                }
-                f.write_str(&parts.join(","))
             }
         }
     }
@@ -205,28 +233,32 @@ mod tests {
             "extended".parse::<OutputFormat>().unwrap(),
             OutputFormat::Text(TextOptions {
                 extended: true,
-                timestamp: false
+                timestamp: false,
+                ..TextOptions::default()
             })
         );
         assert_eq!(
             "ext".parse::<OutputFormat>().unwrap(),
             OutputFormat::Text(TextOptions {
                 extended: true,
-                timestamp: false
+                timestamp: false,
+                ..TextOptions::default()
             })
         );
         assert_eq!(
             "timestamp".parse::<OutputFormat>().unwrap(),
             OutputFormat::Text(TextOptions {
                 extended: false,
-                timestamp: true
+                timestamp: true,
+                ..TextOptions::default()
             })
         );
         assert_eq!(
             "extended,timestamp".parse::<OutputFormat>().unwrap(),
             OutputFormat::Text(TextOptions {
                 extended: true,
-                timestamp: true
+                timestamp: true,
+                ..TextOptions::default()
             })
         );
         assert_eq!("JSON".parse::<OutputFormat>().unwrap(), OutputFormat::Json);
@@ -242,10 +274,52 @@ mod tests {
                 .unwrap_err()
                 .contains("not supported")
         );
+        for (item, sentence) in [
+            (
+                "xml",
+                "conntrack's `-o xml` is not supported: use -o json for machine-readable output",
+            ),
+            (
+                "labels",
+                "conntrack's `-o labels` is not supported: the tracker does not read connection \
+                 labels; use conntrack -E -o labels, or a connmark and -m",
+            ),
+            (
+                "save",
+                "conntrack's `-o save` is not supported: it prints conntrack -I/-D command lines, \
+                 not events; use -o json",
+            ),
+        ] {
+            assert_eq!(item.parse::<OutputFormat>().unwrap_err(), sentence);
+        }
+        // conntrack's prefixes, in its order: `i` is id, `k` ktimestamp,
+        // `u` userspace (no flag), `l` labels.
+        let id = OutputFormat::Text(TextOptions {
+            id: true,
+            ..TextOptions::default()
+        });
+        assert_eq!("i".parse::<OutputFormat>().unwrap(), id);
+        assert_eq!("ID".parse::<OutputFormat>().unwrap(), id);
+        assert_eq!(id.netlink_only(), Some("-o id"));
+        assert_eq!(OutputFormat::DEFAULT.netlink_only(), None);
+        assert_eq!(
+            "k,ext".parse::<OutputFormat>().unwrap(),
+            OutputFormat::Text(TextOptions {
+                extended: true,
+                ktimestamp: true,
+                ..TextOptions::default()
+            })
+        );
+        assert_eq!(
+            "userspace".parse::<OutputFormat>().unwrap(),
+            OutputFormat::DEFAULT
+        );
+        assert!("l".parse::<OutputFormat>().unwrap_err().contains("labels"));
         assert!(
-            "id".parse::<OutputFormat>()
+            "json,id"
+                .parse::<OutputFormat>()
                 .unwrap_err()
-                .contains("not supported")
+                .contains("cannot be combined")
         );
         assert!(
             "fancy"
@@ -260,6 +334,8 @@ mod tests {
             "extended",
             "timestamp",
             "extended,timestamp",
+            "id",
+            "extended,timestamp,id,ktimestamp",
         ] {
             assert_eq!(f.parse::<OutputFormat>().unwrap().to_string(), f);
         }

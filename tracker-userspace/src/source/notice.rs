@@ -29,6 +29,8 @@ pub enum Notice {
     EbpfLacks(Vec<&'static str>),
     /// The eBPF source cannot run here: ctnetlink is used.
     Fallback(EbpfError),
+    /// An option only ctnetlink serves (e.g. `-o id`) chose the source.
+    NetlinkOnly(&'static str),
     /// The source is running, described.
     Listening(String),
 }
@@ -72,6 +74,11 @@ impl fmt::Display for Notice {
             Notice::Fallback(e) => write!(
                 f,
                 "{e}: using ctnetlink events instead; expect event loss under load"
+            ),
+            Notice::NetlinkOnly(option) => write!(
+                f,
+                "{option} needs the kernel's conntrack id, which only ctnetlink reports: using \
+                 ctnetlink events; expect event loss under load"
             ),
             Notice::Listening(description) => write!(f, "listening ({description})"),
         }

@@ -346,6 +346,7 @@ pub fn event(
         portid: (f & flags::USERSPACE != 0).then_some(r.portid),
         changes,
         conn_id: conn_id(r.ct, r.generation),
+        ct_id: None,
     })
 }
 

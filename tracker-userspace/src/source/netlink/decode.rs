@@ -65,7 +65,7 @@ pub fn event_from_message(
     let mut counters: Option<[Counters; 2]> = None;
     let mut start_ns = None;
     let mut stop_ns = None;
-    let mut conn_id = 0;
+    let mut ct_id = None;
 
     for attr in attributes {
         match attr {
@@ -99,9 +99,7 @@ pub fn event_from_message(
                     attrs::CTA_ZONE => {
                         zone = Some(v.u16_be().ok_or_else(|| malformed("CTA_ZONE"))?)
                     }
-                    attrs::CTA_ID => {
-                        conn_id = v.u32_be().ok_or_else(|| malformed("CTA_ID"))?.into()
-                    }
+                    attrs::CTA_ID => ct_id = Some(v.u32_be().ok_or_else(|| malformed("CTA_ID"))?),
                     attrs::CTA_COUNTERS_ORIG | attrs::CTA_COUNTERS_REPLY => {
                         let c = attrs::parse_counters(v.bytes())
                             .ok_or_else(|| malformed("CTA_COUNTERS"))?;
@@ -152,7 +150,8 @@ pub fn event_from_message(
         stop_ns,
         portid: (port != 0).then_some(port),
         changes: None,
-        conn_id,
+        conn_id: ct_id.unwrap_or(0).into(),
+        ct_id,
     }))
 }
 

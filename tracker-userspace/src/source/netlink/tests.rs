@@ -148,6 +148,7 @@ fn tcp_new_with_every_optional_field() {
         portid: None,
         changes: None,
         conn_id: 0xdead_beef,
+        ct_id: Some(0xdead_beef),
     };
     assert_eq!(decode_one(&bytes), expected);
 }
