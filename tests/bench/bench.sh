@@ -226,7 +226,7 @@ for p in progs:
         continue
     cnt, ns = p.get("run_cnt", 0), p.get("run_time_ns", 0)
     if cnt:
-        print("BENCH\t%s\tprog=%s\ttype=%s\trun_cnt=%d\trun_time_ns=%d" % (section, p.get("name", "?"), p.get("type", "?"), cnt, ns))
+        print("BENCH\t%s\tprog=%s\ttype=%s\trun_cnt=%d\trun_time_ns=%d\txlated_bytes=%d" % (section, p.get("name", "?"), p.get("type", "?"), cnt, ns, p.get("bytes_xlated", 0)))
 EOF
 }
 
@@ -298,9 +298,12 @@ section_loss() {
 # ticks (utime+stime) of a pid
 ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null; }
 rss_kib() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status" 2>/dev/null; }
+# The private part of the RSS: VmRSS also counts the ring buffer's pages, kernel memory
+# that the reader maps (twice: the kernel maps the data area twice so records can wrap).
+rss_anon_kib() { awk '/^RssAnon/ { print $2 }' "/proc/$1/status" 2>/dev/null; }
 
 section_cpu() {
-    local rate v t0 t1 w0 w1 rss hz created expected bpf=0
+    local rate v t0 t1 w0 w1 rss anon hz created expected bpf=0
     hz=$(getconf CLK_TCK)
     # Paced well below the maximum so every listener keeps up.
     rate=${BENCH_CPU_RATE:-$(( ${UDP_BASE_RATE:-40000} / 4 ))}
@@ -320,6 +323,7 @@ section_cpu() {
         t1=$(ticks "$LPID")
         w1=$(now_ns)
         rss=$(rss_kib "$LPID")
+        anon=$(rss_anon_kib "$LPID")
         created=$(in_ns conntrack -C)
         expected=$created
         if [ "$bpf" = 1 ]; then
@@ -332,7 +336,7 @@ section_cpu() {
         fi
         stop_listener
         emit cpu "proto=udp" "listener=$v" "rate=$RATE" "flows=$FLOWS" "created=$created" "expected=$expected" "ticks=$((t1 - t0))" \
-            "hz=$hz" "wall_ns=$((w1 - w0))" "rss_kib=$rss" "shown=$SHOWN" "lost=$LOST"
+            "hz=$hz" "wall_ns=$((w1 - w0))" "rss_kib=$rss" "rss_anon_kib=$anon" "shown=$SHOWN" "lost=$LOST"
         log "cpu $v: $((t1 - t0)) ticks over $(((w1 - w0) / 1000000)) ms at $RATE/s, RSS $rss KiB"
     done
 }

@@ -478,12 +478,15 @@ fn cpu_table(out: &mut String, run: &Run, source: &str) -> Option<f64> {
         }
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {:.1} MiB | {} |",
+            "| {} | {} | {} | {} | {:.1} MiB | {} | {} |",
             listener_name(&r.flows.listener, source),
             rate(ev),
             pct(cpu),
             pct(per10k),
             r.rss_kib.num().unwrap_or(f64::NAN) / 1024.0,
+            r.rss_anon_kib
+                .num()
+                .map_or("—".into(), |k| format!("{:.1} MiB", k / 1024.0)),
             loss_cell(&r.flows, source),
         );
     }
@@ -567,9 +570,13 @@ fn bpf_table(out: &mut String, run: &Run) -> Option<PerConnection> {
         total_ns += ns;
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {:.0} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {:.0} | {} | {} |",
             r.prog,
             prog_type(&r.kind),
+            r.xlated_bytes
+                .num()
+                .filter(|b| *b > 0.0)
+                .map_or("—".into(), |b| format!("{:.0}", b / 8.0)),
             r.run_cnt,
             conns.map_or("—".into(), |c| format!("{:.2}", runs / c)),
             ns / runs,
@@ -1051,7 +1058,7 @@ mod tests {
         BENCH\trate\tproto=tcp\tlistener=tracker\trate=1960\tflows=5880\tcreated=5880\tshown=5880\tlost=0\n\
         BENCH\tbpf\tprog=confirm_fexit\ttype=tracing\trun_cnt=1000\trun_time_ns=10000000\n\
         BENCH\tbpf\tprog=delete_fexit\ttype=tracing\trun_cnt=1000\trun_time_ns=4000000\n\
-        BENCH\tbpf\tprog=eventmask_fentry\ttype=tracing\trun_cnt=1000\trun_time_ns=1000000\n\
+        BENCH\tbpf\tprog=eventmask_fentry\ttype=tracing\trun_cnt=1000\trun_time_ns=1000000\txlated_bytes=1160\n\
         BENCH\tcpu\tproto=udp\tlistener=tracker\trate=1000\tflows=1000\tcreated=1000\texpected=2000\tticks=10\thz=100\twall_ns=1000000000\trss_kib=20480\tshown=2000\tlost=0\n";
 
     /// The kprobe kernel's run: only the UDP rates and the CPU run.
@@ -1084,7 +1091,7 @@ mod tests {
         );
         assert!(
             md.contains(
-                "| eventmask_fentry | tracing (fentry/fexit) | 1000 | 1.00 | 1000 | 1000 | 1.0 % |"
+                "| eventmask_fentry | tracing (fentry/fexit) | 145 | 1000 | 1.00 | 1000 | 1000 | 1.0 % |"
             ),
             "{md}"
         );
@@ -1134,8 +1141,9 @@ mod tests {
             "{kprobe}"
         );
         assert!(
-            kprobe
-                .contains("| confirm_kretprobe | kprobe | 1000 | 1.00 | 40000 | 40000 | 20.0 % |"),
+            kprobe.contains(
+                "| confirm_kretprobe | kprobe | — | 1000 | 1.00 | 40000 | 40000 | 20.0 % |"
+            ),
             "{kprobe}"
         );
         // 81 ms over 1000 connections against 1e9 / 5000 ns.

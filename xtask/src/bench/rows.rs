@@ -87,6 +87,8 @@ pub struct Cpu {
     pub hz: Field,
     pub wall_ns: Field,
     pub rss_kib: Field,
+    /// RssAnon: the private part of `rss_kib` (absent in older runs).
+    pub rss_anon_kib: Field,
 }
 
 /// `counts`: one way of counting the entries of a mark.
@@ -107,6 +109,8 @@ pub struct Bpf {
     pub kind: String,
     pub run_cnt: Field,
     pub run_time_ns: Field,
+    /// Size of the program after verification (8 bytes per instruction).
+    pub xlated_bytes: Field,
 }
 
 /// One `BENCH` line.
@@ -166,6 +170,7 @@ impl Row {
                 hz: Field(text("hz")),
                 wall_ns: Field(text("wall_ns")),
                 rss_kib: Field(text("rss_kib")),
+                rss_anon_kib: Field(text("rss_anon_kib")),
             }),
             "counts" => Row::Counts(Counts {
                 entries: Field(text("entries")),
@@ -179,6 +184,7 @@ impl Row {
                     kind: text("type"),
                     run_cnt: Field(text("run_cnt")),
                     run_time_ns: Field(text("run_time_ns")),
+                    xlated_bytes: Field(text("xlated_bytes")),
                 };
                 if section == "bpf" {
                     Row::Bpf(bpf)
