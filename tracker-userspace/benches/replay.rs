@@ -16,7 +16,8 @@ use tracker_userspace::btf::KernelBtf;
 use tracker_userspace::filter::Filter;
 use tracker_userspace::model::MarkMask;
 use tracker_userspace::output::{OutputFormat, Writer};
-use tracker_userspace::source::ebpf::decode::{self, Clock, ConnFields, Decoder, KernelProfile};
+use tracker_userspace::source::ebpf::decode::{self, ConnFields, Decoder};
+use tracker_userspace::source::ebpf::host::{Clock, KernelProfile};
 
 /// Distinct records replayed in a loop: enough to defeat branch-predictor
 /// luck, few enough to stay in cache like a ring's recent pages.

@@ -4,6 +4,7 @@
 pub mod decode;
 pub mod event_cache;
 pub mod hooks;
+pub mod host;
 mod start;
 
 use std::path::PathBuf;
@@ -17,8 +18,9 @@ use tracker_common::{KernelFilter, globals, stat};
 
 use crate::btf::KernelBtf;
 use crate::event::Event;
-use decode::{Clock, Decoder, KernelProfile};
+use decode::Decoder;
 use hooks::{HookMode, Outcome};
+use host::{Clock, KernelProfile};
 pub use start::{Request, StartError};
 
 /// How often the reader collects records the programs added without waking
@@ -175,7 +177,7 @@ impl EbpfSource {
             outcomes,
             hook_mode: opts.hook_mode,
             updates: opts.updates,
-            events_autodetect: decode::kernel_release_at_least(5, 19),
+            events_autodetect: host::kernel_release_at_least(5, 19),
             pins: None,
             event_cache: None,
             undecodable: 0,
