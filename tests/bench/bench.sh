@@ -102,14 +102,40 @@ nfnl_listeners() {
 }
 
 # start_listener VARIANT — sets LPID, LERR. Variants: none, tracker, tracker-all
-# (-e ALL: UPDATE too), tracker-json, ct, ct-b8M, ct-new, ct-new-b8M.
+# (-e ALL: UPDATE too), tracker-json, serve (`tracker serve`, not scraped),
+# serve-scraped (GET /metrics every 100 ms, as an impatient Prometheus would),
+# ct, ct-b8M, ct-new, ct-new-b8M.
+SERVE_URL=http://127.0.0.1:10260/metrics
 start_listener() {
     local v=$1 base i
     LPID=
+    SCRAPER=
     LERR=$DIR/$v.err
     : >"$LERR"
     case $v in
     none) return 0 ;;
+    serve | serve-scraped)
+        nsenter --net="/run/netns/$NS" -- "$TRACKER" "${TRACKER_ARGS[@]}" serve \
+            >/dev/null 2>"$LERR" &
+        LPID=$!
+        for ((i = 0; i < 600; i++)); do
+            grep -q '^tracker: serving metrics' "$LERR" && break
+            kill -0 "$LPID" 2>/dev/null || die "tracker serve exited: $(tail -n2 "$LERR")"
+            sleep 0.1
+        done
+        [ "$i" -lt 600 ] || die "tracker serve not serving after 60 s"
+        if [ "$v" = serve-scraped ]; then
+            in_ns "$PY" -c 'import sys, time, urllib.request
+n = 0
+while True:
+    urllib.request.urlopen(sys.argv[1], timeout=5).read()
+    n += 1
+    print(n, flush=True)
+    time.sleep(0.1)' "$SERVE_URL" >"$DIR/scrapes.out" 2>&1 &
+            SCRAPER=$!
+            PIDS+=("$SCRAPER")
+        fi
+        ;;
     tracker | tracker-all | tracker-json)
         local out=()
         [ "$v" = tracker-json ] && out=(-o json)
@@ -170,6 +196,20 @@ stop_listener() {
     [ -n "$LPID" ] || return 0
     # Let the listener drain what is queued (its stderr/out stop changing).
     sleep 1
+    if grep -q '^tracker: serving metrics' "$LERR"; then
+        # serve shows no events: what it counted is its NEW counter.
+        if [ -n "$SCRAPER" ]; then
+            kill "$SCRAPER" 2>/dev/null
+            wait "$SCRAPER" 2>/dev/null
+            log "scrapes during the run: $(tail -n1 "$DIR/scrapes.out")"
+        fi
+        SHOWN=$(in_ns curl -sf "$SERVE_URL" | awk '/^conntrack_tracker_events_total\{kind="new"\}/ { print $2 }')
+        kill -INT "$LPID" 2>/dev/null
+        wait "$LPID" 2>/dev/null
+        LOST=$(sed -nE 's/^tracker: stopped serving; ([0-9]+) events lost.*/\1/p' "$LERR")
+        SHOWN=${SHOWN:--} LOST=${LOST:--} LPID=
+        return 0
+    fi
     kill -INT "$LPID" 2>/dev/null
     for ((i = 0; i < 300; i++)); do kill -0 "$LPID" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$LPID" 2>/dev/null
@@ -267,7 +307,7 @@ UDP_BASE_RATE=
 section_rate() {
     local v
     for proto in ${BENCH_RATE_PROTOS:-udp tcp}; do
-        for v in ${BENCH_RATE_LISTENERS:-none tracker tracker-all tracker-json ct ct-b8M ct-new ct-new-b8M}; do
+        for v in ${BENCH_RATE_LISTENERS:-none tracker tracker-all tracker-json serve serve-scraped ct ct-b8M ct-new ct-new-b8M}; do
             one_run rate "$proto" "$v"
             [ "$proto/$v" = udp/none ] && UDP_BASE_RATE=$RATE
         done

@@ -192,6 +192,18 @@ pub struct LiveEntry {
     pub _pad: [u8; 4],
 }
 
+/// Flows of one key that ended, with what they carried: added by the
+/// DESTROY hook when userspace serves metrics ([`globals::ACCOUNT_CLOSED`]).
+/// `packets`/`bytes` come from the acct extension, so they stay zero while
+/// `nf_conntrack_acct` is off. Index 0 is the original direction.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClosedFlows {
+    pub flows: u64,
+    pub packets: [u64; 2],
+    pub bytes: [u64; 2],
+}
+
 /// Indices of the per-CPU statistics array.
 pub mod stat {
     /// Ring reserve failed: the event is lost (the counts are not).
@@ -209,7 +221,16 @@ pub mod stat {
     /// A hook ran nested deeper than the per-CPU scratch records allow
     /// (process, softirq, hardirq, NMI): its event and count were skipped.
     pub const NEST_OVERFLOW: u32 = 6;
-    pub const COUNT: u32 = 7;
+    /// Entries the hooks saw confirmed, changed (UPDATE) and destroyed in the
+    /// watched namespace, before the kind filter: what `tracker serve`
+    /// reports as events even when nothing goes to the ring.
+    pub const SEEN_NEW: u32 = 7;
+    pub const SEEN_UPDATE: u32 = 8;
+    pub const SEEN_DESTROY: u32 = 9;
+    /// A closed flow's key found the closed-flow map full: it was added to
+    /// the overflow slot instead.
+    pub const CLOSED_MAP_FULL: u32 = 10;
+    pub const COUNT: u32 = 11;
 }
 
 /// Kernel-side filter, set as a global before load. A zero field means "any".
@@ -342,6 +363,8 @@ pub mod globals {
     /// `u32`: non-zero when kprobes may keep their arguments per CPU (the
     /// kernel cannot preempt kernel code).
     pub const STASH_PER_CPU: &str = "STASH_PER_CPU";
+    /// `u32`: non-zero when DESTROY adds each flow to the closed-flow map.
+    pub const ACCOUNT_CLOSED: &str = "ACCOUNT_CLOSED";
 }
 
 /// A hash of the original tuple, zone id and netns. Both sides compute it:
@@ -414,6 +437,7 @@ const _: () = assert!(size_of::<FlowTuple>() == 40);
 const _: () = assert!(size_of::<FlowRecord>() == 96 + CONN_BYTES);
 const _: () = assert!(size_of::<MarkKey>() == 12);
 const _: () = assert!(size_of::<LiveEntry>() == 32);
+const _: () = assert!(size_of::<ClosedFlows>() == 40);
 const _: () = assert!(size_of::<KernelFilter>() == 20);
 const _: () = assert!(size_of::<KernelOffsets>() == 33 * 4);
 
@@ -424,6 +448,7 @@ mod pod {
     unsafe impl aya::Pod for FlowRecord {}
     unsafe impl aya::Pod for MarkKey {}
     unsafe impl aya::Pod for LiveEntry {}
+    unsafe impl aya::Pod for ClosedFlows {}
     unsafe impl aya::Pod for KernelFilter {}
     unsafe impl aya::Pod for KernelOffsets {}
 }

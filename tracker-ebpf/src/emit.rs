@@ -18,6 +18,7 @@ use tracker_common::{
 };
 
 use crate::{
+    closed,
     conn::{self, Conn},
     counts,
     maps::{EVENTS, Scratch, bump},
@@ -251,7 +252,33 @@ fn fill(ct: u64, change: Change, r: &mut FlowRecord) -> bool {
             (kind::DESTROY, counts::on_destroy(ct, s.key(), s.status))
         }
     };
-    if !wanted(kind_, &s) {
+    let show = wanted(kind_, &s);
+    // Serve's per-mark totals: every change in the watched namespace, and
+    // every ended flow with its counters, whether or not it is shown.
+    let accounted = closed::enabled() && (filter().netns == 0 || filter().netns == s.netns);
+    if accounted {
+        closed::seen(match kind_ {
+            kind::NEW => stat::SEEN_NEW,
+            kind::UPDATE => stat::SEEN_UPDATE,
+            _ => stat::SEEN_DESTROY,
+        });
+    }
+    let account_closed = accounted && kind_ == kind::DESTROY && s.status & status::NAT_CLASH == 0;
+    if !show && !account_closed {
+        bump(stat::FILTERED);
+        return false;
+    }
+    // Counters and times are shown at the end of a flow only, as ctnetlink
+    // sends them: NEW and UPDATE skip the extension reads.
+    let ext = if kind_ == kind::DESTROY {
+        conn::extensions(c.ext())
+    } else {
+        conn::Extensions::default()
+    };
+    if account_closed {
+        closed::add(&s.key(), ext.counters);
+    }
+    if !show {
         bump(stat::FILTERED);
         return false;
     }
@@ -261,13 +288,6 @@ fn fill(ct: u64, change: Change, r: &mut FlowRecord) -> bool {
     if portid != 0 {
         bits |= flags::USERSPACE;
     }
-    // Counters and times are shown at the end of a flow only, as ctnetlink
-    // sends them: NEW and UPDATE skip the extension reads.
-    let ext = if kind_ == kind::DESTROY {
-        conn::extensions(c.ext())
-    } else {
-        conn::Extensions::default()
-    };
     match ext.counters {
         Some(counters) => {
             r.counters = counters;

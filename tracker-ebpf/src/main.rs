@@ -13,6 +13,8 @@
 #![cfg_attr(target_arch = "bpf", feature(core_intrinsics))]
 
 #[cfg(target_arch = "bpf")]
+mod closed;
+#[cfg(target_arch = "bpf")]
 mod confirm;
 #[cfg(target_arch = "bpf")]
 mod conn;

@@ -5,9 +5,9 @@
 use aya_ebpf::{
     helpers::bpf_get_current_pid_tgid,
     macros::map,
-    maps::{HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
-use tracker_common::{FlowRecord, LiveEntry, MarkKey, stat};
+use tracker_common::{ClosedFlows, FlowRecord, LiveEntry, MarkKey, stat};
 
 /// Flow records for userspace.
 #[map]
@@ -32,6 +32,17 @@ pub static SEED_COUNTS: HashMap<MarkKey, i64> = HashMap::with_max_entries(65536,
 /// skips the LRU's list bookkeeping, the dearest step on the NEW path.
 #[map]
 pub static LIVE: HashMap<u64, LiveEntry> = HashMap::with_max_entries(262144, 0);
+
+/// Flows that ended, per (netns, mark, family, protocol), with their
+/// packets and bytes: kept only while userspace serves metrics, which sizes
+/// it (one entry otherwise).
+#[map]
+pub static CLOSED: HashMap<MarkKey, ClosedFlows> = HashMap::with_max_entries(16384, 0);
+
+/// Closed flows whose key found CLOSED full: reported as one "other" row, so
+/// no flow goes uncounted.
+#[map]
+pub static CLOSED_OTHER: Array<ClosedFlows> = Array::with_max_entries(1, 0);
 
 /// Arguments saved at a kprobe for the matching kretprobe, keyed by pid_tgid.
 #[map]

@@ -47,6 +47,13 @@ Examples:
   tracker counts --watch 5s -o json
   tracker counts --mark 0x100/0xff00 --netns /run/netns/blue";
 
+const SERVE_EXAMPLES: &str = "\
+Examples:
+  tracker serve                                  # metrics on http://127.0.0.1:10260/metrics
+  tracker serve --set-nf-conntrack-acct          # per-mark bytes and packets too
+  tracker serve --events-json /var/log/tracker/events.json
+  tracker serve --listen [::]:10260 --max-marks 64";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "tracker",
@@ -95,6 +102,62 @@ pub enum Command {
     /// Show live connection counts per conntrack mark.
     #[command(after_help = COUNTS_EXAMPLES)]
     Counts(CountsArgs),
+    /// Run as a service: Prometheus metrics (live connections per mark,
+    /// closed flows with their bytes and packets per mark, events) on
+    /// GET /metrics, read from kernel maps at each scrape.
+    #[command(after_help = SERVE_EXAMPLES)]
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address and port of the metrics endpoint; loopback unless asked
+    /// (e.g. --listen 0.0.0.0:10260; --listen [::1]:9999).
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:10260",
+          value_parser = parse_listen)]
+    pub listen: std::net::SocketAddr,
+
+    /// Most distinct marks reported with a label of their own; further
+    /// marks are folded into mark="other" (e.g. --max-marks 64).
+    #[arg(long, value_name = "N", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_marks: u32,
+
+    /// Also write every event as JSON lines (the schema of `events -o
+    /// json`) to PATH, appending; reopened on SIGHUP for log rotation
+    /// (e.g. --events-json /var/log/tracker/events.json).
+    #[arg(long, value_name = "PATH")]
+    pub events_json: Option<std::path::PathBuf>,
+
+    /// Event kinds written to --events-json (e.g. -e NEW,DESTROY; -e ALL);
+    /// default NEW,DESTROY (UPDATE adds a hook run per change, see `events`).
+    #[arg(short = 'e', long = "event-mask", value_name = "KINDS", requires = "events_json",
+          value_parser = EventKinds::from_str)]
+    pub event_mask: Option<EventKinds>,
+
+    /// Set net.netfilter.nf_conntrack_acct to 1 in the watched namespace
+    /// for the run (restored on exit): per-mark bytes and packets of closed
+    /// flows need it, for connections created from then on.
+    #[arg(long = "set-nf-conntrack-acct")]
+    pub set_nf_conntrack_acct: bool,
+
+    /// With UPDATE in --event-mask: set net.netfilter.nf_conntrack_events
+    /// to 1 for the run, as `events --set-nf-conntrack-events` does.
+    #[arg(long = "set-nf-conntrack-events")]
+    pub set_nf_conntrack_events: bool,
+
+    #[command(flatten)]
+    pub netns: NetnsArgs,
+}
+
+/// `ADDR:PORT`, with IPv6 addresses in brackets.
+fn parse_listen(s: &str) -> Result<std::net::SocketAddr, String> {
+    s.parse().map_err(|_| {
+        format!(
+            "expected ADDR:PORT with a numeric address, e.g. 127.0.0.1:10260 or [::1]:10260; \
+             got {s:?}"
+        )
+    })
 }
 
 #[derive(Debug, Args)]

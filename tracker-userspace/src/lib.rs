@@ -8,6 +8,7 @@ pub mod command;
 pub mod counts;
 pub mod event;
 pub mod filter;
+pub mod metrics;
 pub mod model;
 pub mod output;
 pub mod privileges;

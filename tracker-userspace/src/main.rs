@@ -30,6 +30,7 @@ fn main() -> ExitCode {
         match &cli.command {
             cli::Command::Events(args) => command::events::run(&cli, args).await,
             cli::Command::Counts(args) => command::counts::run(&cli, args).await,
+            cli::Command::Serve(args) => command::serve::run(&cli, args).await,
         }
     });
     match result {

@@ -2,6 +2,7 @@
 
 pub mod counts;
 pub mod events;
+pub mod serve;
 
 use anyhow::{Context as _, anyhow, bail};
 use tracker_common::KernelFilter;
@@ -104,6 +105,11 @@ pub struct Request<'a> {
     /// An option only ctnetlink can serve (e.g. `-o id`): refused with
     /// `--source ebpf`, ctnetlink straight away with `--source auto`.
     pub netlink_only: Option<&'static str>,
+    /// `tracker serve`: the eBPF source keeps closed-flow totals.
+    pub account_closed: bool,
+    /// The kinds the netlink source subscribes to when they differ from
+    /// `kinds` (serve follows every change to keep its counts).
+    pub netlink_kinds: Option<EventKinds>,
 }
 
 impl<'a> Request<'a> {
@@ -119,6 +125,8 @@ impl<'a> Request<'a> {
             netlink_buffer: None,
             netns,
             netlink_only: None,
+            account_closed: false,
+            netlink_kinds: None,
         }
     }
 }
@@ -153,6 +161,7 @@ pub async fn open_source(request: &Request<'_>) -> anyhow::Result<Opened> {
                 kinds: request.kinds,
                 set_events_sysctl: request.set_events_sysctl,
                 netns: request.netns,
+                account_closed: request.account_closed,
             };
             match EbpfSource::start(&ebpf_request) {
                 Ok(source) => {
@@ -194,7 +203,10 @@ fn open_netlink(request: &Request<'_>) -> anyhow::Result<Opened> {
         Notice::SysctlWithNetlink.say();
     }
     enter_netns_for_netlink(request.netns)?;
-    let kinds = request.kinds.unwrap_or(EventKinds::ALL);
+    let kinds = request
+        .netlink_kinds
+        .or(request.kinds)
+        .unwrap_or(EventKinds::ALL);
     let rcvbuf = request.netlink_buffer.unwrap_or(netlink::DEFAULT_RCVBUF);
     let source = NetlinkSource::open(kinds, rcvbuf)?;
     let description = format!(

@@ -37,6 +37,8 @@ pub struct DumpEntry {
     pub mark: u32,
     /// Inode of the netns the dump ran in.
     pub netns: u32,
+    /// The kernel's conntrack id (`CTA_ID`), as ctnetlink events carry it.
+    pub id: u32,
 }
 
 impl DumpEntry {
@@ -191,6 +193,7 @@ pub fn entry_from_payload(payload: &[u8], netns: u32) -> Option<DumpEntry> {
                 have_tuple = true;
             }
             CTA_MARK => e.mark = parse_u32_be(nla.value()).ok()?,
+            CTA_ID => e.id = parse_u32_be(nla.value()).ok()?,
             CTA_ZONE => zone = Some(parse_u16_be(nla.value()).ok()?),
             _ => {}
         }

@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 
 use aya::{
     Ebpf,
-    maps::{HashMap, Map, MapData},
+    maps::{Array, HashMap, Map, MapData},
 };
-use tracker_common::{LiveEntry, MarkKey};
+use tracker_common::{ClosedFlows, LiveEntry, MarkKey};
 
-use super::{CountRow, dump, sum_rows};
+use super::{ClosedRow, CountRow, dump, sum_closed, sum_rows};
 
 pub const PIN_ROOT: &str = "/sys/fs/bpf/tracker";
 const COUNT_MAPS: [&str; 2] = ["MARK_COUNTS", "SEED_COUNTS"];
@@ -24,6 +24,41 @@ pub type CountMap = HashMap<MapData, MarkKey, i64>;
 /// with `None`).
 pub fn rows(maps: &[CountMap], netns: Option<u32>) -> Vec<CountRow> {
     sum_rows(maps.iter().flat_map(|m| m.iter().flatten()), netns)
+}
+
+/// The closed-flow totals the DESTROY hook keeps while serving: the map
+/// keyed per mark, and the slot for keys that found it full.
+pub struct ClosedMaps {
+    by_key: HashMap<MapData, MarkKey, ClosedFlows>,
+    other: Array<MapData, ClosedFlows>,
+}
+
+impl ClosedMaps {
+    /// Takes the maps out of this process's loaded object.
+    pub fn take(ebpf: &mut Ebpf) -> Result<Self, String> {
+        let mut take = |name: &str| {
+            ebpf.take_map(name)
+                .ok_or_else(|| format!("map {name} missing from the object"))
+        };
+        let by_key = HashMap::try_from(take("CLOSED")?).map_err(|e| e.to_string())?;
+        let other = Array::try_from(take("CLOSED_OTHER")?).map_err(|e| e.to_string())?;
+        Ok(ClosedMaps { by_key, other })
+    }
+
+    /// Per mark for one netns (or all with `None`); flows that found the map
+    /// full come last, with no mark. They cannot be told apart by netns.
+    pub fn rows(&self, netns: Option<u32>) -> Vec<ClosedRow> {
+        let mut rows = sum_closed(self.by_key.iter().flatten(), netns);
+        if let Ok(other) = self.other.get(&0, 0)
+            && other.flows > 0
+        {
+            rows.push(ClosedRow {
+                mark: None,
+                totals: other,
+            });
+        }
+        rows
+    }
 }
 
 fn hash_map(map: Map) -> Result<CountMap, String> {

@@ -9,11 +9,12 @@
 //! whichever is there, and the report in `output::counts` only sees rows.
 
 pub mod dump;
+pub mod follow;
 pub mod maps;
 
 use std::collections::BTreeMap;
 
-use tracker_common::MarkKey;
+use tracker_common::{ClosedFlows, MarkKey};
 
 pub use maps::CountMap;
 
@@ -25,6 +26,45 @@ pub struct CountRow {
     pub l3proto: u8,
     pub l4proto: u8,
     pub connections: u64,
+}
+
+/// Flows of one mark that ended, with the packets and bytes they carried
+/// (zero unless `nf_conntrack_acct` was on).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClosedRow {
+    /// `None`: flows the kernel could not key because its map was full.
+    pub mark: Option<u32>,
+    pub totals: ClosedFlows,
+}
+
+/// Adds `b` into `a`, field by field.
+pub fn add_closed(a: &mut ClosedFlows, b: &ClosedFlows) {
+    a.flows += b.flows;
+    for d in 0..2 {
+        a.packets[d] += b.packets[d];
+        a.bytes[d] += b.bytes[d];
+    }
+}
+
+/// Sums closed-flow totals keyed like the kernel's per mark, for one netns
+/// (or all with `None`).
+fn sum_closed(
+    totals: impl IntoIterator<Item = (MarkKey, ClosedFlows)>,
+    netns: Option<u32>,
+) -> Vec<ClosedRow> {
+    let mut sums: BTreeMap<u32, ClosedFlows> = BTreeMap::new();
+    for (key, t) in totals {
+        if netns.is_some_and(|n| n != key.netns) {
+            continue;
+        }
+        add_closed(sums.entry(key.mark).or_default(), &t);
+    }
+    sums.into_iter()
+        .map(|(mark, totals)| ClosedRow {
+            mark: Some(mark),
+            totals,
+        })
+        .collect()
 }
 
 /// Where each refresh of `tracker counts` reads its rows from.

@@ -1,9 +1,11 @@
 //! Where events come from. Both sources produce the same `Event`s; nothing
 //! downstream knows which one is in use.
 
+pub mod acct;
 pub mod ebpf;
 pub mod netlink;
 pub mod notice;
+pub mod sysctl;
 
 use crate::event::Event;
 pub use notice::Notice;

@@ -145,6 +145,11 @@ fn listener_name(v: &str, source: &str) -> String {
         "tracker" => format!("`{tracker} > /dev/null`"),
         "tracker-json" => format!("`{tracker} -o json > /dev/null`"),
         "tracker-all" => format!("`{tracker} -e ALL > /dev/null`"),
+        "serve" => format!("`{}`, not scraped", tracker.replace("events", "serve")),
+        "serve-scraped" => format!(
+            "`{}`, GET /metrics every 100 ms",
+            tracker.replace("events", "serve")
+        ),
         "ct" => "`conntrack -E > /dev/null`".into(),
         "ct-b8M" => "`conntrack -E -b 8M > /dev/null`".into(),
         "ct-new" => "`conntrack -E -e NEW > /dev/null`".into(),
@@ -158,7 +163,11 @@ fn listener_name(v: &str, source: &str) -> String {
 /// UPDATEs on ctnetlink, but the eBPF source has no UPDATE).
 fn expected_known(r: &Flows, source: &str) -> bool {
     let v = &r.listener;
-    r.proto == "udp" || v.starts_with("ct-new") || (source == "ebpf" && v.starts_with("tracker"))
+    // serve's "shown" is its NEW counter, whatever the protocol.
+    r.proto == "udp"
+        || v.starts_with("ct-new")
+        || v.starts_with("serve")
+        || (source == "ebpf" && v.starts_with("tracker"))
 }
 
 /// Events the listener should have shown: `expected` where the run says

@@ -7,22 +7,16 @@
 //! network namespace; the tracker checks the namespace it watches and changes
 //! it only when asked to, restoring the old value on exit.
 
-use std::fs::File;
-use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
-use std::path::Path;
-
 use crate::model::{NetnsArg, NetnsSelection};
+use crate::source::sysctl::{SysctlGuard, open_in, read_value, write_value};
+#[cfg(test)]
+use std::path::Path;
 
 const SYSCTL: &str = "/proc/sys/net/netfilter/nf_conntrack_events";
 const NAME: &str = "net.netfilter.nf_conntrack_events";
 
 /// Holds the sysctl set to 1 for the run; dropping it restores the old value.
-#[derive(Debug)]
-pub struct EventCache {
-    file: File,
-    previous: String,
-    place: String,
-}
+pub type EventCache = SysctlGuard;
 
 /// What [`prepare`] did, for the start-up lines.
 #[derive(Debug)]
@@ -33,41 +27,6 @@ pub enum Prepared {
     Set(EventCache, String),
     /// The namespace cannot be checked from here: a warning to print.
     Unchecked(String),
-}
-
-/// Opens the sysctl as seen from `netns`: /proc/sys/net resolves against the
-/// opening thread's namespace, and the open file stays bound to it. Read-only
-/// unless it is to be changed (a read-only /proc/sys still lets us check).
-fn open_in(netns: Option<&Path>, write: bool) -> std::io::Result<File> {
-    let open = || {
-        std::fs::OpenOptions::new()
-            .read(true)
-            .write(write)
-            .open(SYSCTL)
-    };
-    let Some(ns) = netns else { return open() };
-    let ns = File::open(ns)?;
-    // A scratch thread enters the namespace so the process stays where it is.
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            crate::source::enter_netns(&ns)?;
-            open()
-        })
-        .join()
-        .unwrap_or_else(|_| Err(std::io::Error::other("namespace thread panicked")))
-    })
-}
-
-fn read_value(file: &mut File) -> std::io::Result<String> {
-    let mut s = String::new();
-    file.seek(SeekFrom::Start(0))?;
-    file.read_to_string(&mut s)?;
-    Ok(s.trim().to_string())
-}
-
-fn write_value(file: &mut File, value: &str) -> std::io::Result<()> {
-    file.seek(SeekFrom::Start(0))?;
-    file.write_all(format!("{value}\n").as_bytes())
 }
 
 /// Whether `value` makes the kernel give every new entry the event cache.
@@ -98,7 +57,7 @@ pub fn prepare(netns: &NetnsSelection, set: bool, autodetect: bool) -> Result<Pr
             )));
         }
     };
-    let mut file = open_in(path, set).map_err(|e| {
+    let mut file = open_in(SYSCTL, path, set).map_err(|e| {
         format!("UPDATE events need the kernel's conntrack event cache, but {SYSCTL} in {place} cannot be opened: {e}")
     })?;
     let value = read_value(&mut file).map_err(|e| format!("reading {NAME} in {place}: {e}"))?;
@@ -124,35 +83,15 @@ pub fn prepare(netns: &NetnsSelection, set: bool, autodetect: bool) -> Result<Pr
          connections created from now on"
     );
     Ok(Prepared::Set(
-        EventCache {
+        SysctlGuard {
             file,
             previous: value,
+            set_to: "1",
+            name: NAME,
             place,
         },
         note,
     ))
-}
-
-impl Drop for EventCache {
-    fn drop(&mut self) {
-        // Only undo our own change: if someone set another value meanwhile,
-        // theirs stands.
-        match read_value(&mut self.file) {
-            Ok(v) if v == "1" => {
-                if let Err(e) = write_value(&mut self.file, &self.previous) {
-                    eprintln!(
-                        "tracker: could not restore {NAME}={} in {}: {e}",
-                        self.previous, self.place
-                    );
-                }
-            }
-            Ok(v) => eprintln!(
-                "tracker: {NAME} in {} was changed to {v} while the tracker ran; left as is",
-                self.place
-            ),
-            Err(e) => eprintln!("tracker: could not read {NAME} in {}: {e}", self.place),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -194,8 +133,9 @@ mod tests {
             .unwrap()
             .expect("unshare(CLONE_NEWNET) creates a namespace");
         let sel = NetnsSelection::One(NetnsArg::Path(ns.clone().into()));
-        let read = || read_value(&mut open_in(Some(Path::new(&ns)), false).unwrap()).unwrap();
-        let mut f = open_in(Some(Path::new(&ns)), true).unwrap();
+        let read =
+            || read_value(&mut open_in(SYSCTL, Some(Path::new(&ns)), false).unwrap()).unwrap();
+        let mut f = open_in(SYSCTL, Some(Path::new(&ns)), true).unwrap();
         write_value(&mut f, "0").unwrap();
         let err = prepare(&sel, false, true).unwrap_err();
         assert!(

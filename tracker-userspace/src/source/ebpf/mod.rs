@@ -44,7 +44,14 @@ struct Options {
     filter: KernelFilter,
     /// Attach the UPDATE hook (the filter then lets UPDATE through).
     updates: bool,
+    /// Keep serve's closed-flow totals and per-kind counters in the kernel.
+    account_closed: bool,
 }
+
+/// Keys the closed-flow map holds while serving: marks × families ×
+/// protocols × namespaces seen, far more than a gateway's ISPs; a key
+/// beyond it is still counted, in the overflow slot.
+const CLOSED_KEYS: u32 = 16384;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EbpfError {
@@ -71,6 +78,7 @@ pub struct EbpfSource {
     outcomes: Vec<Outcome>,
     hook_mode: HookMode,
     updates: bool,
+    ring_size: u32,
     /// Where the count maps are pinned for `tracker counts`.
     pins: Option<PathBuf>,
     /// Whether nf_conntrack_events=2 means "only while a ctnetlink listener
@@ -119,8 +127,15 @@ impl EbpfSource {
             .override_global(globals::FILTER, &opts.filter, true)
             .override_global(globals::WAKEUP_BYTES, &wakeup_bytes(opts.ring_size), true)
             .override_global(globals::STASH_PER_CPU, &stash_per_cpu, true)
+            .override_global(
+                globals::ACCOUNT_CLOSED,
+                &u32::from(opts.account_closed),
+                true,
+            )
             .map_max_entries("EVENTS", opts.ring_size)
             .map_max_entries("LIVE", live_capacity())
+            // Preallocated: only a serving run pays for its memory.
+            .map_max_entries("CLOSED", if opts.account_closed { CLOSED_KEYS } else { 1 })
             .load(OBJECT)
             .map_err(|e| EbpfError::Load(hooks::short(&e)))?;
 
@@ -177,6 +192,7 @@ impl EbpfSource {
             outcomes,
             hook_mode: opts.hook_mode,
             updates: opts.updates,
+            ring_size: opts.ring_size,
             events_autodetect: host::kernel_release_at_least(5, 19),
             pins: None,
             event_cache: None,
@@ -262,8 +278,36 @@ impl EbpfSource {
         self.stat(stat::RING_DROPS) + self.stat(stat::READ_ERRORS) + self.stat(stat::NEST_OVERFLOW)
     }
 
+    /// Changes the hooks saw in the watched namespace, whether or not they
+    /// went to the ring: NEW, UPDATE, DESTROY (kept while serving).
+    pub fn seen(&self) -> [u64; 3] {
+        [
+            self.stat(stat::SEEN_NEW),
+            self.stat(stat::SEEN_UPDATE),
+            self.stat(stat::SEEN_DESTROY),
+        ]
+    }
+
+    /// The ring's size in bytes.
+    pub fn ring_size(&self) -> u64 {
+        self.ring_size.into()
+    }
+
+    /// Whether the UPDATE hook is attached.
+    pub fn updates(&self) -> bool {
+        self.updates
+    }
+
+    /// The attached hooks: (what the hook reports, how it is attached).
+    pub fn attached_hooks(&self) -> Vec<(&'static str, &'static str)> {
+        self.outcomes
+            .iter()
+            .filter_map(|o| o.attached.as_ref().map(|a| (o.hook.role, a.kind())))
+            .collect()
+    }
+
     /// The kernel side's own counters, for `-v` and the exit report.
-    pub fn kernel_stats(&self) -> [(&'static str, u64); 7] {
+    pub fn kernel_stats(&self) -> [(&'static str, u64); 8] {
         [
             ("emitted", self.stat(stat::EMITTED)),
             ("ring_drops", self.stat(stat::RING_DROPS)),
@@ -272,6 +316,7 @@ impl EbpfSource {
             ("stash_misses", self.stat(stat::STASH_MISSES)),
             ("live_map_full", self.stat(stat::LIVE_MAP_FULL)),
             ("nest_overflow", self.stat(stat::NEST_OVERFLOW)),
+            ("closed_map_full", self.stat(stat::CLOSED_MAP_FULL)),
         ]
     }
 }

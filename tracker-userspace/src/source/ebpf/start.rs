@@ -23,6 +23,8 @@ pub struct Request<'a> {
     pub set_events_sysctl: bool,
     /// The namespace whose event-cache sysctl UPDATE events depend on.
     pub netns: &'a NetnsSelection,
+    /// `tracker serve`: keep closed-flow totals and per-kind counters.
+    pub account_closed: bool,
 }
 
 #[derive(Debug)]
@@ -53,6 +55,7 @@ impl EbpfSource {
             ring_size: req.ring_size,
             filter,
             updates,
+            account_closed: req.account_closed,
         })
         .map_err(StartError::Unavailable)?;
         for outcome in &source.outcomes {

@@ -396,6 +396,7 @@ fn dump_entry_from_raw_bytes_keeps_kernel_tuple_layout() {
             zone: 9,
             mark: 0x0102_0304,
             netns: NETNS,
+            id: 256,
         }
     );
     assert_eq!(
