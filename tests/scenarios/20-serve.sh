@@ -34,6 +34,24 @@ in_ns $RTR iptables -t mangle -A PREROUTING -j CONNMARK --save-mark
 start_tcp_server $RTR 0.0.0.0 8000
 start_udp_echo $RTR 0.0.0.0 5300
 
+# Prometheus first: it takes a while to start in the test bed, and scrapes a target that
+# is not up yet as down until it is.
+cat >"$SCEN_DIR/prometheus.yml" <<YML
+global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+scrape_configs:
+  - job_name: tracker
+    static_configs:
+      - targets: ['127.0.0.1:$PORT']
+YML
+# Prometheus mmaps its files, which the test bed's shared filesystem refuses: a tmpfs.
+PROM_DATA=$(mktemp -d /dev/shm/trk-prometheus.XXXXXX 2>/dev/null || mktemp -d /tmp/trk-prometheus.XXXXXX)
+_restore_cmds+=("rm -rf $PROM_DATA")
+bg_in_ns $RTR prometheus --config.file="$SCEN_DIR/prometheus.yml" --storage.tsdb.path="$PROM_DATA" \
+    --web.listen-address=127.0.0.1:9090
+PROM_PID=$BG_PID
+
 # serve_refused RC SENTENCE ARGS... — `tracker serve ARGS` in $RTR must exit RC at once,
 # saying SENTENCE, and leave no pin directory behind.
 serve_refused() {
@@ -90,23 +108,9 @@ done
 grep -q 'reachable from the network' "$SCEN_DIR/wide.err" || fail "no warning for a non-loopback --listen: $(cat "$SCEN_DIR/wide.err")"
 kill -TERM $WIDE_PID; wait $WIDE_PID || fail "serve --listen 0.0.0.0 did not exit cleanly on SIGTERM"
 
-cat >"$SCEN_DIR/prometheus.yml" <<YML
-global:
-  scrape_interval: 1s
-  scrape_timeout: 1s
-scrape_configs:
-  - job_name: tracker
-    static_configs:
-      - targets: ['127.0.0.1:$PORT']
-YML
-# Prometheus mmaps its files, which the test bed's shared filesystem refuses: a tmpfs.
-PROM_DATA=$(mktemp -d /dev/shm/trk-prometheus.XXXXXX 2>/dev/null || mktemp -d /tmp/trk-prometheus.XXXXXX)
-_restore_cmds+=("rm -rf $PROM_DATA")
-bg_in_ns $RTR prometheus --config.file="$SCEN_DIR/prometheus.yml" --storage.tsdb.path="$PROM_DATA" \
-    --web.listen-address=127.0.0.1:9090
 for ((i = 0; i < 600; i++)); do
     in_ns $RTR curl -sf $PROM/-/ready >/dev/null 2>&1 && break
-    kill -0 "$BG_PID" 2>/dev/null || fail "prometheus exited: $(grep -m1 -iE 'panic|err' "$SCEN_DIR/background.log")"
+    kill -0 "$PROM_PID" 2>/dev/null || fail "prometheus exited: $(grep -m1 -iE 'panic|err' "$SCEN_DIR/background.log")"
     sleep 0.2
 done
 in_ns $RTR curl -sf $PROM/-/ready >/dev/null || fail "prometheus did not become ready: $(tail -n3 "$SCEN_DIR/background.log")"
@@ -129,8 +133,9 @@ grep -qE 'mark=1' "$SCEN_DIR/conntrack.list" && grep -qE 'mark=2' "$SCEN_DIR/con
     || fail "scenario check: conntrack -L shows no mark 1 and 2 entries"
 
 in_ns $RTR curl -sf http://127.0.0.1:$PORT/metrics >"$SCEN_DIR/metrics.txt" || fail "GET /metrics failed"
-promtool check metrics <"$SCEN_DIR/metrics.txt" >"$SCEN_DIR/promtool.out" 2>&1 \
-    || fail "promtool check metrics: $(head -n3 "$SCEN_DIR/promtool.out")"
+# promtool checks in the background while the flush is counted.
+promtool check metrics <"$SCEN_DIR/metrics.txt" >"$SCEN_DIR/promtool.out" 2>&1 &
+PROMTOOL_PID=$!
 
 # Log rotation: move the events file away, SIGHUP, and the flush's DESTROYs must land
 # in a new file at the same path.
@@ -153,6 +158,7 @@ in_ns $RTR "${PROMCHECK[@]}" closed $PROM "$SCEN_DIR/conntrack.events" \
 in_ns $RTR "${PROMCHECK[@]}" wait $PROM 'conntrack_tracker_events_lost_total' 0 5 >/dev/null \
     || fail "no events_lost series"
 
+wait $PROMTOOL_PID || fail "promtool check metrics: $(head -n3 "$SCEN_DIR/promtool.out")"
 kill -TERM $SERVE_PID
 rc=0; wait $SERVE_PID || rc=$?
 [ "$rc" = 0 ] || fail "tracker serve exited $rc on SIGTERM: $(tail -n3 "$SCEN_DIR/serve.err")"
