@@ -3,7 +3,7 @@
 //! already there, so running it again is cheap.
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail};
 
@@ -30,6 +30,15 @@ const DEBIAN_PACKAGES: [&str; 11] = [
     "python3-jsonschema",
 ];
 
+/// Debian packages for `tracker serve` and its unit: prometheus (the server
+/// and promtool, to scrape and check /metrics) and systemd (systemd-analyze
+/// verifies packaging/tracker.service). Installed without starting services.
+const SERVICE_PACKAGES: [&str; 2] = ["prometheus", "systemd"];
+
+/// Debian's hook that maintainer scripts ask before starting a service
+/// (invoke-rc.d for init scripts, deb-systemd-invoke for systemd units).
+const POLICY_RC_D: &str = "/usr/sbin/policy-rc.d";
+
 /// What to do about something missing.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -52,10 +61,16 @@ pub fn vm_tools(mode: Mode) -> Result<()> {
     step("virtme-ng", || virtme_ng(mode))
 }
 
+/// What checks the service and its metrics: prometheus, systemd-analyze.
+fn service_tools(mode: Mode) -> Result<()> {
+    step("service packages", || service_packages(mode))
+}
+
 pub fn run() -> Result<()> {
     let started = std::time::Instant::now();
     build_tools(Mode::Install)?;
     vm_tools(Mode::Install)?;
+    service_tools(Mode::Install)?;
     kernels::install_all()?;
     println!("setup: done in {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
@@ -165,14 +180,7 @@ fn llvm_prefix_from_nightly() -> Result<PathBuf> {
 fn debian_packages(mode: Mode) -> Result<()> {
     let why =
         "the VM boots with the host's userland (qemu, udev, busybox, modprobe, netfilter tools)";
-    let absent: Vec<&str> = DEBIAN_PACKAGES
-        .iter()
-        .copied()
-        .filter(|p| {
-            process::probe(process::command("dpkg-query").args(["-W", "-f=${Status}", p]))
-                .is_none_or(|s| s.trim() != "install ok installed")
-        })
-        .collect();
+    let absent = not_installed(&DEBIAN_PACKAGES);
     if absent.is_empty() {
         println!("setup: debian packages — {why}: all installed");
         return Ok(());
@@ -182,13 +190,118 @@ fn debian_packages(mode: Mode) -> Result<()> {
         "setup: debian packages — {why}: installing {}",
         absent.join(" ")
     );
+    apt_install(&absent)
+}
+
+fn service_packages(mode: Mode) -> Result<()> {
+    let why = "prometheus and promtool scrape and check `tracker serve`'s /metrics, \
+               systemd-analyze verifies packaging/tracker.service";
+    let absent = not_installed(&SERVICE_PACKAGES);
+    if absent.is_empty() {
+        println!("setup: service packages — {why}: all installed");
+        return Ok(());
+    }
+    missing(mode, &format!("debian packages {}", absent.join(" ")))?;
+    println!(
+        "setup: service packages — {why}: installing {} without starting services",
+        absent.join(" ")
+    );
+    without_service_starts(|| apt_install(&absent))?;
+    if absent.contains(&"prometheus") {
+        // Its postinst enables prometheus.service (listening on :9090 on
+        // every address) for the next boot; only the binaries are wanted
+        // here. `systemctl disable` works without a running systemd and
+        // disables the SysV script too (deb-systemd-helper refuses to run
+        // outside dpkg).
+        println!(
+            "setup: service packages: disabling prometheus.service (only the binaries are used)"
+        );
+        process::run(process::privileged("systemctl").args(["disable", "prometheus.service"]))?;
+    }
+    Ok(())
+}
+
+/// Those of `packages` dpkg does not list as installed.
+fn not_installed<'a>(packages: &[&'a str]) -> Vec<&'a str> {
+    packages
+        .iter()
+        .copied()
+        .filter(|p| {
+            process::probe(process::command("dpkg-query").args(["-W", "-f=${Status}", p]))
+                .is_none_or(|s| s.trim() != "install ok installed")
+        })
+        .collect()
+}
+
+fn apt_install(packages: &[&str]) -> Result<()> {
     process::run(process::privileged("apt-get").args(["-q", "update"]))?;
     process::run(
         process::privileged("apt-get")
             .env("DEBIAN_FRONTEND", "noninteractive")
             .args(["install", "-y", "--no-install-recommends"])
-            .args(&absent),
+            .args(packages),
     )
+}
+
+/// Runs `f` while policy-rc.d forbids starting services (exit 101): the one
+/// thing both invoke-rc.d and deb-systemd-invoke obey. RUNLEVEL=1 would not
+/// do: only invoke-rc.d reads the runlevel, and on a host run by systemd the
+/// postinst starts units through deb-systemd-invoke. A policy-rc.d that
+/// already forbids (as in Docker images) is left alone; another one is moved
+/// aside and put back afterwards, whatever `f` did.
+fn without_service_starts(f: impl FnOnce() -> Result<()>) -> Result<()> {
+    let forbids = process::command(POLICY_RC_D)
+        .args(["prometheus.service", "start"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.code() == Some(101));
+    let saved = format!("{POLICY_RC_D}.xtask-saved");
+    if forbids {
+        println!("setup: {POLICY_RC_D} already forbids starting services");
+        if Path::new(&saved).exists() {
+            println!(
+                "setup: warning: {saved} is left from an interrupted run: it is the \
+                 policy-rc.d that was there before"
+            );
+        }
+        return f();
+    }
+    let existing = Path::new(POLICY_RC_D).exists();
+    if existing {
+        process::run(process::privileged("mv").args([POLICY_RC_D, &saved]))?;
+    }
+    let script = paths::target_dir().join("policy-rc.d");
+    let installed = fs::create_dir_all(paths::target_dir())
+        .and_then(|()| {
+            fs::write(
+                &script,
+                "#!/bin/sh\n# cargo xtask setup: no service starts while it installs packages.\nexit 101\n",
+            )
+        })
+        .context("writing a policy-rc.d")
+        .and_then(|()| {
+            process::run(
+                process::privileged("install")
+                    .args(["-m", "0755"])
+                    .arg(&script)
+                    .arg(POLICY_RC_D),
+            )
+        });
+    let result = installed.and_then(|()| {
+        println!("setup: {POLICY_RC_D} forbids starting services during the install");
+        f()
+    });
+    let restored = if existing {
+        process::run(process::privileged("mv").args([&saved, POLICY_RC_D]))
+    } else {
+        process::run(process::privileged("rm").args(["-f", POLICY_RC_D]))
+    };
+    match (result, restored) {
+        (Ok(()), restored) => restored,
+        (Err(e), Ok(())) => Err(e),
+        (Err(e), Err(r)) => Err(e.context(format!("and putting {POLICY_RC_D} back failed: {r:#}"))),
+    }
 }
 
 fn virtme_ng(mode: Mode) -> Result<()> {
