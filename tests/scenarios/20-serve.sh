@@ -155,6 +155,7 @@ in_ns $RTR "${PROMCHECK[@]}" wait $PROM 'conntrack_tracker_events_total{kind="de
 sleep 1.5
 in_ns $RTR "${PROMCHECK[@]}" closed $PROM "$SCEN_DIR/conntrack.events" \
     || fail "per-mark closed flows in Prometheus differ from conntrack -E's DESTROY lines"
+in_ns $RTR curl -sf http://127.0.0.1:$PORT/metrics >"$SCEN_DIR/metrics.after-flush.txt" || fail "GET /metrics failed"
 in_ns $RTR "${PROMCHECK[@]}" wait $PROM 'conntrack_tracker_events_lost_total' 0 5 >/dev/null \
     || fail "no events_lost series"
 
