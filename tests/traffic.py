@@ -8,6 +8,17 @@
   traffic.py udp-echo   ADDR PORT --ready FILE      echo server
   traffic.py udp-client ADDR PORT [--count N] [--no-reply]  N sockets, one datagram each
   traffic.py ping       ADDR [--count N]            N ICMP/ICMPv6 echo requests, each with its own id
+  traffic.py protocols ADDR [--count N] [--sctp PORT] [--udplite PORT] [--packet PACKET]...
+                        in one process (each process start costs seconds in slow guests):
+                        SCTP and UDP-Lite echo servers (threads) on ADDR and N clients each
+                        (SCTP: one-to-one sockets, connect, echo, shut down; UDP-Lite: one
+                        datagram and its echo), then hand-made IPv4 packets through raw
+                        sockets; PACKET is KIND,SRC,DST[,NAME=VALUE...] with KIND one of
+                        sctp-init (an INIT chunk; sport=, dport=), sctp-heartbeat (a HEARTBEAT
+                        chunk; sport=, dport=), dccp-request (sport=, dport=),
+                        gre-pptp (GRE version 1 as PPTP sends it; key= the call id),
+                        gre (plain GRE version 0), data (proto= the IP protocol, default 253);
+                        exchange=1 also sends one back from DST and a second one from SRC
   traffic.py udp-burst  ADDR [ADDR...] --count N [--port-base P] [--time-limit S] [--rate R]
                         one datagram per flow from one unconnected socket; prints
                         "sent=N failed=N seconds=S rate=R"
@@ -19,6 +30,7 @@ import os
 import socket
 import struct
 import sys
+import threading
 import time
 
 TIMEOUT = 5.0
@@ -119,6 +131,137 @@ def udp_client(a):
         s.close()
 
 
+def sctp_server(listener, done):
+    while True:
+        c, _ = listener.accept()
+        c.settimeout(TIMEOUT)
+        try:
+            data = c.recv(4096)
+            if data:
+                c.sendall(data)
+            while c.recv(4096):  # until the client's SHUTDOWN
+                pass
+        except OSError:
+            pass
+        finally:
+            c.close()
+            done.release()
+
+
+def udplite_server(s):
+    while True:
+        data, peer = s.recvfrom(65535)
+        s.sendto(data, peer)
+
+
+def protocols(a):
+    echo_local(a)
+    raw(a.packets)
+
+
+def echo_local(a):
+    fam = family(a.addr)
+    if a.sctp:
+        listener = socket.socket(fam, socket.SOCK_STREAM, socket.IPPROTO_SCTP)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((a.addr, a.sctp))
+        listener.listen(16)
+        done = threading.Semaphore(0)
+        threading.Thread(target=sctp_server, args=(listener, done), daemon=True).start()
+        for i in range(a.count):
+            s = socket.socket(fam, socket.SOCK_STREAM, socket.IPPROTO_SCTP)
+            s.settimeout(TIMEOUT)
+            # Bound to the server's address: one path, hence one conntrack entry.
+            s.bind((a.addr, 0))
+            s.connect((a.addr, a.sctp))
+            msg = b"hello %d" % i
+            s.sendall(msg)
+            if s.recv(4096) != msg:
+                sys.exit(f"protocols: SCTP association {i}: echo mismatch")
+            s.close()
+            # The server's close follows the SHUTDOWN exchange.
+            if not done.acquire(timeout=TIMEOUT):
+                sys.exit(f"protocols: SCTP association {i}: no shutdown")
+    if a.udplite:
+        server = socket.socket(fam, socket.SOCK_DGRAM, socket.IPPROTO_UDPLITE)
+        server.bind((a.addr, a.udplite))
+        threading.Thread(target=udplite_server, args=(server,), daemon=True).start()
+        for i in range(a.count):
+            s = socket.socket(fam, socket.SOCK_DGRAM, socket.IPPROTO_UDPLITE)
+            s.settimeout(TIMEOUT)
+            msg = b"ping %d" % i
+            s.sendto(msg, (a.addr, a.udplite))
+            if s.recvfrom(65535)[0] != msg:
+                sys.exit(f"protocols: UDP-Lite datagram {i}: echo mismatch")
+            s.close()
+
+
+def crc32c(data):
+    crc = 0xFFFFFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+
+
+def raw_payload(kind, src, dst, o):
+    """The IP protocol and layer-4 bytes of one packet of `kind`."""
+    sport, dport = int(o.get("sport", 0)), int(o.get("dport", 0))
+    if kind == "sctp-init":
+        # RFC 9260 3.3.2: an INIT with a non-zero initiate tag, alone in the
+        # packet; the common header's tag is 0, its checksum CRC32c (stored
+        # little endian, as Linux's sctp_compute_cksum() does).
+        chunk = struct.pack("!BBHIIHHI", 1, 0, 20, 0x1234ABCD, 65536, 10, 10, 1)
+        hdr = struct.pack("!HHI", sport, dport, 0)
+        crc = crc32c(hdr + bytes(4) + chunk)
+        return socket.IPPROTO_SCTP, hdr + struct.pack("<I", crc) + chunk
+    if kind == "sctp-heartbeat":
+        # RFC 9260 3.3.5: a HEARTBEAT (with its Heartbeat Info) under a
+        # non-zero tag, as a peer probes a secondary path with.
+        chunk = struct.pack("!BBHHH", 4, 0, 16, 1, 12) + b"trk-test"
+        hdr = struct.pack("!HHI", sport, dport, 0x5EED5EED)
+        crc = crc32c(hdr + bytes(4) + chunk)
+        return socket.IPPROTO_SCTP, hdr + struct.pack("<I", crc) + chunk
+    if kind == "dccp-request":
+        # RFC 4340 5.1, 5.2: Data Offset 5 words, 48-bit sequence numbers
+        # (X=1), type 0 (Request), then the service code; the checksum covers
+        # the pseudo-header and the whole packet.
+        hdr = struct.pack("!HHBBHBB", sport, dport, 5, 0, 0, (0 << 1) | 1, 0)
+        pkt = hdr + (1).to_bytes(6, "big") + struct.pack("!I", 42)
+        pseudo = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!BBH", 0, 33, len(pkt))
+        csum = checksum(pseudo + pkt)
+        return 33, pkt[:6] + struct.pack("!H", csum) + pkt[8:]
+    if kind == "gre-pptp":
+        # RFC 2637 4.1: key present, version 1, PPP, payload length 0, call id.
+        return socket.IPPROTO_GRE, struct.pack("!HHHH", 0x2001, 0x880B, 0, int(o["key"]))
+    if kind == "gre":
+        return socket.IPPROTO_GRE, struct.pack("!HH", 0, 0x0800)
+    if kind == "data":
+        return int(o.get("proto", 253)), b"tracker-test"
+    sys.exit(f"protocols: unknown packet kind {kind!r}")
+
+
+def raw(packets):
+    for spec in packets:
+        kind, src, dst, *opts = spec.split(",")
+        o = dict(opt.split("=", 1) for opt in opts)
+        hops = [(src, dst)]
+        if o.get("exchange") == "1":
+            hops += [(dst, src), (src, dst)]
+        proto = raw_payload(kind, src, dst, o)[0]
+        # An unbound raw socket of the protocol takes the looped-back packets,
+        # so that no ICMP protocol-unreachable answers them.
+        catcher = socket.socket(socket.AF_INET, socket.SOCK_RAW, proto)
+        for hop_src, hop_dst in hops:
+            s = socket.socket(socket.AF_INET, socket.SOCK_RAW, proto)
+            s.bind((hop_src, 0))
+            s.sendto(raw_payload(kind, hop_src, hop_dst, o)[1], (hop_dst, 0))
+            s.close()
+            time.sleep(0.02)
+        catcher.close()
+
+
 def checksum(data):
     if len(data) % 2:
         data += b"\0"
@@ -206,6 +349,12 @@ def main():
     q = sub.add_parser("ping")
     q.add_argument("addr")
     q.add_argument("--count", type=int, default=1)
+    q = sub.add_parser("protocols")
+    q.add_argument("addr")
+    q.add_argument("--count", type=int, default=1)
+    q.add_argument("--sctp", type=int, default=0, metavar="PORT")
+    q.add_argument("--udplite", type=int, default=0, metavar="PORT")
+    q.add_argument("--packet", action="append", default=[], dest="packets")
     q = sub.add_parser("udp-burst")
     q.add_argument("addr", nargs="+")
     q.add_argument("--count", type=int, required=True)
@@ -220,6 +369,7 @@ def main():
         "udp-echo": udp_echo,
         "udp-client": udp_client,
         "ping": ping,
+        "protocols": protocols,
         "udp-burst": udp_burst,
     }[a.cmd](a)
 

@@ -302,6 +302,11 @@ pub struct KernelOffsets {
     /// `struct nf_ct_event`: what the kernel hands its event notifier.
     pub ct_event_ct: u32,
     pub ct_event_portid: u32,
+    /// `proto.sctp.state` and `proto.dccp.state`: inside the copied span
+    /// (the union starts before `proto.tcp.state`); userspace reads them,
+    /// the programs do not.
+    pub ct_sctp_state: u32,
+    pub ct_dccp_state: u32,
 }
 
 impl KernelOffsets {
@@ -344,6 +349,8 @@ impl KernelOffsets {
             ipct_mark: a,
             ct_event_ct: a,
             ct_event_portid: a,
+            ct_sctp_state: a,
+            ct_dccp_state: a,
         }
     }
 }
@@ -439,7 +446,7 @@ const _: () = assert!(size_of::<MarkKey>() == 12);
 const _: () = assert!(size_of::<LiveEntry>() == 32);
 const _: () = assert!(size_of::<ClosedFlows>() == 40);
 const _: () = assert!(size_of::<KernelFilter>() == 20);
-const _: () = assert!(size_of::<KernelOffsets>() == 33 * 4);
+const _: () = assert!(size_of::<KernelOffsets>() == 35 * 4);
 
 #[cfg(feature = "user")]
 mod pod {

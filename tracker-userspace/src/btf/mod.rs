@@ -294,6 +294,11 @@ impl KernelBtf {
             ipct_mark: self.enum_value("IPCT_MARK").unwrap_or(UAPI_IPCT_MARK),
             ct_event_ct: self.extension_field("nf_ct_event", &["ct"]),
             ct_event_portid: self.extension_field("nf_ct_event", &["portid"]),
+            // Absent where the kernel has no tracker for the protocol (built
+            // without its CONFIG_NF_CT_PROTO_*): its entries are then generic,
+            // stateless.
+            ct_sctp_state: self.optional("nf_conn", &["proto", "sctp", "state"]),
+            ct_dccp_state: self.optional("nf_conn", &["proto", "dccp", "state"]),
         };
         let (start, len) = conn_span(&o)?;
         o.conn_start = start;
@@ -317,6 +322,10 @@ pub fn conn_span(o: &KernelOffsets) -> Result<(u32, u32), BtfError> {
         (o.ct_mark, 4),
         (o.ct_ext, 8),
         (o.ct_tcp_state, 1),
+        // An enum (4 bytes) for SCTP, a u8 for DCCP: the decoder reads the
+        // low byte, which holds every state.
+        (o.ct_sctp_state, 1),
+        (o.ct_dccp_state, 1),
     ];
     let present = fields
         .iter()
@@ -430,6 +439,19 @@ mod tests {
                 "{name} at {off} outside {}+{}",
                 o.conn_start,
                 o.conn_len
+            );
+        }
+        // SCTP and DCCP share the `proto` union with TCP, whose state ends
+        // the span: their states lie inside it where the kernel has them.
+        for (name, off) in [
+            ("sctp state", o.ct_sctp_state),
+            ("dccp state", o.ct_dccp_state),
+        ] {
+            assert!(
+                off == KernelOffsets::ABSENT || (off >= o.conn_start && off < o.ct_tcp_state),
+                "{name} at {off} outside {}..{}",
+                o.conn_start,
+                o.ct_tcp_state
             );
         }
         assert_ne!(o.ext_id_acct, o.ext_id_tstamp);

@@ -105,6 +105,11 @@ pub struct Event {
     pub status: u32,
     /// TCP state (`enum tcp_conntrack`), when the event carries protocol info.
     pub tcp_state: Option<u8>,
+    /// SCTP state (`enum sctp_conntrack`), likewise; ctnetlink's
+    /// `CTA_PROTOINFO_SCTP_STATE`, libnetfilter_conntrack's ATTR_SCTP_STATE.
+    pub sctp_state: Option<u8>,
+    /// DCCP state (`enum ct_dccp_states`), likewise (`CTA_PROTOINFO_DCCP_STATE`).
+    pub dccp_state: Option<u8>,
     /// Remaining lifetime in seconds, when the event carries it.
     pub timeout: Option<u32>,
     pub mark: u32,
@@ -152,6 +157,8 @@ impl Event {
             reply,
             status: tracker_common::status::CONFIRMED,
             tcp_state: None,
+            sctp_state: None,
+            dccp_state: None,
             timeout: None,
             mark: 0,
             mark_changed: false,

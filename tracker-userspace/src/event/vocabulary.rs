@@ -124,6 +124,53 @@ pub fn shown_tcp_state(ev: &Event) -> Option<u8> {
     ev.tcp_state.filter(|_| ev.l4proto == ipproto::TCP)
 }
 
+/// SCTP state names, index = state (libnetfilter_conntrack 1.0.9
+/// `sctp_states[]`, src/conntrack/snprintf.c), in the order of the kernel's
+/// `enum sctp_conntrack`.
+pub const SCTP_STATES: [&str; 10] = [
+    "NONE",
+    "CLOSED",
+    "COOKIE_WAIT",
+    "COOKIE_ECHOED",
+    "ESTABLISHED",
+    "SHUTDOWN_SENT",
+    "SHUTDOWN_RECD",
+    "SHUTDOWN_ACK_SENT",
+    "HEARTBEAT_SENT",
+    "HEARTBEAT_ACKED",
+];
+
+/// DCCP state names, index = state (libnetfilter_conntrack `dccp_states[]`,
+/// the kernel's `enum ct_dccp_states`).
+pub const DCCP_STATES: [&str; 10] = [
+    "NONE", "REQUEST", "RESPOND", "PARTOPEN", "OPEN", "CLOSEREQ", "CLOSING", "TIMEWAIT", "IGNORE",
+    "INVALID",
+];
+
+/// The SCTP state name; out of range prints "NONE"
+/// (`__snprintf_protoinfo_sctp()`).
+pub fn sctp_state_name(state: u8) -> &'static str {
+    SCTP_STATES
+        .get(usize::from(state))
+        .copied()
+        .unwrap_or(SCTP_STATES[0])
+}
+
+/// The DCCP state name; out of range prints "NONE"
+/// (`__snprintf_protoinfo_dccp()`).
+pub fn dccp_state_name(state: u8) -> &'static str {
+    DCCP_STATES
+        .get(usize::from(state))
+        .copied()
+        .unwrap_or(DCCP_STATES[0])
+}
+
+/// Whether the kernel reports a state for the protocol in `CTA_PROTOINFO`
+/// (its tracker has `to_nlattr`: nf_conntrack_proto_{tcp,sctp,dccp}.c).
+pub fn has_state(l4proto: u8) -> bool {
+    matches!(l4proto, ipproto::TCP | ipproto::SCTP | ipproto::DCCP)
+}
+
 /// Names of `enum ip_conntrack_status` bits, index = bit. Bit 12 is
 /// IPS_UNTRACKED on an untracked skb, but an entry in the table with it set is
 /// a NAT clash loser.
@@ -177,6 +224,23 @@ mod tests {
         assert_eq!(tcp_state_by_name("Listen"), Some(9));
         assert_eq!(tcp_state_by_name("NEW"), None);
         assert_eq!(tcp_state_by_name(""), None);
+    }
+
+    #[test]
+    fn sctp_and_dccp_state_names() {
+        // As conntrack 1.4.7 printed them on Linux 6.1 (19-protocols:
+        // `conntrack -I --state`, a raw INIT, HEARTBEAT and DCCP-Request).
+        assert_eq!(sctp_state_name(1), "CLOSED");
+        assert_eq!(sctp_state_name(4), "ESTABLISHED");
+        assert_eq!(sctp_state_name(7), "SHUTDOWN_ACK_SENT");
+        assert_eq!(sctp_state_name(8), "HEARTBEAT_SENT");
+        assert_eq!(dccp_state_name(1), "REQUEST");
+        assert_eq!(dccp_state_name(4), "OPEN");
+        // Past the table: NONE, as libnetfilter_conntrack prints it.
+        assert_eq!(sctp_state_name(10), "NONE");
+        assert_eq!(dccp_state_name(255), "NONE");
+        assert!(has_state(ipproto::SCTP) && has_state(ipproto::DCCP) && has_state(ipproto::TCP));
+        assert!(!has_state(ipproto::GRE) && !has_state(ipproto::UDPLITE) && !has_state(253));
     }
 
     #[test]

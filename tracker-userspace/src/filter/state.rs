@@ -14,8 +14,8 @@ use super::FilterError;
 
 /// Checks `--state` against `-p` and returns the protocol to filter on with
 /// the states to match: a TCP state implies `-p tcp`, as conntrack only takes
-/// `--state` after `-p tcp` (or sctp, dccp, whose states the tracker does not
-/// report).
+/// `--state` after `-p tcp` (or sctp, dccp, whose states the tracker shows
+/// but does not filter on).
 pub fn resolve(
     arg: StateArg,
     proto: Option<Protocol>,
@@ -62,7 +62,8 @@ pub fn ctstate_advice(c: CtState) -> &'static str {
 pub fn no_tcp_states(p: Protocol) -> String {
     match p.0 {
         ipproto::SCTP | ipproto::DCCP => format!(
-            "--state filters on TCP states only: the tracker does not report {} states",
+            "--state filters on TCP states only: the tracker shows {} states but does not \
+             filter on them",
             l4_label(p.0)
         ),
         _ => format!(
@@ -206,11 +207,13 @@ mod tests {
         );
         assert_eq!(
             refusal(&["-p", "sctp", "--state", "ESTABLISHED"]),
-            "--state filters on TCP states only: the tracker does not report sctp states"
+            "--state filters on TCP states only: the tracker shows sctp states but does not \
+             filter on them"
         );
         assert_eq!(
             refusal(&["-p", "dccp", "--state", "NONE"]),
-            "--state filters on TCP states only: the tracker does not report dccp states"
+            "--state filters on TCP states only: the tracker shows dccp states but does not \
+             filter on them"
         );
     }
 

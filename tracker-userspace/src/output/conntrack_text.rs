@@ -11,7 +11,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracker_common::status;
 
-use crate::event::vocabulary::{ipproto, l3_name, l4_name, shown_tcp_state, tcp_state_name};
+use crate::event::vocabulary::{
+    dccp_state_name, ipproto, l3_name, l4_name, sctp_state_name, shown_tcp_state, tcp_state_name,
+};
 use crate::event::{Event, EventKind, L4Ids, Tuple, ZoneDir};
 
 /// Options of conntrack's `-o` that change the text line.
@@ -55,8 +57,17 @@ pub fn format_event(out: &mut String, ev: &Event, opts: TextOptions) {
     if let Some(t) = ev.timeout {
         num(out, t);
     }
+    // __snprintf_protoinfo{,_sctp,_dccp}(): each state the message carried.
     if let Some(state) = shown_tcp_state(ev) {
         let _ = write!(out, "{} ", tcp_state_name(state));
+    }
+    if let Some(state) = ev.sctp_state {
+        out.push_str(sctp_state_name(state));
+        out.push(' ');
+    }
+    if let Some(state) = ev.dccp_state {
+        out.push_str(dccp_state_name(state));
+        out.push(' ');
     }
 
     write_tuple(out, &ev.orig, ev.l4proto);
@@ -597,6 +608,220 @@ mod tests {
                 )
             );
         }
+    }
+
+    /// One entry of `tests/scenarios/19-protocols.sh` as the kernel reported
+    /// it: protocol, both tuples, timeout, status; the rest set per line.
+    fn observed(kind: EventKind, l4proto: u8, orig: Tuple, reply: Tuple, timeout: u32) -> Event {
+        let mut e = base(kind, l4proto, orig, reply);
+        e.timeout = Some(timeout);
+        e
+    }
+
+    fn keys(src: &str, dst: &str, src_key: u16, dst_key: u16) -> Tuple {
+        Tuple {
+            src: v4(src),
+            dst: v4(dst),
+            l4: L4Ids::Gre { src_key, dst_key },
+        }
+    }
+
+    fn no_ids(src: &str, dst: &str) -> Tuple {
+        Tuple {
+            src: v4(src),
+            dst: v4(dst),
+            l4: L4Ids::None,
+        }
+    }
+
+    /// A DESTROY's counters and `delta-time` (whole seconds).
+    fn destroyed(e: &mut Event, orig: (u64, u64), reply: (u64, u64), delta: u64) {
+        e.counters = Some([
+            Counters {
+                packets: orig.0,
+                bytes: orig.1,
+            },
+            Counters {
+                packets: reply.0,
+                bytes: reply.1,
+            },
+        ]);
+        e.start_ns = Some(1_796_381_749_250_000_000);
+        e.stop_ns = Some((1_796_381_749 + delta) * 1_000_000_000 + 100_000_000);
+    }
+
+    /// Lines conntrack 1.4.7 printed with `-E` on Linux 6.1 (conntrack's
+    /// ` progname=conntrack` suffix left out), for the entries
+    /// 19-protocols makes: SCTP and DCCP states after the timeout, GRE keys
+    /// in hex, no identifiers for a protocol conntrack does not know.
+    #[test]
+    fn sctp_dccp_gre_udplite_unknown_as_conntrack_printed_them() {
+        let opts = TextOptions::default();
+        let fake = |sport, dport| {
+            (
+                ports("10.9.9.1", "10.9.9.2", sport, dport),
+                ports("10.9.9.2", "10.9.9.1", dport, sport),
+            )
+        };
+        let inserted = |l4proto, (orig, reply): (Tuple, Tuple), portid| {
+            let mut e = observed(EventKind::New, l4proto, orig, reply, 60);
+            e.mark_changed = true;
+            e.portid = Some(portid);
+            e
+        };
+
+        let mut e = inserted(132, fake(5505, 5506), 413);
+        e.sctp_state = Some(7);
+        assert_eq!(
+            line(&e, opts),
+            "    [NEW] sctp     132 60 SHUTDOWN_ACK_SENT src=10.9.9.1 dst=10.9.9.2 sport=5505 \
+             dport=5506 [UNREPLIED] src=10.9.9.2 dst=10.9.9.1 sport=5506 dport=5505 mark=0 \
+             [USERSPACE] portid=413\n"
+        );
+        let mut e = observed(
+            EventKind::Destroy,
+            132,
+            ports("127.0.0.1", "127.0.0.1", 49782, 5500),
+            ports("127.0.0.1", "127.0.0.1", 5500, 49782),
+            94,
+        );
+        e.sctp_state = Some(1);
+        e.status |= SEEN_REPLY | ASSURED;
+        e.portid = Some(427);
+        destroyed(&mut e, (6, 512), (5, 468), 26);
+        assert_eq!(
+            line(&e, opts),
+            "[DESTROY] sctp     132 94 CLOSED src=127.0.0.1 dst=127.0.0.1 sport=49782 dport=5500 \
+             packets=6 bytes=512 src=127.0.0.1 dst=127.0.0.1 sport=5500 dport=49782 packets=5 \
+             bytes=468 [ASSURED] delta-time=26 [USERSPACE] portid=427\n"
+        );
+
+        let mut e = inserted(33, fake(5603, 5604), 417);
+        e.dccp_state = Some(4);
+        assert_eq!(
+            line(&e, opts),
+            "    [NEW] dccp     33 60 OPEN src=10.9.9.1 dst=10.9.9.2 sport=5603 dport=5604 \
+             [UNREPLIED] src=10.9.9.2 dst=10.9.9.1 sport=5604 dport=5603 mark=0 \
+             [USERSPACE] portid=417\n"
+        );
+        let mut e = observed(
+            EventKind::Destroy,
+            33,
+            ports("127.0.0.1", "127.0.0.2", 5601, 5602),
+            ports("127.0.0.2", "127.0.0.1", 5602, 5601),
+            227,
+        );
+        e.dccp_state = Some(1);
+        e.portid = Some(427);
+        destroyed(&mut e, (1, 40), (0, 0), 12);
+        assert_eq!(
+            line(&e, opts),
+            "[DESTROY] dccp     33 227 REQUEST src=127.0.0.1 dst=127.0.0.2 sport=5601 dport=5602 \
+             packets=1 bytes=40 [UNREPLIED] src=127.0.0.2 dst=127.0.0.1 sport=5602 dport=5601 \
+             packets=0 bytes=0 delta-time=12 [USERSPACE] portid=427\n"
+        );
+
+        let e = inserted(
+            47,
+            (
+                keys("10.9.9.1", "10.9.9.2", 0x1234, 0xab),
+                keys("10.9.9.2", "10.9.9.1", 0xab, 0x1234),
+            ),
+            422,
+        );
+        assert_eq!(
+            line(&e, opts),
+            "    [NEW] gre      47 60 src=10.9.9.1 dst=10.9.9.2 srckey=0x1234 dstkey=0xab \
+             [UNREPLIED] src=10.9.9.2 dst=10.9.9.1 srckey=0xab dstkey=0x1234 mark=0 \
+             [USERSPACE] portid=422\n"
+        );
+        let mut e = observed(
+            EventKind::Destroy,
+            47,
+            keys("127.0.0.1", "127.0.0.3", 0, 0),
+            keys("127.0.0.3", "127.0.0.1", 0, 0),
+            172,
+        );
+        e.status |= SEEN_REPLY | ASSURED;
+        e.portid = Some(427);
+        destroyed(&mut e, (2, 48), (1, 24), 7);
+        assert_eq!(
+            line(&e, opts),
+            "[DESTROY] gre      47 172 src=127.0.0.1 dst=127.0.0.3 srckey=0x0 dstkey=0x0 \
+             packets=2 bytes=48 src=127.0.0.3 dst=127.0.0.1 srckey=0x0 dstkey=0x0 packets=1 \
+             bytes=24 [ASSURED] delta-time=7 [USERSPACE] portid=427\n"
+        );
+
+        let e = observed(
+            EventKind::New,
+            136,
+            ports("127.0.0.1", "127.0.0.1", 56745, 5700),
+            ports("127.0.0.1", "127.0.0.1", 5700, 56745),
+            120,
+        );
+        assert_eq!(
+            line(&e, opts),
+            "    [NEW] udplite  136 120 src=127.0.0.1 dst=127.0.0.1 sport=56745 dport=5700 \
+             [UNREPLIED] src=127.0.0.1 dst=127.0.0.1 sport=5700 dport=56745\n"
+        );
+
+        let mut e = observed(
+            EventKind::Destroy,
+            253,
+            no_ids("127.0.0.1", "127.0.0.4"),
+            no_ids("127.0.0.4", "127.0.0.1"),
+            599,
+        );
+        e.status |= SEEN_REPLY;
+        e.portid = Some(427);
+        destroyed(&mut e, (2, 64), (1, 32), 1);
+        assert_eq!(
+            line(&e, opts),
+            "[DESTROY] unknown  253 599 src=127.0.0.1 dst=127.0.0.4 packets=2 bytes=64 \
+             src=127.0.0.4 dst=127.0.0.1 packets=1 bytes=32 delta-time=1 [USERSPACE] portid=427\n"
+        );
+    }
+
+    /// Linux 6.18 (as tested) has no DCCP tracker: conntrack -I's DCCP
+    /// entry is generic, without state or ports, and conntrack 1.4.7 prints
+    /// the ports as 0 all the same.
+    #[test]
+    fn dccp_without_its_tracker_as_conntrack_printed_it() {
+        let mut e = observed(
+            EventKind::New,
+            33,
+            ports("10.9.9.1", "10.9.9.2", 0, 0),
+            ports("10.9.9.2", "10.9.9.1", 0, 0),
+            60,
+        );
+        e.mark_changed = true;
+        e.portid = Some(21188);
+        assert_eq!(
+            line(&e, TextOptions::default()),
+            "    [NEW] dccp     33 60 src=10.9.9.1 dst=10.9.9.2 sport=0 dport=0 [UNREPLIED] \
+             src=10.9.9.2 dst=10.9.9.1 sport=0 dport=0 mark=0 [USERSPACE] portid=21188\n"
+        );
+    }
+
+    #[test]
+    fn sctp_and_dccp_states_out_of_range_print_none() {
+        let mut e = base(
+            EventKind::New,
+            132,
+            ports("10.0.0.1", "10.0.0.2", 1, 2),
+            ports("10.0.0.2", "10.0.0.1", 2, 1),
+        );
+        e.sctp_state = Some(10);
+        assert!(line(&e, TextOptions::default()).starts_with("    [NEW] sctp     132 NONE src="));
+        e.sctp_state = Some(9);
+        assert!(
+            line(&e, TextOptions::default())
+                .starts_with("    [NEW] sctp     132 HEARTBEAT_ACKED src=")
+        );
+        e.sctp_state = None;
+        e.l4proto = 33;
+        e.dccp_state = Some(200);
+        assert!(line(&e, TextOptions::default()).starts_with("    [NEW] dccp     33 NONE src="));
     }
 
     #[test]

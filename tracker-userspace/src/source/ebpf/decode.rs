@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use tracker_common::{CONN_BYTES, FlowRecord, FlowTuple, KernelOffsets, flags, ipct, kind};
 
-use crate::event::vocabulary::{AF_INET6, ipproto};
+use crate::event::vocabulary::{AF_INET6, has_state, ipproto};
 use crate::event::{Counters, Event, EventKind, L4Ids, Tuple, ZoneDir, vocabulary};
 
 use super::host::{Clock, KernelProfile};
@@ -52,6 +52,11 @@ pub struct ConnFields {
     pub l3proto: u8,
     pub l4proto: u8,
     pub tcp_state: u8,
+    /// `proto.sctp.state` of an SCTP entry, `proto.dccp.state` of a DCCP
+    /// one; `None` for other protocols and where the kernel lacks the field
+    /// (no tracker for the protocol: its entries are generic, stateless).
+    pub sctp_state: Option<u8>,
+    pub dccp_state: Option<u8>,
     pub orig: FlowTuple,
     pub reply: FlowTuple,
 }
@@ -107,6 +112,14 @@ pub fn conn_fields(conn: &[u8; CONN_BYTES], o: &KernelOffsets) -> ConnFields {
         } else {
             0
         },
+        // SCTP's state is an enum: its first byte (little endian, like every
+        // field here) holds all of them.
+        sctp_state: (l4 == ipproto::SCTP)
+            .then(|| bytes_at::<1>(conn, o, o.ct_sctp_state).map(|b| b[0]))
+            .flatten(),
+        dccp_state: (l4 == ipproto::DCCP)
+            .then(|| bytes_at::<1>(conn, o, o.ct_dccp_state).map(|b| b[0]))
+            .flatten(),
         orig: tuple_at(conn, o, orig),
         reply: tuple_at(conn, o, orig.saturating_add(o.tuplehash_size)),
     }
@@ -131,6 +144,12 @@ pub fn encode_conn(f: &ConnFields, o: &KernelOffsets, conn: &mut [u8; CONN_BYTES
     put(o.ct_zone, &f.zone_id.to_le_bytes());
     put(o.ct_zone_dir, &[f.zone_dir]);
     put(o.ct_tcp_state, &[f.tcp_state]);
+    if let Some(s) = f.sctp_state {
+        put(o.ct_sctp_state, &(u32::from(s)).to_le_bytes());
+    }
+    if let Some(s) = f.dccp_state {
+        put(o.ct_dccp_state, &[s]);
+    }
     for (dir, t) in [(0, &f.orig), (1, &f.reply)] {
         let base = o.ct_tuple + dir * o.tuplehash_size;
         put(base + o.tuple_src_u3, &t.src);
@@ -228,7 +247,8 @@ pub fn event(
         EventKind::Destroy if !profile.destroy_has_timeout || secs == 0 => None,
         _ => Some(secs),
     };
-    let is_tcp = c.l4proto == ipproto::TCP;
+    // Only TCP's, SCTP's and DCCP's trackers report a state.
+    let state_shown = shows_protoinfo && has_state(c.l4proto);
     Ok(Event {
         kind,
         time: clock.wall(r.header.time_ns),
@@ -237,7 +257,9 @@ pub fn event(
         orig: tuple(c.l3proto, c.l4proto, &c.orig),
         reply: tuple(c.l3proto, c.l4proto, &c.reply),
         status: c.status,
-        tcp_state: (is_tcp && shows_protoinfo).then_some(c.tcp_state),
+        tcp_state: (state_shown && c.l4proto == ipproto::TCP).then_some(c.tcp_state),
+        sctp_state: c.sctp_state.filter(|_| state_shown),
+        dccp_state: c.dccp_state.filter(|_| state_shown),
         timeout,
         mark: c.mark,
         // ctnetlink reports the mark of entries it inserted even when it is 0
@@ -294,6 +316,11 @@ mod tests {
         ct_mark: 168,
         ct_ext: 176,
         ct_tcp_state: 224,
+        // The `proto` union starts 40 bytes before the TCP state (after
+        // `struct ip_ct_tcp_state seen[2]`): SCTP's state first, DCCP's after
+        // its two roles.
+        ct_sctp_state: 184,
+        ct_dccp_state: 186,
         ..KernelOffsets::absent()
     };
 
@@ -431,6 +458,196 @@ mod tests {
         // NEW and DESTROY carry no event bits.
         r.header.kind = kind::NEW;
         assert_eq!(decode(&r, &PROFILE).changes, None);
+    }
+
+    /// An entry of `l4proto` between 127.0.0.1 and 127.0.0.2 with these
+    /// layer-4 ids (ports or GRE keys, network order) in both directions.
+    fn fields_of(l4proto: u8, src_id: u16, dst_id: u16) -> ConnFields {
+        let mut f = tcp_fields();
+        f.l4proto = l4proto;
+        f.tcp_state = 0;
+        f.orig.src_id = src_id.to_be_bytes();
+        f.orig.dst_id = dst_id.to_be_bytes();
+        f.reply.src_id = dst_id.to_be_bytes();
+        f.reply.dst_id = src_id.to_be_bytes();
+        f
+    }
+
+    #[test]
+    fn sctp_and_dccp_states_come_from_their_union_members() {
+        let mut f = fields_of(ipproto::SCTP, 5501, 5502);
+        f.sctp_state = Some(2);
+        let r = record_of(&f);
+        assert_eq!(conn_fields(&r.conn, &OFFSETS), f);
+        let e = decode(&r, &PROFILE);
+        assert_eq!(
+            (e.tcp_state, e.sctp_state, e.dccp_state),
+            (None, Some(2), None)
+        );
+        // DCCP's state sits after its two roles, in its own member.
+        let mut f = fields_of(ipproto::DCCP, 5601, 5602);
+        f.dccp_state = Some(1);
+        let mut r = record_of(&f);
+        let e = decode(&r, &PROFILE);
+        assert_eq!(
+            (e.tcp_state, e.sctp_state, e.dccp_state),
+            (None, None, Some(1))
+        );
+        // A DESTROY carries the state from 5.15 on, like the timeout.
+        r.header.kind = kind::DESTROY;
+        assert_eq!(decode(&r, &PROFILE).dccp_state, Some(1));
+        let old = KernelProfile {
+            destroy_has_timeout: false,
+            ..PROFILE
+        };
+        assert_eq!(decode(&r, &old).dccp_state, None);
+        // An UPDATE only when the protocol info changed.
+        r.header.kind = kind::UPDATE;
+        r.events = ipct::REPLY;
+        assert_eq!(decode(&r, &PROFILE).dccp_state, None);
+        r.events = ipct::PROTOINFO;
+        assert_eq!(decode(&r, &PROFILE).dccp_state, Some(1));
+        // A kernel without the DCCP tracker (6.18 here) has no such field: its
+        // DCCP entries are generic and show no state.
+        let no_dccp = KernelOffsets {
+            ct_dccp_state: KernelOffsets::ABSENT,
+            ..OFFSETS
+        };
+        r.header.kind = kind::NEW;
+        let e = event(&r, &no_dccp, &Clock { offset_ns: 0 }, &PROFILE).unwrap();
+        assert_eq!(e.dccp_state, None);
+    }
+
+    #[test]
+    fn other_protocols_show_no_state_whatever_the_union_holds() {
+        for l4proto in [ipproto::GRE, ipproto::UDPLITE, ipproto::UDP, 253] {
+            let mut r = record_of(&fields_of(l4proto, 0, 0x1a2b));
+            // Garbage where the states would be (GRE keeps its timeouts there).
+            for off in [
+                OFFSETS.ct_sctp_state,
+                OFFSETS.ct_dccp_state,
+                OFFSETS.ct_tcp_state,
+            ] {
+                r.conn[(off - OFFSETS.conn_start) as usize] = 3;
+            }
+            let e = decode(&r, &PROFILE);
+            assert_eq!(
+                (e.tcp_state, e.sctp_state, e.dccp_state),
+                (None, None, None)
+            );
+        }
+    }
+
+    /// Records shaped like the entries of `tests/scenarios/19-protocols.sh`,
+    /// decoded and printed, against the lines conntrack 1.4.7 printed for
+    /// them on Linux 6.1, and 5.10 where said (its ` progname=conntrack`
+    /// suffix left out).
+    #[test]
+    fn decoded_records_print_as_conntrack_printed_them() {
+        use crate::output::conntrack_text::{TextOptions, format_event};
+        let line = |r: &FlowRecord| {
+            let mut s = String::new();
+            format_event(&mut s, &decode(r, &PROFILE), TextOptions::default());
+            s
+        };
+        let hz = PROFILE.hz;
+
+        // conntrack -I -p sctp ... --state SHUTDOWN_ACK_SENT -t 60
+        let mut f = fields_of(ipproto::SCTP, 5505, 5506);
+        f.orig.src[..4].copy_from_slice(&[10, 9, 9, 1]);
+        f.orig.dst[..4].copy_from_slice(&[10, 9, 9, 2]);
+        f.reply.src[..4].copy_from_slice(&[10, 9, 9, 2]);
+        f.reply.dst[..4].copy_from_slice(&[10, 9, 9, 1]);
+        f.sctp_state = Some(7);
+        f.timeout = NOW_JIFFIES.wrapping_add(60 * hz + 10);
+        let mut r = record_of(&f);
+        r.header.flags = flags::NETLINK_INSERT | flags::USERSPACE;
+        r.portid = 413;
+        assert_eq!(
+            line(&r),
+            "    [NEW] sctp     132 60 SHUTDOWN_ACK_SENT src=10.9.9.1 dst=10.9.9.2 sport=5505 \
+             dport=5506 [UNREPLIED] src=10.9.9.2 dst=10.9.9.1 sport=5506 dport=5505 mark=0 \
+             [USERSPACE] portid=413\n"
+        );
+
+        // Its DESTROY on Linux 5.10 (kprobes): before 5.15 ctnetlink adds
+        // neither the timeout nor the state to a DESTROY.
+        r.header.kind = kind::DESTROY;
+        r.header.flags = flags::HAS_ACCT | flags::HAS_TSTAMP | flags::USERSPACE;
+        r.portid = 341;
+        r.start_ns = 1_796_381_749_300_000_000;
+        r.stop_ns = 1_796_381_749_700_000_000;
+        let old = KernelProfile {
+            destroy_has_timeout: false,
+            ..PROFILE
+        };
+        let mut s = String::new();
+        format_event(&mut s, &decode(&r, &old), TextOptions::default());
+        assert_eq!(
+            s,
+            "[DESTROY] sctp     132 src=10.9.9.1 dst=10.9.9.2 sport=5505 dport=5506 packets=0 \
+             bytes=0 [UNREPLIED] src=10.9.9.2 dst=10.9.9.1 sport=5506 dport=5505 packets=0 \
+             bytes=0 delta-time=0 [USERSPACE] portid=341\n"
+        );
+
+        // A raw DCCP-Request, flushed 12 s later.
+        let mut f = fields_of(ipproto::DCCP, 5601, 5602);
+        f.dccp_state = Some(1);
+        f.timeout = NOW_JIFFIES.wrapping_add(227 * hz + 100);
+        let mut r = record_of(&f);
+        r.header.kind = kind::DESTROY;
+        r.header.flags = flags::HAS_ACCT | flags::HAS_TSTAMP | flags::USERSPACE;
+        r.portid = 427;
+        r.counters[0] = tracker_common::Counters {
+            packets: 1,
+            bytes: 40,
+        };
+        r.start_ns = 1_796_381_749_300_000_000;
+        r.stop_ns = 1_796_381_761_200_000_000;
+        assert_eq!(
+            line(&r),
+            "[DESTROY] dccp     33 227 REQUEST src=127.0.0.1 dst=127.0.0.2 sport=5601 dport=5602 \
+             packets=1 bytes=40 [UNREPLIED] src=127.0.0.2 dst=127.0.0.1 sport=5602 dport=5601 \
+             packets=0 bytes=0 delta-time=12 [USERSPACE] portid=427\n"
+        );
+
+        // GRE version 1 (PPTP) with call id 0x1a2b: the key sits in the
+        // destination's `u`, the source key is 0 without a PPTP keymap.
+        let mut f = fields_of(ipproto::GRE, 0, 0x1a2b);
+        f.timeout = NOW_JIFFIES.wrapping_add(120 * hz + 5);
+        assert_eq!(
+            line(&record_of(&f)),
+            "    [NEW] gre      47 120 src=127.0.0.1 dst=127.0.0.2 srckey=0x0 dstkey=0x1a2b \
+             [UNREPLIED] src=127.0.0.2 dst=127.0.0.1 srckey=0x1a2b dstkey=0x0\n"
+        );
+
+        // Protocol 253 (no tracker, no ids), both ways.
+        let mut f = fields_of(253, 0, 0);
+        f.orig.dst[..4].copy_from_slice(&[127, 0, 0, 4]);
+        f.reply.src[..4].copy_from_slice(&[127, 0, 0, 4]);
+        f.status |= tracker_common::status::SEEN_REPLY;
+        f.timeout = NOW_JIFFIES.wrapping_add(599 * hz + 200);
+        let mut r = record_of(&f);
+        r.header.kind = kind::DESTROY;
+        r.header.flags = flags::HAS_ACCT | flags::HAS_TSTAMP | flags::USERSPACE;
+        r.portid = 427;
+        r.counters = [
+            tracker_common::Counters {
+                packets: 2,
+                bytes: 64,
+            },
+            tracker_common::Counters {
+                packets: 1,
+                bytes: 32,
+            },
+        ];
+        r.start_ns = 1_796_381_749_900_000_000;
+        r.stop_ns = 1_796_381_750_100_000_000;
+        assert_eq!(
+            line(&r),
+            "[DESTROY] unknown  253 599 src=127.0.0.1 dst=127.0.0.4 packets=2 bytes=64 \
+             src=127.0.0.4 dst=127.0.0.1 packets=1 bytes=32 delta-time=1 [USERSPACE] portid=427\n"
+        );
     }
 
     #[test]

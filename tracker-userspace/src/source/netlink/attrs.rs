@@ -3,9 +3,10 @@
 //! The crate decodes tuples (addresses, protocol number, ports), status,
 //! timeout, mark and TCP protocol info; everything else arrives as
 //! `Other(DefaultNla)`. This module reads only that gap: ICMP/ICMPv6 ids,
-//! `CTA_ZONE`, `CTA_TUPLE_ZONE`, `CTA_ID`, the acct counters and the tstamp
-//! times. Numbers are from `include/uapi/linux/netfilter/nfnetlink_conntrack.h`
-//! (uapi, stable). All values are big-endian.
+//! `CTA_ZONE`, `CTA_TUPLE_ZONE`, `CTA_ID`, the acct counters, the tstamp
+//! times and the SCTP and DCCP states. Numbers are from
+//! `include/uapi/linux/netfilter/nfnetlink_conntrack.h` (uapi, stable). All
+//! values are big-endian.
 
 use netlink_packet_core::{
     DefaultNla, NLA_TYPE_MASK, Nla, NlasIterator, parse_u16_be, parse_u32_be, parse_u64_be,
@@ -54,6 +55,13 @@ pub const CTA_PROTO_ICMP_CODE: u16 = 6;
 pub const CTA_PROTO_ICMPV6_ID: u16 = 7;
 pub const CTA_PROTO_ICMPV6_TYPE: u16 = 8;
 pub const CTA_PROTO_ICMPV6_CODE: u16 = 9;
+
+// enum ctattr_protoinfo
+pub const CTA_PROTOINFO_DCCP: u16 = 2;
+pub const CTA_PROTOINFO_SCTP: u16 = 3;
+// enum ctattr_protoinfo_dccp, enum ctattr_protoinfo_sctp
+pub const CTA_PROTOINFO_DCCP_STATE: u16 = 1;
+pub const CTA_PROTOINFO_SCTP_STATE: u16 = 1;
 
 // enum ctattr_counters
 pub const CTA_COUNTERS_PACKETS: u16 = 1;
@@ -107,6 +115,16 @@ impl GapValue {
     pub fn u32_be(&self) -> Option<u32> {
         parse_u32_be(self.bytes()).ok()
     }
+}
+
+/// The state (a u8, attribute `state_kind`) inside `CTA_PROTOINFO_SCTP` or
+/// `CTA_PROTOINFO_DCCP`; `None` when the nest lacks it or is malformed.
+pub fn proto_state(nest: &DefaultNla, state_kind: u16) -> Option<u8> {
+    let v = GapValue::of(nest)?;
+    NlasIterator::new(v.bytes())
+        .filter_map(Result::ok)
+        .find(|nla| nla.kind() & NLA_TYPE_MASK == state_kind)
+        .and_then(|nla| nla.value().first().copied())
 }
 
 /// `CTA_COUNTERS_ORIG/REPLY`: 64-bit counters, or the 32-bit ones old kernels

@@ -5,7 +5,9 @@
 
 use std::time::SystemTime;
 
-use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, NetlinkMessage, NetlinkPayload};
+use netlink_packet_core::{
+    NLA_TYPE_MASK, NLM_F_CREATE, NLM_F_EXCL, NetlinkMessage, NetlinkPayload, Nla,
+};
 use netlink_packet_netfilter::conntrack::{
     ConntrackAttribute, ConntrackMessage, IPTuple, ProtoInfo, ProtoInfoTCP, ProtoTuple,
     Tuple as CtTuple,
@@ -58,6 +60,8 @@ pub fn event_from_message(
     let mut reply = None;
     let mut status = 0;
     let mut tcp_state = None;
+    let mut sctp_state = None;
+    let mut dccp_state = None;
     let mut timeout = None;
     let mut mark = None;
     let mut zone = None;
@@ -84,12 +88,27 @@ pub fn event_from_message(
             ConntrackAttribute::CtaMark(m) => mark = Some(*m),
             ConntrackAttribute::CtaProtoInfo(infos) => {
                 for info in infos {
-                    if let ProtoInfo::TCP(tcp) = info {
-                        for t in tcp {
-                            if let ProtoInfoTCP::State(s) = t {
-                                tcp_state = Some(*s);
+                    match info {
+                        ProtoInfo::TCP(tcp) => {
+                            for t in tcp {
+                                if let ProtoInfoTCP::State(s) = t {
+                                    tcp_state = Some(*s);
+                                }
                             }
                         }
+                        // The crate models TCP's protocol info only.
+                        ProtoInfo::Other(nla) => match nla.kind() & NLA_TYPE_MASK {
+                            attrs::CTA_PROTOINFO_SCTP => {
+                                sctp_state =
+                                    attrs::proto_state(nla, attrs::CTA_PROTOINFO_SCTP_STATE)
+                            }
+                            attrs::CTA_PROTOINFO_DCCP => {
+                                dccp_state =
+                                    attrs::proto_state(nla, attrs::CTA_PROTOINFO_DCCP_STATE)
+                            }
+                            _ => {}
+                        },
+                        _ => {}
                     }
                 }
             }
@@ -134,6 +153,8 @@ pub fn event_from_message(
         reply: reply.tuple,
         status,
         tcp_state,
+        sctp_state,
+        dccp_state,
         timeout,
         mark: mark.unwrap_or(0),
         // ctnetlink sends CTA_MARK when the mark is non-zero or the event is

@@ -136,6 +136,8 @@ fn tcp_new_with_every_optional_field() {
         },
         status: 0x8,
         tcp_state: Some(1),
+        sctp_state: None,
+        dccp_state: None,
         timeout: Some(120),
         mark: 7,
         mark_changed: false,
@@ -694,4 +696,184 @@ fn error_messages_say_what_to_do() {
     assert!(matches!(e, NetlinkError::Unavailable));
     let e = super::socket::classify("bind", std::io::Error::from_raw_os_error(libc::EPERM));
     assert!(matches!(e, NetlinkError::PermissionDenied));
+}
+
+// --- SCTP and DCCP protocol info, as the kernel nests it -----------------
+
+/// `CTA_TUPLE_ORIG`/`REPLY` of a port protocol between two IPv4 addresses.
+fn port_tuple(kind: u16, src: [u8; 4], dst: [u8; 4], proto: u8, sport: u16, dport: u16) -> Vec<u8> {
+    nest(
+        kind,
+        &[
+            nest(
+                CTA_TUPLE_IP,
+                &[nla(CTA_IP_V4_SRC, &src), nla(CTA_IP_V4_DST, &dst)],
+            ),
+            nest(
+                CTA_TUPLE_PROTO,
+                &[
+                    nla(CTA_PROTO_NUM, &[proto]),
+                    nla(CTA_PROTO_SRC_PORT, &sport.to_be_bytes()),
+                    nla(CTA_PROTO_DST_PORT, &dport.to_be_bytes()),
+                ],
+            ),
+        ],
+    )
+}
+
+/// `CTA_PROTOINFO` (4) around one protocol's nest.
+fn protoinfo(kind: u16, children: &[Vec<u8>]) -> Vec<u8> {
+    nest(4, &[nest(kind, children)])
+}
+
+fn line_of(bytes: &[u8]) -> String {
+    use crate::output::conntrack_text::{TextOptions, format_event};
+    let mut s = String::new();
+    format_event(&mut s, &decode_one(bytes), TextOptions::default());
+    s
+}
+
+/// `conntrack -I -p sctp ... --state ESTABLISHED --orig-vtag 1 --reply-vtag 2`:
+/// sctp_to_nlattr() nests the state and both tags; conntrack 1.4.7 printed
+/// the line below on Linux 6.18 (without its ` progname=conntrack`).
+#[test]
+fn sctp_state_from_its_protoinfo_nest() {
+    let (a, b) = ([10, 9, 9, 1], [10, 9, 9, 2]);
+    let bytes = ct_msg(
+        0,
+        NLM_F_CREATE | NLM_F_EXCL,
+        29905,
+        2,
+        &[
+            port_tuple(CTA_TUPLE_ORIG, a, b, 132, 5503, 5504),
+            port_tuple(2, b, a, 132, 5504, 5503),
+            nla(3, &0x8u32.to_be_bytes()), // CTA_STATUS
+            nla(7, &60u32.to_be_bytes()),  // CTA_TIMEOUT
+            protoinfo(
+                CTA_PROTOINFO_SCTP,
+                &[
+                    nla(CTA_PROTOINFO_SCTP_STATE, &[4]),
+                    nla(2, &1u32.to_be_bytes()), // CTA_PROTOINFO_SCTP_VTAG_ORIGINAL
+                    nla(3, &2u32.to_be_bytes()), // CTA_PROTOINFO_SCTP_VTAG_REPLY
+                ],
+            ),
+            nla(CTA_MARK, &[0, 0, 0, 0]),
+        ],
+    );
+    let e = decode_one(&bytes);
+    assert_eq!(
+        (e.tcp_state, e.sctp_state, e.dccp_state),
+        (None, Some(4), None)
+    );
+    assert_eq!(
+        line_of(&bytes),
+        "    [NEW] sctp     132 60 ESTABLISHED src=10.9.9.1 dst=10.9.9.2 sport=5503 dport=5504 \
+         [UNREPLIED] src=10.9.9.2 dst=10.9.9.1 sport=5504 dport=5503 mark=0 \
+         [USERSPACE] portid=29905\n"
+    );
+}
+
+/// The DESTROY of a raw INIT's entry on Linux 6.18: from 5.15 the kernel
+/// adds the state alone (sctp_to_nlattr() with `destroy`).
+#[test]
+fn sctp_destroy_with_state_only() {
+    let (a, b) = ([127, 0, 0, 1], [127, 0, 0, 2]);
+    let bytes = ct_msg(
+        2,
+        0,
+        29922,
+        2,
+        &[
+            port_tuple(CTA_TUPLE_ORIG, a, b, 132, 5501, 5502),
+            port_tuple(2, b, a, 132, 5502, 5501),
+            nla(3, &0x8u32.to_be_bytes()), // CTA_STATUS
+            nla(7, &119u32.to_be_bytes()), // CTA_TIMEOUT
+            protoinfo(CTA_PROTOINFO_SCTP, &[nla(CTA_PROTOINFO_SCTP_STATE, &[1])]),
+            nest(
+                CTA_COUNTERS_ORIG,
+                &[
+                    nla(CTA_COUNTERS_PACKETS, &1u64.to_be_bytes()),
+                    nla(CTA_COUNTERS_BYTES, &52u64.to_be_bytes()),
+                ],
+            ),
+            nest(
+                CTA_COUNTERS_REPLY,
+                &[
+                    nla(CTA_COUNTERS_PACKETS, &0u64.to_be_bytes()),
+                    nla(CTA_COUNTERS_BYTES, &0u64.to_be_bytes()),
+                ],
+            ),
+            nest(
+                CTA_TIMESTAMP,
+                &[
+                    nla(
+                        CTA_TIMESTAMP_START,
+                        &1_796_381_749_800_000_000u64.to_be_bytes(),
+                    ),
+                    nla(
+                        CTA_TIMESTAMP_STOP,
+                        &1_796_381_750_300_000_000u64.to_be_bytes(),
+                    ),
+                ],
+            ),
+        ],
+    );
+    assert_eq!(
+        line_of(&bytes),
+        "[DESTROY] sctp     132 119 CLOSED src=127.0.0.1 dst=127.0.0.2 sport=5501 dport=5502 \
+         packets=1 bytes=52 [UNREPLIED] src=127.0.0.2 dst=127.0.0.1 sport=5502 dport=5501 \
+         packets=0 bytes=0 delta-time=1 [USERSPACE] portid=29922\n"
+    );
+}
+
+/// `conntrack -I -p dccp ... --state OPEN --role client` on Linux 6.1:
+/// dccp_to_nlattr() nests the state, the role and the handshake sequence.
+#[test]
+fn dccp_state_from_its_protoinfo_nest() {
+    let (a, b) = ([10, 9, 9, 1], [10, 9, 9, 2]);
+    let bytes = ct_msg(
+        0,
+        NLM_F_CREATE | NLM_F_EXCL,
+        417,
+        2,
+        &[
+            port_tuple(CTA_TUPLE_ORIG, a, b, 33, 5603, 5604),
+            port_tuple(2, b, a, 33, 5604, 5603),
+            nla(3, &0x8u32.to_be_bytes()), // CTA_STATUS
+            nla(7, &60u32.to_be_bytes()),  // CTA_TIMEOUT
+            protoinfo(
+                CTA_PROTOINFO_DCCP,
+                &[
+                    nla(CTA_PROTOINFO_DCCP_STATE, &[4]),
+                    nla(2, &[0]),                // CTA_PROTOINFO_DCCP_ROLE
+                    nla(3, &0u64.to_be_bytes()), // CTA_PROTOINFO_DCCP_HANDSHAKE_SEQ
+                ],
+            ),
+            nla(CTA_MARK, &[0, 0, 0, 0]),
+        ],
+    );
+    let e = decode_one(&bytes);
+    assert_eq!(
+        (e.tcp_state, e.sctp_state, e.dccp_state),
+        (None, None, Some(4))
+    );
+    assert_eq!(
+        line_of(&bytes),
+        "    [NEW] dccp     33 60 OPEN src=10.9.9.1 dst=10.9.9.2 sport=5603 dport=5604 \
+         [UNREPLIED] src=10.9.9.2 dst=10.9.9.1 sport=5604 dport=5603 mark=0 \
+         [USERSPACE] portid=417\n"
+    );
+    // A nest without the state (or a malformed one) leaves the state unknown.
+    let bytes = ct_msg(
+        0,
+        NLM_F_CREATE | NLM_F_EXCL,
+        0,
+        2,
+        &[
+            port_tuple(CTA_TUPLE_ORIG, a, b, 33, 5603, 5604),
+            port_tuple(2, b, a, 33, 5604, 5603),
+            protoinfo(CTA_PROTOINFO_DCCP, &[nla(2, &[0])]),
+        ],
+    );
+    assert_eq!(decode_one(&bytes).dccp_state, None);
 }
