@@ -1,264 +1,543 @@
 //! One JSON object per event and line. Field names are snake_case and stable;
 //! docs/json-schema.md describes them and docs/event.schema.json is the
 //! schema the tests validate every object against.
+//!
+//! The object is written straight into the output buffer: keys as byte
+//! literals, vocabulary names from tables built at compile time, numbers,
+//! addresses and times assembled in registers and appended in copies of
+//! constant size. Through serde, string escaping and `core::fmt` for
+//! addresses and times took most of an event's time.
+//! json/reference.rs keeps that serde writer as the tests' oracle: the bytes
+//! must stay the same, key order included.
 
-use std::borrow::Cow;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use std::fmt;
-
-use serde::Serialize;
-use serde::ser::{SerializeSeq as _, Serializer};
-
-use super::conntrack_text::{Addr, sec_usec};
+use super::conntrack_text::sec_usec;
 use crate::event::vocabulary::{
     CHANGE_NAMES, STATUS_NAMES, l3_name, l4_label, shown_tcp_state, tcp_state_name,
 };
-use crate::event::{Event, EventKind, L4Ids, Tuple, ZoneDir};
+use crate::event::{Counters, Event, EventKind, L4Ids, Tuple, ZoneDir};
+
+#[cfg(test)]
+mod differential;
+#[cfg(test)]
+mod reference;
 
 /// The JSON Schema (draft 2020-12) of one event object (docs/event.schema.json);
 /// the tests validate every event shape against it.
 #[cfg(test)]
 pub const EVENT_SCHEMA: &str = include_str!("../../../docs/event.schema.json");
 
-/// Serialises a `Display` value as a JSON string, written straight into the
-/// output (no intermediate `String` per field).
-struct Shown<T>(T);
-
-impl<T: fmt::Display> Serialize for Shown<T> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&self.0)
-    }
-}
-
-/// `BIT_<n>`: a status bit without a name.
-struct BitName(usize);
-
-impl fmt::Display for BitName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "BIT_{}", self.0)
-    }
-}
-
-/// The set status bits as names ([`STATUS_NAMES`]), lowest first; bits
-/// without a name as `BIT_<n>`.
-struct StatusList(u32);
-
-impl Serialize for StatusList {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(Some(self.0.count_ones() as usize))?;
-        for bit in (0..32).filter(|bit| self.0 & (1 << bit) != 0) {
-            match STATUS_NAMES.get(bit) {
-                Some(name) => seq.serialize_element(name)?,
-                None => seq.serialize_element(&Shown(BitName(bit)))?,
-            }
-        }
-        seq.end()
-    }
-}
-
-/// The named event bits of an UPDATE ([`CHANGE_NAMES`]), lowest first; bits
-/// without a name are left out.
-struct ChangeList(u16);
-
-impl Serialize for ChangeList {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(
-            CHANGE_NAMES
-                .iter()
-                .enumerate()
-                .filter(|(bit, _)| self.0 & (1 << bit) != 0)
-                .map(|(_, name)| name),
-        )
-    }
-}
-
-#[derive(Serialize)]
-struct JsonEvent<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    time: Shown<Rfc3339>,
-    family: &'static str,
-    proto: Cow<'static, str>,
-    proto_num: u8,
-    orig: JsonTuple<'a>,
-    reply: JsonTuple<'a>,
-    status: StatusList,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    changed: Option<ChangeList>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tcp_state: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    timeout: Option<u32>,
-    mark: u32,
-    zone: u16,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    zone_dir: Option<&'static str>,
-    netns: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    start: Option<Shown<Rfc3339>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    stop: Option<Shown<Rfc3339>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    duration_ms: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    portid: Option<u32>,
-    id: u64,
-}
-
-#[derive(Serialize)]
-struct JsonTuple<'a> {
-    src: Shown<Addr<'a>>,
-    dst: Shown<Addr<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    sport: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    dport: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    icmp_type: Option<u8>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    icmp_code: Option<u8>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    icmp_id: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    gre_src_key: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    gre_dst_key: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    packets: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    bytes: Option<u64>,
-}
-
-impl<'a> JsonTuple<'a> {
-    fn new(t: &'a Tuple, counters: Option<crate::event::Counters>) -> Self {
-        let mut j = JsonTuple {
-            src: Shown(Addr(&t.src)),
-            dst: Shown(Addr(&t.dst)),
-            sport: None,
-            dport: None,
-            icmp_type: None,
-            icmp_code: None,
-            icmp_id: None,
-            gre_src_key: None,
-            gre_dst_key: None,
-            packets: counters.map(|c| c.packets),
-            bytes: counters.map(|c| c.bytes),
-        };
-        match t.l4 {
-            L4Ids::Ports { sport, dport } => {
-                j.sport = Some(sport);
-                j.dport = Some(dport);
-            }
-            L4Ids::Icmp { kind, code, id } => {
-                j.icmp_type = Some(kind);
-                j.icmp_code = Some(code);
-                j.icmp_id = Some(id);
-            }
-            L4Ids::Gre { src_key, dst_key } => {
-                j.gre_src_key = Some(src_key);
-                j.gre_dst_key = Some(dst_key);
-            }
-            L4Ids::None => {}
-        }
-        j
-    }
-}
-
-/// Appends one event as a JSON object and a newline.
+/// Appends one event as a JSON object and a newline. Writing cannot fail;
+/// the `Result` is the one the caller's error type already carries.
+///
+/// A string value's opening quote ends the key literal before it and its
+/// writer appends the closing one, so that each quote rides along with a
+/// write that happens anyway.
 pub fn format_event(out: &mut Vec<u8>, ev: &Event) -> serde_json::Result<()> {
+    out.extend_from_slice(match ev.kind {
+        EventKind::New => br#"{"type":"new","time":""#,
+        EventKind::Update => br#"{"type":"update","time":""#,
+        EventKind::Destroy => br#"{"type":"destroy","time":""#,
+    });
+    let (secs, micros) = sec_usec(ev.time);
+    push_time(out, secs, micros);
+    out.extend_from_slice(br#","family":""#);
+    push_name(out, l3_name(ev.l3proto));
+    out.extend_from_slice(br#","proto":""#);
+    push_name(out, &l4_label(ev.l4proto));
+    out.extend_from_slice(br#","proto_num":"#);
+    push_num(out, ev.l4proto);
     let (orig_c, reply_c) = match ev.counters {
         Some([o, r]) => (Some(o), Some(r)),
         None => (None, None),
     };
-    let j = JsonEvent {
-        kind: match ev.kind {
-            EventKind::New => "new",
-            EventKind::Update => "update",
-            EventKind::Destroy => "destroy",
-        },
-        time: Shown(Rfc3339(ev.time)),
-        family: l3_name(ev.l3proto),
-        proto: l4_label(ev.l4proto),
-        proto_num: ev.l4proto,
-        orig: JsonTuple::new(&ev.orig, orig_c),
-        reply: JsonTuple::new(&ev.reply, reply_c),
-        status: StatusList(ev.status),
-        changed: ev.changes.map(ChangeList),
-        tcp_state: shown_tcp_state(ev).map(tcp_state_name),
-        timeout: ev.timeout,
-        mark: ev.mark,
-        zone: ev.zone,
-        zone_dir: match ev.zone_dir {
-            _ if ev.zone == 0 => None,
-            ZoneDir::Both => None,
-            ZoneDir::Orig => Some("orig"),
-            ZoneDir::Reply => Some("reply"),
-        },
-        netns: ev.netns,
-        start: ev.start_ns.map(|ns| Shown(Rfc3339::from_ns(ns))),
-        stop: ev
-            .stop_ns
-            .filter(|s| *s != 0)
-            .map(|ns| Shown(Rfc3339::from_ns(ns))),
-        duration_ms: match (ev.start_ns, ev.stop_ns) {
-            (Some(start), Some(stop)) if stop >= start && stop != 0 => {
-                Some((stop - start) / 1_000_000)
-            }
-            _ => None,
-        },
-        portid: ev.portid.filter(|p| *p != 0),
-        id: ev.conn_id,
-    };
-    serde_json::to_writer(&mut *out, &j)?;
-    out.push(b'\n');
+    out.extend_from_slice(br#","orig":{"src":""#);
+    push_tuple(out, &ev.orig, orig_c);
+    out.extend_from_slice(br#"},"reply":{"src":""#);
+    push_tuple(out, &ev.reply, reply_c);
+    out.extend_from_slice(br#"},"status":["#);
+    push_list(out, &STATUS_JSON, ev.status);
+    if let Some(changes) = ev.changes {
+        out.extend_from_slice(br#","changed":["#);
+        push_list(out, &CHANGE_JSON, u32::from(changes));
+    }
+    if let Some(name) = shown_tcp_state(ev).map(tcp_state_name) {
+        out.extend_from_slice(br#","tcp_state":""#);
+        push_name(out, name);
+    }
+    if let Some(timeout) = ev.timeout {
+        out.extend_from_slice(br#","timeout":"#);
+        push_num(out, timeout);
+    }
+    out.extend_from_slice(br#","mark":"#);
+    push_num(out, ev.mark);
+    out.extend_from_slice(br#","zone":"#);
+    push_num(out, ev.zone);
+    match ev.zone_dir {
+        _ if ev.zone == 0 => {}
+        ZoneDir::Both => {}
+        ZoneDir::Orig => out.extend_from_slice(br#","zone_dir":"orig""#),
+        ZoneDir::Reply => out.extend_from_slice(br#","zone_dir":"reply""#),
+    }
+    out.extend_from_slice(br#","netns":"#);
+    push_num(out, ev.netns);
+    if let Some(start) = ev.start_ns {
+        out.extend_from_slice(br#","start":""#);
+        push_time_ns(out, start);
+    }
+    if let Some(stop) = ev.stop_ns.filter(|s| *s != 0) {
+        out.extend_from_slice(br#","stop":""#);
+        push_time_ns(out, stop);
+    }
+    if let (Some(start), Some(stop)) = (ev.start_ns, ev.stop_ns)
+        && stop >= start
+        && stop != 0
+    {
+        out.extend_from_slice(br#","duration_ms":"#);
+        push_num(out, (stop - start) / 1_000_000);
+    }
+    if let Some(portid) = ev.portid.filter(|p| *p != 0) {
+        out.extend_from_slice(br#","portid":"#);
+        push_num(out, portid);
+    }
+    out.extend_from_slice(br#","id":"#);
+    push_num(out, ev.conn_id);
+    out.extend_from_slice(b"}\n");
     Ok(())
 }
 
-/// A time displayed as RFC 3339: `2026-11-21T06:40:01.123456Z` (UTC,
-/// microseconds, always six digits).
-pub struct Rfc3339(pub SystemTime);
-
-impl Rfc3339 {
-    fn from_ns(ns: u64) -> Self {
-        Rfc3339(UNIX_EPOCH + Duration::from_nanos(ns))
+/// One direction: addresses, the protocol's identifiers, then counters.
+/// Its `{"src":"` and closing brace go out with the keys around it.
+fn push_tuple(out: &mut Vec<u8>, t: &Tuple, counters: Option<Counters>) {
+    push_addr(out, &t.src);
+    out.extend_from_slice(br#","dst":""#);
+    push_addr(out, &t.dst);
+    match t.l4 {
+        L4Ids::Ports { sport, dport } => {
+            out.extend_from_slice(br#","sport":"#);
+            push_num(out, sport);
+            out.extend_from_slice(br#","dport":"#);
+            push_num(out, dport);
+        }
+        L4Ids::Icmp { kind, code, id } => {
+            out.extend_from_slice(br#","icmp_type":"#);
+            push_num(out, kind);
+            out.extend_from_slice(br#","icmp_code":"#);
+            push_num(out, code);
+            out.extend_from_slice(br#","icmp_id":"#);
+            push_num(out, id);
+        }
+        L4Ids::Gre { src_key, dst_key } => {
+            out.extend_from_slice(br#","gre_src_key":"#);
+            push_num(out, src_key);
+            out.extend_from_slice(br#","gre_dst_key":"#);
+            push_num(out, dst_key);
+        }
+        L4Ids::None => {}
+    }
+    if let Some(c) = counters {
+        out.extend_from_slice(br#","packets":"#);
+        push_num(out, c.packets);
+        out.extend_from_slice(br#","bytes":"#);
+        push_num(out, c.bytes);
     }
 }
 
-impl fmt::Display for Rfc3339 {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (secs, micros) = sec_usec(self.0);
-        let rem = secs.rem_euclid(86_400) as u64;
-        let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
-        if !(0..=9999).contains(&y) {
-            return write!(
-                f,
-                "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
-                rem / 3600,
-                rem / 60 % 60,
-                rem % 60
-            );
+/// Appends the first `len` bytes of `block`: a copy of constant size
+/// compiles to a few moves, where a copy of `len` bytes calls memcpy.
+fn push_block<const N: usize>(out: &mut Vec<u8>, block: &[u8; N], len: usize) {
+    let at = out.len();
+    out.extend_from_slice(block);
+    out.truncate(at + len);
+}
+
+/// A name from the vocabulary and its closing quote. The names are plain
+/// ASCII identifiers, so they go out unescaped; the tests hold every table
+/// to that (`vocabulary_names_need_no_escaping`) and compare the output
+/// with serde_json's.
+fn push_name(out: &mut Vec<u8>, name: &str) {
+    debug_assert!(needs_no_escaping(name.as_bytes()), "{name:?}");
+    out.extend_from_slice(name.as_bytes());
+    out.push(b'"');
+}
+
+/// No byte that JSON strings escape: `"`, `\` and control characters.
+const fn needs_no_escaping(s: &[u8]) -> bool {
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] < 0x20 || s[i] == b'"' || s[i] == b'\\' {
+            return false;
         }
-        // Fixed-width digits into a stack buffer: every event has at least
-        // one time, and format padding would dominate its cost.
-        let mut b = *b"0000-00-00T00:00:00.000000Z";
-        for (at, width, value) in [
-            (0, 4, y as u64),
-            (5, 2, u64::from(m)),
-            (8, 2, u64::from(d)),
-            (11, 2, rem / 3600),
-            (14, 2, rem / 60 % 60),
-            (17, 2, rem % 60),
-            (20, 6, u64::from(micros)),
-        ] {
-            let mut v = value;
-            for i in (at..at + width).rev() {
-                b[i] = b'0' + (v % 10) as u8;
-                v /= 10;
-            }
-        }
-        f.write_str(std::str::from_utf8(&b).map_err(|_| fmt::Error)?)
+        i += 1;
     }
+    true
+}
+
+/// One element of a list of names: `"NAME",` in a 16-byte block, and its
+/// length (0: the bit has no element).
+type Element = ([u8; 16], usize);
+
+/// Fails the build when a name needs escaping or outgrows its block.
+const fn element(name: &[u8]) -> Element {
+    assert!(
+        name.len() + 3 <= 16,
+        "a list name outgrew its 16-byte block"
+    );
+    assert!(needs_no_escaping(name), "a list name needs JSON escaping");
+    let mut b = [0u8; 16];
+    b[0] = b'"';
+    let mut i = 0;
+    while i < name.len() {
+        b[1 + i] = name[i];
+        i += 1;
+    }
+    b[1 + i] = b'"';
+    b[2 + i] = b',';
+    (b, name.len() + 3)
+}
+
+/// The `status` element of each bit: its name ([`STATUS_NAMES`]) or
+/// `BIT_<n>`.
+const STATUS_JSON: [Element; 32] = {
+    let mut t = [([0u8; 16], 0); 32];
+    let mut bit = 0;
+    while bit < 32 {
+        t[bit] = if bit < STATUS_NAMES.len() {
+            element(STATUS_NAMES[bit].as_bytes())
+        } else if bit < 10 {
+            element(&[b'B', b'I', b'T', b'_', b'0' + bit as u8])
+        } else {
+            element(&[
+                b'B',
+                b'I',
+                b'T',
+                b'_',
+                b'0' + (bit / 10) as u8,
+                b'0' + (bit % 10) as u8,
+            ])
+        };
+        bit += 1;
+    }
+    t
+};
+
+/// The `changed` element of each event bit ([`CHANGE_NAMES`]); bits
+/// without a name have none.
+const CHANGE_JSON: [Element; 16] = {
+    let mut t = [([0u8; 16], 0); 16];
+    let mut bit = 0;
+    while bit < CHANGE_NAMES.len() {
+        t[bit] = element(CHANGE_NAMES[bit].as_bytes());
+        bit += 1;
+    }
+    t
+};
+
+/// The elements of the set bits, lowest first, and the closing bracket
+/// (after `[`).
+fn push_list<const N: usize>(out: &mut Vec<u8>, elements: &[Element; N], bits: u32) {
+    let mut bits = bits;
+    while bits != 0 {
+        let (block, len) = &elements[bits.trailing_zeros() as usize];
+        if *len != 0 {
+            push_block(out, block, *len);
+        }
+        bits &= bits - 1;
+    }
+    match out.last_mut() {
+        Some(last) if *last == b',' => *last = b']',
+        _ => out.push(b']'),
+    }
+}
+
+/// `PAIRS[v]`: the two digits of `v` < 100, the first in the low byte.
+const PAIRS: [u16; 100] = {
+    let mut t = [0u16; 100];
+    let mut v = 0;
+    while v < 100 {
+        t[v] = u16::from_le_bytes([b'0' + (v / 10) as u8, b'0' + (v % 10) as u8]);
+        v += 1;
+    }
+    t
+};
+
+fn pair(v: u32) -> u64 {
+    u64::from(PAIRS[v as usize])
+}
+
+/// The eight digits of `v` < 10^8, zero-padded, the first in the low byte.
+fn digits8(v: u32) -> u64 {
+    let (hi, lo) = (v / 10_000, v % 10_000);
+    pair(hi / 100) | pair(hi % 100) << 16 | pair(lo / 100) << 32 | pair(lo % 100) << 48
+}
+
+/// Appends the first `len` bytes of `word`, low byte first.
+fn push_word(out: &mut Vec<u8>, word: u64, len: usize) {
+    push_block(out, &word.to_le_bytes(), len);
+}
+
+/// `v` < 10^8 in decimal. Most values are a few digits (ports, marks,
+/// zones, packets), so those take the short ways. Always inlined: a call
+/// costs about as much as the digits.
+#[inline(always)]
+fn push_short(out: &mut Vec<u8>, v: u32) {
+    if v < 10 {
+        out.push(b'0' + v as u8);
+    } else if v < 100 {
+        out.extend_from_slice(&PAIRS[v as usize].to_le_bytes());
+    } else if v < 10_000 {
+        let len = if v < 1000 { 3 } else { 4 };
+        let four = pair(v / 100) | pair(v % 100) << 16;
+        push_word(out, four >> (8 * (4 - len)), len as usize);
+    } else {
+        let len = v.ilog10() + 1;
+        push_word(out, digits8(v) >> (8 * (8 - len)), len as usize);
+    }
+}
+
+/// An unsigned integer in decimal, as itoa and serde_json write it. Eight
+/// digits at a time in a register: itoa's string would be appended by a
+/// call to memcpy, which costs more than the digits.
+#[inline]
+fn push_num(out: &mut Vec<u8>, v: impl Into<u64>) {
+    const E8: u64 = 100_000_000;
+    let v = v.into();
+    if v < E8 {
+        push_short(out, v as u32);
+    } else {
+        push_long(out, v);
+    }
+}
+
+/// `v` ≥ 10^8: netns inodes, connection ids, byte counters.
+fn push_long(out: &mut Vec<u8>, v: u64) {
+    const E8: u64 = 100_000_000;
+    if v < E8 * E8 {
+        push_short(out, (v / E8) as u32);
+    } else {
+        push_short(out, (v / (E8 * E8)) as u32);
+        push_word(out, digits8((v / E8 % E8) as u32), 8);
+    }
+    push_word(out, digits8((v % E8) as u32), 8);
+}
+
+/// `DOTTED[v]`: the digits of `v` and a dot, the first in the low byte, and
+/// their count.
+const DOTTED: [(u32, usize); 256] = {
+    let mut t = [(0u32, 0usize); 256];
+    let mut v = 0;
+    while v < 256 {
+        let (h, te, o) = (
+            b'0' + (v / 100) as u8,
+            b'0' + (v / 10 % 10) as u8,
+            b'0' + (v % 10) as u8,
+        );
+        t[v] = if v >= 100 {
+            (u32::from_le_bytes([h, te, o, b'.']), 4)
+        } else if v >= 10 {
+            (u32::from_le_bytes([te, o, b'.', 0]), 3)
+        } else {
+            (u32::from_le_bytes([o, b'.', 0, 0]), 2)
+        };
+        v += 1;
+    }
+    t
+};
+
+/// An address as conntrack prints it (`conntrack_text::Addr`) and its
+/// closing quote.
+fn push_addr(out: &mut Vec<u8>, a: &IpAddr) {
+    match *a {
+        IpAddr::V4(a) => push_ipv4(out, a),
+        IpAddr::V6(a) => push_ipv6(out, a),
+    }
+}
+
+/// The octets, each with a dot after it, assembled in two words (at most
+/// 8 bytes each); the last dot becomes the closing quote.
+fn push_ipv4(out: &mut Vec<u8>, a: Ipv4Addr) {
+    let [a, b, c, d] = a.octets().map(|o| DOTTED[usize::from(o)]);
+    let high = u64::from(a.0) | u64::from(b.0) << (8 * a.1);
+    let low = u64::from(c.0) | u64::from(d.0) << (8 * c.1);
+    let low = low ^ u64::from(b'.' ^ b'"') << (8 * (c.1 + d.1 - 1));
+    push_word(out, high, a.1 + b.1);
+    push_word(out, low, c.1 + d.1);
+}
+
+/// glibc's `inet_ntop6()`, as `conntrack_text::Addr` displays it, and the
+/// closing quote: compresses the first longest run of two or more zero
+/// groups, and writes the last 32 bits as dotted IPv4 for IPv4-mapped
+/// (`::ffff:a.b.c.d`) and IPv4-compatible (`::a.b.c.d`) addresses.
+fn push_ipv6(out: &mut Vec<u8>, a: Ipv6Addr) {
+    let w = a.segments();
+    // Longest run of zeros; the first wins a tie.
+    let (mut best_base, mut best_len) = (0usize, 0usize);
+    let mut i = 0;
+    while i < 8 {
+        if w[i] == 0 {
+            let base = i;
+            while i < 8 && w[i] == 0 {
+                i += 1;
+            }
+            if i - base > best_len {
+                best_base = base;
+                best_len = i - base;
+            }
+        } else {
+            i += 1;
+        }
+    }
+    if best_len < 2 {
+        best_len = 0;
+    }
+    let best_end = best_base + best_len;
+    let mut i = 0;
+    while i < 8 {
+        if best_len != 0 && i == best_base {
+            out.push(b':');
+            i = best_end;
+            continue;
+        }
+        if i == 6 && best_base == 0 && (best_len == 6 || (best_len == 5 && w[5] == 0xffff)) {
+            out.push(b':');
+            let o = a.octets();
+            return push_ipv4(out, Ipv4Addr::new(o[12], o[13], o[14], o[15]));
+        }
+        let (hex, len) = hex_group(w[i]);
+        if i == 0 {
+            push_word(out, hex, len);
+        } else {
+            push_word(out, u64::from(b':') | hex << 8, len + 1);
+        }
+        i += 1;
+    }
+    if best_len != 0 && best_end == 8 {
+        out.extend_from_slice(b":\"");
+    } else {
+        out.push(b'"');
+    }
+}
+
+/// A group in lower-case hex without leading zeros, the first digit in the
+/// low byte, and its length: the four nibbles spread to bytes and turned
+/// into digits side by side.
+fn hex_group(g: u16) -> (u64, usize) {
+    let n = u32::from(g);
+    let nibbles = n >> 12 | (n >> 8 & 0xf) << 8 | (n >> 4 & 0xf) << 16 | (n & 0xf) << 24;
+    // 1 in each byte whose nibble is a letter (10..=15): adding 6 carries
+    // into bit 4 exactly then.
+    let letters = (nibbles + 0x0606_0606) >> 4 & 0x0101_0101;
+    let ascii = nibbles + 0x3030_3030 + letters * (b'a' - b'0' - 10) as u32;
+    let len = (16 - g.leading_zeros()).div_ceil(4).max(1);
+    (u64::from(ascii >> (8 * (4 - len))), len as usize)
+}
+
+/// 0000-01-01T00:00:00Z and 10000-01-01T00:00:00Z in seconds since the
+/// epoch: the times whose year has four digits.
+const YEAR_0: i64 = -62_167_219_200;
+const YEAR_10000: i64 = 253_402_300_800;
+
+/// A time since the epoch in RFC 3339, `2026-11-21T06:40:01.123456Z` (UTC,
+/// microseconds, always six digits), and the closing quote: two 16-byte
+/// writes.
+fn push_time(out: &mut Vec<u8>, secs: i64, micros: u32) {
+    if !(YEAR_0..YEAR_10000).contains(&secs) {
+        return push_time_wide(out, secs, micros);
+    }
+    let since_0 = (secs - YEAR_0) as u64;
+    let days = (since_0 / 86_400) as u32;
+    let rem = (since_0 % 86_400) as u32;
+    let (y, m, d) = date_of_day(days);
+    let c = |ch: u8| u64::from(ch);
+    // YYYY-MM- DDThh:mm :ss.uuuu uuZ"
+    let w0 = pair(y / 100) | pair(y % 100) << 16 | c(b'-') << 32 | pair(m) << 40 | c(b'-') << 56;
+    let w1 = pair(d)
+        | c(b'T') << 16
+        | pair(rem / 3600) << 24
+        | c(b':') << 40
+        | pair(rem / 60 % 60) << 48;
+    let w2 = c(b':')
+        | pair(rem % 60) << 8
+        | c(b'.') << 24
+        | pair(micros / 10_000) << 32
+        | pair(micros / 100 % 100) << 48;
+    let w3 = pair(micros % 100) | c(b'Z') << 16 | c(b'"') << 24;
+    let head = u128::from(w0) | u128::from(w1) << 64;
+    let tail = u128::from(w2) | u128::from(w3) << 64;
+    out.extend_from_slice(&head.to_le_bytes());
+    push_block(out, &tail.to_le_bytes(), 12);
+}
+
+/// Days since 0000-01-01 (< 3 652 425, the end of 9999) → (year, month,
+/// day): Neri and Schneider's Euclidean affine functions ("Euclidean affine
+/// functions and their application to calendar algorithms", 2022), which
+/// need only u32 multiplications and shifts. The tests check it against
+/// [`civil_from_days`] on every day of those years.
+fn date_of_day(days: u32) -> (u32, u32, u32) {
+    // Counted from 0000-03-01 (the year then ends with the leap day), one
+    // 400-year cycle earlier so that January and February of year 0 stay
+    // positive.
+    const K: u32 = 146_097 - 60;
+    const L: u32 = 400;
+    let n = days + K;
+    let n1 = 4 * n + 3;
+    let century = n1 / 146_097;
+    let nc = n1 % 146_097 / 4;
+    let n2 = 4 * nc + 3;
+    let p2 = 2_939_745 * u64::from(n2);
+    let z = (p2 >> 32) as u32;
+    let ny = (p2 as u32) / 2_939_745 / 4;
+    let y = 100 * century + z;
+    let n3 = 2141 * ny + 197_913;
+    let (m, d) = (n3 >> 16, (n3 & 0xffff) / 2141);
+    // The computational year starts in March.
+    let jan_feb = ny >= 306;
+    (
+        y + u32::from(jan_feb) - L,
+        if jan_feb { m - 12 } else { m },
+        d + 1,
+    )
+}
+
+/// A year outside 0..=9999 (a wall clock far off), padded as `{:04}` pads:
+/// to four characters, a minus sign counting as one.
+#[cold]
+fn push_time_wide(out: &mut Vec<u8>, secs: i64, micros: u32) {
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let rem = secs.rem_euclid(86_400) as u32;
+    if y < 0 {
+        out.push(b'-');
+        let abs = y.unsigned_abs();
+        let digits = abs.checked_ilog10().map_or(1, |l| l as usize + 1);
+        out.extend(std::iter::repeat_n(b'0', 3usize.saturating_sub(digits)));
+        push_num(out, abs);
+    } else {
+        push_num(out, y as u64);
+    }
+    let mut b = *b"-00-00T00:00:00.000000Z\"";
+    for (at, v) in [
+        (1, m),
+        (4, d),
+        (7, rem / 3600),
+        (10, rem / 60 % 60),
+        (13, rem % 60),
+        (16, micros / 10_000),
+        (18, micros / 100 % 100),
+        (20, micros % 100),
+    ] {
+        b[at..at + 2].copy_from_slice(&PAIRS[v as usize].to_le_bytes());
+    }
+    out.extend_from_slice(&b);
+}
+
+/// Nanoseconds since the epoch (the tstamp extension) as [`push_time`].
+fn push_time_ns(out: &mut Vec<u8>, ns: u64) {
+    push_time(
+        out,
+        (ns / 1_000_000_000) as i64,
+        (ns % 1_000_000_000 / 1000) as u32,
+    );
 }
 
 /// Days since 1970-01-01 → (year, month, day) in the proleptic Gregorian
@@ -279,9 +558,8 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::event::Counters;
     use serde_json::Value;
-    use std::net::IpAddr;
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
     use tracker_common::status;
 
     fn ip(s: &str) -> IpAddr {
@@ -333,12 +611,21 @@ pub(crate) mod tests {
         assert_eq!(civil_from_days(20_778), (2026, 11, 21));
     }
 
+    /// The time as `push_time` writes it, without the closing quote.
+    fn unquoted(f: impl FnOnce(&mut Vec<u8>)) -> String {
+        let mut out = Vec::new();
+        f(&mut out);
+        let s = String::from_utf8(out).unwrap();
+        s.strip_suffix('"').unwrap().to_owned()
+    }
+
     fn rfc3339(t: SystemTime) -> String {
-        Rfc3339(t).to_string()
+        let (secs, micros) = sec_usec(t);
+        unquoted(|out| push_time(out, secs, micros))
     }
 
     fn rfc3339_ns(ns: u64) -> String {
-        Rfc3339::from_ns(ns).to_string()
+        unquoted(|out| push_time_ns(out, ns))
     }
 
     #[test]
@@ -359,6 +646,15 @@ pub(crate) mod tests {
         assert_eq!(
             rfc3339(UNIX_EPOCH - Duration::from_micros(1)),
             "1969-12-31T23:59:59.999999Z"
+        );
+        // Years past 9999 take the wide path, unpadded beyond four digits.
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_secs(253_402_300_800)),
+            "10000-01-01T00:00:00.000000Z"
+        );
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_micros(253_402_300_799_999_999)),
+            "9999-12-31T23:59:59.999999Z"
         );
     }
 
