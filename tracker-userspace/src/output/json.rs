@@ -266,60 +266,15 @@ fn pair(v: u32) -> u64 {
     u64::from(PAIRS[v as usize])
 }
 
-/// The eight digits of `v` < 10^8, zero-padded, the first in the low byte.
-fn digits8(v: u32) -> u64 {
-    let (hi, lo) = (v / 10_000, v % 10_000);
-    pair(hi / 100) | pair(hi % 100) << 16 | pair(lo / 100) << 32 | pair(lo % 100) << 48
-}
-
 /// Appends the first `len` bytes of `word`, low byte first.
 fn push_word(out: &mut Vec<u8>, word: u64, len: usize) {
     push_block(out, &word.to_le_bytes(), len);
 }
 
-/// `v` < 10^8 in decimal. Most values are a few digits (ports, marks,
-/// zones, packets), so those take the short ways. Always inlined: a call
-/// costs about as much as the digits.
-#[inline(always)]
-fn push_short(out: &mut Vec<u8>, v: u32) {
-    if v < 10 {
-        out.push(b'0' + v as u8);
-    } else if v < 100 {
-        out.extend_from_slice(&PAIRS[v as usize].to_le_bytes());
-    } else if v < 10_000 {
-        let len = if v < 1000 { 3 } else { 4 };
-        let four = pair(v / 100) | pair(v % 100) << 16;
-        push_word(out, four >> (8 * (4 - len)), len as usize);
-    } else {
-        let len = v.ilog10() + 1;
-        push_word(out, digits8(v) >> (8 * (8 - len)), len as usize);
-    }
-}
-
-/// An unsigned integer in decimal, as itoa and serde_json write it. Eight
-/// digits at a time in a register: itoa's string would be appended by a
-/// call to memcpy, which costs more than the digits.
+/// An unsigned integer in decimal, as serde_json writes it (with itoa).
 #[inline]
 fn push_num(out: &mut Vec<u8>, v: impl Into<u64>) {
-    const E8: u64 = 100_000_000;
-    let v = v.into();
-    if v < E8 {
-        push_short(out, v as u32);
-    } else {
-        push_long(out, v);
-    }
-}
-
-/// `v` ≥ 10^8: netns inodes, connection ids, byte counters.
-fn push_long(out: &mut Vec<u8>, v: u64) {
-    const E8: u64 = 100_000_000;
-    if v < E8 * E8 {
-        push_short(out, (v / E8) as u32);
-    } else {
-        push_short(out, (v / (E8 * E8)) as u32);
-        push_word(out, digits8((v / E8 % E8) as u32), 8);
-    }
-    push_word(out, digits8((v % E8) as u32), 8);
+    out.extend_from_slice(itoa::Buffer::new().format(v.into()).as_bytes());
 }
 
 /// `DOTTED[v]`: the digits of `v` and a dot, the first in the low byte, and
