@@ -112,6 +112,39 @@ impl FromStr for Cidr {
     }
 }
 
+/// The zero groups `inet_ntop(3)` (glibc, which conntrack prints with)
+/// writes as `::`: the longest run of at least two, the first on a tie.
+/// `(start, len)`, with `len` 0 when there is none.
+pub fn ipv6_zero_run(w: &[u16; 8]) -> (usize, usize) {
+    let (mut best_base, mut best_len) = (0usize, 0usize);
+    let mut i = 0;
+    while i < 8 {
+        if w[i] == 0 {
+            let base = i;
+            while i < 8 && w[i] == 0 {
+                i += 1;
+            }
+            if i - base > best_len {
+                best_base = base;
+                best_len = i - base;
+            }
+        } else {
+            i += 1;
+        }
+    }
+    if best_len < 2 {
+        (0, 0)
+    } else {
+        (best_base, best_len)
+    }
+}
+
+/// Whether `inet_ntop(3)` writes the last 32 bits as dotted IPv4: the
+/// IPv4-compatible (`::a.b.c.d`) and IPv4-mapped (`::ffff:a.b.c.d`) forms.
+pub fn ipv6_ends_in_ipv4(w: &[u16; 8], (start, len): (usize, usize)) -> bool {
+    start == 0 && (len == 6 || (len == 5 && w[5] == 0xffff))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

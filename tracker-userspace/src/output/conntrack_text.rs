@@ -15,6 +15,7 @@ use crate::event::vocabulary::{
     dccp_state_name, ipproto, l3_name, l4_name, sctp_state_name, shown_tcp_state, tcp_state_name,
 };
 use crate::event::{Event, EventKind, L4Ids, Tuple, ZoneDir};
+use crate::model::addr::{ipv6_ends_in_ipv4, ipv6_zero_run};
 
 /// Options of conntrack's `-o` that change the text line.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -287,29 +288,10 @@ impl std::fmt::Display for Addr<'_> {
 /// `Ipv6Addr` Display differs for the latter (`::102:304`).
 fn fmt_ipv6_glibc(a: &Ipv6Addr, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
     let w = a.segments();
-    // Longest run of zeros; the first wins a tie.
-    let (mut best_base, mut best_len) = (usize::MAX, 0usize);
+    let (best_base, best_len) = ipv6_zero_run(&w);
     let mut i = 0;
     while i < 8 {
-        if w[i] == 0 {
-            let base = i;
-            while i < 8 && w[i] == 0 {
-                i += 1;
-            }
-            if i - base > best_len {
-                best_base = base;
-                best_len = i - base;
-            }
-        } else {
-            i += 1;
-        }
-    }
-    if best_len < 2 {
-        best_base = usize::MAX;
-    }
-    let mut i = 0;
-    while i < 8 {
-        if best_base != usize::MAX && i >= best_base && i < best_base + best_len {
+        if best_len != 0 && i >= best_base && i < best_base + best_len {
             if i == best_base {
                 f.write_str(":")?;
             }
@@ -319,14 +301,14 @@ fn fmt_ipv6_glibc(a: &Ipv6Addr, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Re
         if i != 0 {
             f.write_str(":")?;
         }
-        if i == 6 && best_base == 0 && (best_len == 6 || (best_len == 5 && w[5] == 0xffff)) {
+        if i == 6 && ipv6_ends_in_ipv4(&w, (best_base, best_len)) {
             let o = a.octets();
             return write!(f, "{}", Ipv4Addr::new(o[12], o[13], o[14], o[15]));
         }
         write!(f, "{:x}", w[i])?;
         i += 1;
     }
-    if best_base != usize::MAX && best_base + best_len == 8 {
+    if best_len != 0 && best_base + best_len == 8 {
         f.write_str(":")?;
     }
     Ok(())

@@ -17,6 +17,7 @@ use crate::event::vocabulary::{
     CHANGE_NAMES, STATUS_NAMES, l3_name, l4_label, shown_tcp_state, tcp_state_name,
 };
 use crate::event::{Counters, Event, EventKind, L4Ids, Tuple, ZoneDir};
+use crate::model::addr::{ipv6_ends_in_ipv4, ipv6_zero_run};
 
 #[cfg(test)]
 mod differential;
@@ -326,26 +327,7 @@ fn push_ipv4(out: &mut Vec<u8>, a: Ipv4Addr) {
 /// (`::ffff:a.b.c.d`) and IPv4-compatible (`::a.b.c.d`) addresses.
 fn push_ipv6(out: &mut Vec<u8>, a: Ipv6Addr) {
     let w = a.segments();
-    // Longest run of zeros; the first wins a tie.
-    let (mut best_base, mut best_len) = (0usize, 0usize);
-    let mut i = 0;
-    while i < 8 {
-        if w[i] == 0 {
-            let base = i;
-            while i < 8 && w[i] == 0 {
-                i += 1;
-            }
-            if i - base > best_len {
-                best_base = base;
-                best_len = i - base;
-            }
-        } else {
-            i += 1;
-        }
-    }
-    if best_len < 2 {
-        best_len = 0;
-    }
+    let (best_base, best_len) = ipv6_zero_run(&w);
     let best_end = best_base + best_len;
     let mut i = 0;
     while i < 8 {
@@ -354,7 +336,7 @@ fn push_ipv6(out: &mut Vec<u8>, a: Ipv6Addr) {
             i = best_end;
             continue;
         }
-        if i == 6 && best_base == 0 && (best_len == 6 || (best_len == 5 && w[5] == 0xffff)) {
+        if i == 6 && ipv6_ends_in_ipv4(&w, (best_base, best_len)) {
             out.push(b':');
             let o = a.octets();
             return push_ipv4(out, Ipv4Addr::new(o[12], o[13], o[14], o[15]));
