@@ -176,7 +176,7 @@ has_compared() { [[ " ${compared[*]} " == *" $1 "* ]]; }
         echo '1 1 ^ *\[NEW\] udplite +136 [0-9]+ src=10\.9\.9\.1 dst=10\.9\.9\.2 sport=5701 dport=5702 '
         echo '1 1 ^\[DESTROY\] udplite +136 '
     fi
-    echo '1 1 ^ *\[NEW\] unknown +253 600 src=127\.0\.0\.1 dst=127\.0\.0\.4 \[UNREPLIED\] src=127\.0\.0\.4 dst=127\.0\.0\.1$'
+    echo '1 1 ^ *\[NEW\] unknown +253 [0-9]+ src=127\.0\.0\.1 dst=127\.0\.0\.4 \[UNREPLIED\] src=127\.0\.0\.4 dst=127\.0\.0\.1$'
     echo '1 1 ^\[DESTROY\] unknown +253 .*src=127\.0\.0\.1 dst=127\.0\.0\.4 packets=2 bytes=[0-9]+ src=127\.0\.0\.4 '
 } | expect_table
 oracle_compare
