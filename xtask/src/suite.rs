@@ -104,6 +104,18 @@ pub fn run(
     // Everything the tests need, installed when missing (idempotent, about a
     // second when all is there): a fresh machine needs nothing else.
     setup::run()?;
+    // Fail before the long build when a kernel is missing.
+    let kernels: Vec<Kernel> = if host_only {
+        Vec::new()
+    } else {
+        ids.iter()
+            .map(|id| kernels::installed(id))
+            .collect::<Result<_>>()?
+    };
+    // The release build first: the unit tests then run in the same profile
+    // and reuse every compiled crate and the eBPF object, where a debug
+    // build would compile all of them a second time.
+    build::release()?;
     let host_ok = host_tests()?;
     if !host_ok && (host_only || !keep_going) {
         bail!("host unit tests failed");
@@ -111,13 +123,6 @@ pub fn run(
     if host_only {
         return Ok(());
     }
-
-    // Fail before the long build when a kernel is missing.
-    let kernels: Vec<Kernel> = ids
-        .iter()
-        .map(|id| kernels::installed(id))
-        .collect::<Result<_>>()?;
-    build::release()?;
 
     let mut outcomes = Vec::new();
     // The host's own kernel first: where the eBPF hooks cannot attach (this
@@ -209,7 +214,7 @@ fn host_tests() -> Result<bool> {
     // SAFETY: no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
     println!(
-        "test: host unit tests (cargo test{})",
+        "test: host unit tests (cargo test --release{})",
         if root {
             ", with the tests that need root"
         } else {
@@ -233,7 +238,9 @@ fn host_tests() -> Result<bool> {
         }
     }
     let mut cargo = process::command("cargo");
-    cargo.current_dir(paths::workspace_root()).arg("test");
+    cargo
+        .current_dir(paths::workspace_root())
+        .args(["test", "--release"]);
     if !libtest.is_empty() {
         cargo.arg("--").args(&libtest);
     }
