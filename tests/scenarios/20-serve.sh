@@ -81,30 +81,33 @@ nsenter --net="/run/netns/$RTR" -- conntrack -E -e DESTROY >"$SCEN_DIR/conntrack
 CT_PID=$!
 for ((i = 0; i < 100; i++)); do [ "$(_nfnl_listeners $RTR)" -gt "$base" ] && break; sleep 0.1; done
 
-nsenter --net="/run/netns/$RTR" -- "$TRACKER" serve --listen 127.0.0.1:$PORT --set-nf-conntrack-acct \
-    --events-json "$SCEN_DIR/events.json" >"$SCEN_DIR/serve.out" 2>"$SCEN_DIR/serve.err" &
-SERVE_PID=$!
-_bg_pids+=("$SERVE_PID")
-for ((i = 0; i < TRACKER_READY_TIMEOUT * 10; i++)); do
-    grep -q '^tracker: serving metrics' "$SCEN_DIR/serve.err" && break
-    kill -0 $SERVE_PID 2>/dev/null || fail "tracker serve exited: $(cat "$SCEN_DIR/serve.err")"
-    sleep 0.1
-done
-grep -q '^tracker: serving metrics' "$SCEN_DIR/serve.err" || fail "tracker serve did not start: $(cat "$SCEN_DIR/serve.err")"
+# serve_start NS ERRFILE ARGS... — `tracker ARGS` in NS until it says it serves; sets
+# STARTED_PID.
+serve_start() {
+    local ns=$1 err=$2 i
+    shift 2
+    nsenter --net="/run/netns/$ns" -- "$TRACKER" "$@" >/dev/null 2>"$err" &
+    STARTED_PID=$!
+    _bg_pids+=("$STARTED_PID")
+    for ((i = 0; i < TRACKER_READY_TIMEOUT * 10; i++)); do
+        grep -q '^tracker: serving metrics' "$err" && return 0
+        kill -0 $STARTED_PID 2>/dev/null || fail "tracker $* exited: $(cat "$err")"
+        sleep 0.1
+    done
+    fail "tracker $* did not start serving: $(cat "$err")"
+}
+
+serve_start $RTR "$SCEN_DIR/serve.err" serve --listen 127.0.0.1:$PORT --set-nf-conntrack-acct \
+    --events-json "$SCEN_DIR/events.json"
+SERVE_PID=$STARTED_PID
 log "$(grep '^tracker: serving' "$SCEN_DIR/serve.err")"
 [ "$(in_ns $RTR sysctl -n net.netfilter.nf_conntrack_acct)" = 1 ] || fail "--set-nf-conntrack-acct did not set the sysctl"
 serve_refused 1 "already running" --listen 127.0.0.1:$((PORT + 2))
 
 # A non-loopback endpoint works but warns (in another namespace: one serve per namespace;
 # with the netlink source, which starts faster and warns the same).
-nsenter --net="/run/netns/$ISP1" -- "$TRACKER" --source netlink serve --listen 0.0.0.0:$PORT >/dev/null 2>"$SCEN_DIR/wide.err" &
-WIDE_PID=$!
-_bg_pids+=("$WIDE_PID")
-for ((i = 0; i < TRACKER_READY_TIMEOUT * 10; i++)); do
-    grep -q '^tracker: serving metrics' "$SCEN_DIR/wide.err" && break
-    kill -0 $WIDE_PID 2>/dev/null || fail "tracker serve --listen 0.0.0.0 exited: $(cat "$SCEN_DIR/wide.err")"
-    sleep 0.1
-done
+serve_start $ISP1 "$SCEN_DIR/wide.err" --source netlink serve --listen 0.0.0.0:$PORT
+WIDE_PID=$STARTED_PID
 grep -q 'reachable from the network' "$SCEN_DIR/wide.err" || fail "no warning for a non-loopback --listen: $(cat "$SCEN_DIR/wide.err")"
 kill -TERM $WIDE_PID; wait $WIDE_PID || fail "serve --listen 0.0.0.0 did not exit cleanly on SIGTERM"
 
