@@ -14,7 +14,7 @@ for m in iptable_mangle iptable_raw xt_mark xt_connmark xt_CT; do modprobe -q $m
 
 ISP1=trk-sv-isp1 ISP2=trk-sv-isp2 RTR=trk-sv-rtr
 PORT=10260 PROM=http://127.0.0.1:9090
-PROMCHECK=("$PY" "$TESTS_DIR/prom_check.py")
+PROMCHECK=("$PY" -S "$TESTS_DIR/prom_check.py")
 ns_create $ISP1
 ns_create $ISP2
 ns_create $RTR

@@ -8,9 +8,13 @@
 //! scenario (and appends the same lines to $RESULTS_DIR/results.tsv), and
 //! `SUITE-DONE` when it got to the end.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::fs;
 use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
@@ -95,6 +99,7 @@ pub fn run(
     host_only: bool,
     keep_going: bool,
     timeout: Duration,
+    vm_jobs: usize,
     suite: &Path,
 ) -> Result<()> {
     let suite = paths::workspace_root().join(suite);
@@ -134,25 +139,14 @@ pub fn run(
     if host_failed && !keep_going {
         println!("stopping after the host run (use --keep-going to go on)");
     }
-    for kernel in kernels.iter().take_while(|_| !host_failed || keep_going) {
-        let outcome = run_on(kernel, &suite, timeout)?;
-        let failed = !outcome.problems.is_empty() || Counts::of(&outcome.results).failed > 0;
-        print_kernel(&outcome);
-        outcomes.push(outcome);
-        if failed && !keep_going {
-            let rest: Vec<_> = kernels[outcomes.len() - 1..]
-                .iter()
-                .map(|k| k.id.as_str())
-                .collect();
-            if !rest.is_empty() {
-                println!(
-                    "stopping after {} (use --keep-going to go on); not run: {}",
-                    kernel.id,
-                    rest.join(", ")
-                );
-            }
-            break;
-        }
+    if !host_failed || keep_going {
+        outcomes.extend(run_guests(
+            &kernels,
+            suite.as_path(),
+            timeout,
+            vm_jobs,
+            keep_going,
+        )?);
     }
 
     println!();
@@ -282,6 +276,63 @@ fn host_counts(summaries: &[&str]) -> Counts {
         }
     }
     sums
+}
+
+/// The suite in a guest per kernel, `jobs` guests at a time. The newest
+/// kernels start first: their suites run longest, and a short one fills the
+/// slot that frees up. Each outcome is printed when its guest ends; they are
+/// returned in `kernels` order. After a failure no further guest starts
+/// unless `keep_going`; the ones running finish.
+fn run_guests(
+    kernels: &[Kernel],
+    suite: &Path,
+    timeout: Duration,
+    jobs: usize,
+    keep_going: bool,
+) -> Result<Vec<KernelOutcome>> {
+    let queue = Mutex::new((0..kernels.len()).rev().collect::<VecDeque<_>>());
+    let stop = AtomicBool::new(false);
+    let done: Mutex<Vec<(usize, Result<KernelOutcome>)>> = Mutex::new(Vec::new());
+    thread::scope(|scope| {
+        for _ in 0..jobs.clamp(1, kernels.len().max(1)) {
+            scope.spawn(|| {
+                loop {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Some(i) = queue.lock().unwrap().pop_front() else {
+                        break;
+                    };
+                    let outcome = run_on(&kernels[i], suite, timeout);
+                    let failed = match &outcome {
+                        Ok(o) => {
+                            print_kernel(o);
+                            !o.problems.is_empty() || Counts::of(&o.results).failed > 0
+                        }
+                        Err(_) => true,
+                    };
+                    if failed && !keep_going {
+                        stop.store(true, Ordering::SeqCst);
+                    }
+                    done.lock().unwrap().push((i, outcome));
+                }
+            });
+        }
+    });
+    let mut done = done.into_inner().unwrap();
+    done.sort_by_key(|(i, _)| *i);
+    let ran: Vec<usize> = done.iter().map(|(i, _)| *i).collect();
+    let not_run: Vec<&str> = (0..kernels.len())
+        .filter(|i| !ran.contains(i))
+        .map(|i| kernels[i].id.as_str())
+        .collect();
+    if !not_run.is_empty() {
+        println!(
+            "stopping after a failure (use --keep-going to go on); not run: {}",
+            not_run.join(", ")
+        );
+    }
+    done.into_iter().map(|(_, o)| o).collect()
 }
 
 fn run_on(kernel: &Kernel, suite: &Path, timeout: Duration) -> Result<KernelOutcome> {
@@ -428,6 +479,8 @@ fn parse_results<'a>(lines: impl Iterator<Item = &'a str>) -> Vec<ScenarioResult
 }
 
 fn print_kernel(o: &KernelOutcome) {
+    // One block, not interleaved with another guest's lines.
+    let _whole = std::io::stdout().lock();
     println!("\nkernel {} ({}): {}", o.id, o.version, o.timing);
     let width = o
         .results

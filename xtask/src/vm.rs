@@ -11,7 +11,7 @@ use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::sync::{Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -449,8 +449,21 @@ pub fn wait_until_free() -> Duration {
     t.elapsed()
 }
 
+/// Guests this process runs now: the lock file is taken by the first and
+/// removed after the last, so a suite can boot several guests at once.
+static GUESTS_HERE: Mutex<usize> = Mutex::new(0);
+
 impl VmLock {
     pub fn acquire() -> Result<Self> {
+        let mut here = GUESTS_HERE.lock().unwrap();
+        if *here == 0 {
+            Self::take_file()?;
+        }
+        *here += 1;
+        Ok(Self { path: lock_path() })
+    }
+
+    fn take_file() -> Result<()> {
         let path = lock_path();
         fs::create_dir_all(paths::vm_dir())?;
         let mut said = false;
@@ -462,7 +475,7 @@ impl VmLock {
             {
                 Ok(mut file) => {
                     writeln!(file, "{}", std::process::id())?;
-                    return Ok(Self { path });
+                    return Ok(());
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     match lock_holder() {
@@ -490,7 +503,11 @@ impl VmLock {
 
 impl Drop for VmLock {
     fn drop(&mut self) {
-        let _ = fs::remove_file(&self.path);
+        let mut here = GUESTS_HERE.lock().unwrap();
+        *here -= 1;
+        if *here == 0 {
+            let _ = fs::remove_file(&self.path);
+        }
     }
 }
 
