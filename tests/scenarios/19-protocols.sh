@@ -47,6 +47,24 @@ for p in sctp dccp gre; do
     fi
 done
 
+# --state after -p sctp, beside the main pair: a second conntrack -E and tracker given the
+# same words must show the same lines, only SCTP ones in that state (the inserted
+# ESTABLISHED entry's NEW, and its DESTROY where DESTROY carries the state, 5.15+).
+STATE_WORDS=(-p sctp --state ESTABLISHED)
+if has_tracker sctp; then
+    base=$(_nfnl_listeners $NS)
+    nsenter --net="/run/netns/$NS" -- conntrack -E -e NEW,DESTROY "${STATE_WORDS[@]}" \
+        >"$SCEN_DIR/state.conntrack" 2>"$SCEN_DIR/state.conntrack.err" &
+    STATE_CT_PID=$!
+    _bg_pids+=("$STATE_CT_PID")
+    end=$((SECONDS + 10))
+    until [ "$(_nfnl_listeners $NS)" -gt "$base" ]; do
+        [ "$SECONDS" -lt "$end" ] || fail "conntrack -E ${STATE_WORDS[*]} did not subscribe: $(cat "$SCEN_DIR/state.conntrack.err")"
+        sleep 0.1
+    done
+    extra_tracker_start $NS state events -e NEW,DESTROY "${STATE_WORDS[@]}"
+fi
+
 # Entries must live until the flush, however slow the guest: raise the short timeouts
 # that exist here (SCTP COOKIE_WAIT 3 s, CLOSED 10 s, HEARTBEAT_SENT 30 s; GRE and
 # UDP-Lite 30 s unreplied).
@@ -180,6 +198,23 @@ has_compared() { [[ " ${compared[*]} " == *" $1 "* ]]; }
     echo '1 1 ^\[DESTROY\] unknown +253 .*src=127\.0\.0\.1 dst=127\.0\.0\.4 packets=2 bytes=[0-9]+ src=127\.0\.0\.4 '
 } | expect_table
 oracle_compare
+
+if has_tracker sctp; then
+    kill -INT "$STATE_CT_PID" 2>/dev/null || true
+    extra_tracker_stop
+    wait "$STATE_CT_PID" 2>/dev/null || true
+    log "conntrack -E ${STATE_WORDS[*]}: $(grep -c . "$SCEN_DIR/state.conntrack" || true) lines"
+    grep -qE '^ *\[NEW\] sctp +132 [0-9]+ ESTABLISHED src=10\.9\.9\.1 .*sport=5503 ' \
+        "$SCEN_DIR/state.conntrack" \
+        || fail "scenario check: conntrack -E ${STATE_WORDS[*]} did not show the ESTABLISHED entry"
+    if grep -vE '^ *\[(NEW|DESTROY)\] sctp +132 [0-9]+ ESTABLISHED ' "$SCEN_DIR/state.conntrack"; then
+        fail "scenario check: conntrack -E ${STATE_WORDS[*]} showed the lines above"
+    fi
+    mkdir -p "$SCEN_DIR/state"
+    "${ORACLE[@]}" exact "$SCEN_DIR/state.conntrack" "$SCEN_DIR/state.out" "$SCEN_DIR/state" \
+        || fail "tracker events ${STATE_WORDS[*]} differs from conntrack -E (see diff)"
+    compared+=("sctp --state")
+fi
 
 summary="equal to conntrack -E: ${compared[*]} unknown"
 if has_tracker sctp && [ -z "$sctp_sockets" ]; then

@@ -182,7 +182,7 @@ pub fn filter_from_args(args: &EventsArgs) -> Result<Filter, FilterError> {
             dst: args.dst_nat.is_some(),
             any: args.any_nat.is_some(),
         },
-        tcp_states: None,
+        states: None,
         netns: None,
     }
     .with_states(args.state)?

@@ -124,6 +124,40 @@ pub fn shown_tcp_state(ev: &Event) -> Option<u8> {
     ev.tcp_state.filter(|_| ev.l4proto == ipproto::TCP)
 }
 
+/// The state the event's line shows, of whichever tracker has states (TCP,
+/// SCTP, DCCP): the one `--state` compares.
+pub fn shown_state(ev: &Event) -> Option<u8> {
+    match ev.l4proto {
+        ipproto::TCP => shown_tcp_state(ev),
+        ipproto::SCTP => ev.sctp_state,
+        ipproto::DCCP => ev.dccp_state,
+        _ => None,
+    }
+}
+
+/// The state names of a protocol's tracker, for `--state`; `None` for a
+/// protocol without states.
+pub fn state_names(l4proto: u8) -> Option<&'static [&'static str]> {
+    match l4proto {
+        ipproto::TCP => Some(&TCP_STATES),
+        ipproto::SCTP => Some(&SCTP_STATES),
+        ipproto::DCCP => Some(&DCCP_STATES),
+        _ => None,
+    }
+}
+
+/// The state a name stands for in a protocol's tracker, case-insensitive
+/// (TCP also takes `LISTEN`, see [`tcp_state_by_name`]).
+pub fn state_by_name(l4proto: u8, name: &str) -> Option<u8> {
+    if l4proto == ipproto::TCP {
+        return tcp_state_by_name(name);
+    }
+    state_names(l4proto)?
+        .iter()
+        .position(|s| s.eq_ignore_ascii_case(name))
+        .map(|i| i as u8)
+}
+
 /// SCTP state names, index = state (libnetfilter_conntrack 1.0.9
 /// `sctp_states[]`, src/conntrack/snprintf.c), in the order of the kernel's
 /// `enum sctp_conntrack`.

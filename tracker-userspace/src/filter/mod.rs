@@ -17,7 +17,7 @@ use std::net::IpAddr;
 use tracker_common::{KernelFilter, filter_kind};
 
 use crate::event::{Event, EventKind, L4Ids, ZoneDir};
-use crate::model::{Cidr, CtState, EventKinds, Family, MarkMask, Protocol, StateArg, TcpStates};
+use crate::model::{Cidr, CtState, EventKinds, Family, MarkMask, Protocol, StateArg, StateSet};
 
 pub use nat::{is_dst_nat, is_src_nat};
 
@@ -32,8 +32,15 @@ pub enum FilterError {
     },
     #[error("{}", state::ctstate_advice(*.0))]
     CtState(CtState),
-    #[error("{}", state::no_tcp_states(*.0))]
-    NoTcpStates(Protocol),
+    #[error("{}", state::not_a_state(.name, *.l4proto, *.implied))]
+    NotAState {
+        name: &'static str,
+        l4proto: u8,
+        /// No `-p` was given: the states were taken as TCP's.
+        implied: bool,
+    },
+    #[error("{}", state::no_states(*.0))]
+    NoStates(Protocol),
 }
 
 /// Which NAT a connection must have (`-n`, `-g`, `-j`).
@@ -63,8 +70,8 @@ pub struct Filter {
     pub orig_zone: Option<u16>,
     pub reply_zone: Option<u16>,
     pub nat: NatFilter,
-    /// `--state`: the TCP states the event must show.
-    pub tcp_states: Option<TcpStates>,
+    /// `--state`: the states (of `proto`'s tracker) the event must show.
+    pub states: Option<StateSet>,
     /// Namespace inode; `None` for all. Set by the caller once it has
     /// resolved `--netns` (see [`Filter::with_netns`]).
     pub netns: Option<u32>,
@@ -88,7 +95,7 @@ impl Default for Filter {
             orig_zone: None,
             reply_zone: None,
             nat: NatFilter::default(),
-            tcp_states: None,
+            states: None,
             netns: None,
         }
     }
@@ -127,12 +134,13 @@ impl Filter {
         Ok(family)
     }
 
-    /// Adds `--state`, which implies `-p tcp`; see [`state::resolve`].
+    /// Adds `--state`, which implies `-p tcp` when no `-p` is given; see
+    /// [`state::resolve`].
     pub fn with_states(mut self, arg: Option<StateArg>) -> Result<Filter, FilterError> {
         if let Some(arg) = arg {
             let (proto, states) = state::resolve(arg, self.proto)?;
             self.proto = Some(proto);
-            self.tcp_states = Some(states);
+            self.states = Some(states);
         }
         Ok(self)
     }
@@ -187,7 +195,7 @@ impl Filter {
                 return false;
             }
         }
-        if self.tcp_states.is_some_and(|s| !state::matches(s, ev)) {
+        if self.states.is_some_and(|s| !state::matches(s, ev)) {
             return false;
         }
         self.nat_matches(ev)
@@ -234,7 +242,7 @@ impl Filter {
             match_mark,
             l3proto: self.family.map_or(0, Family::l3proto),
             l4proto: self.proto.map_or(0, |p| p.0),
-            // Kernel side later: self.tcp_states as a bit set, tested on the copied state.
+            // Kernel side later: self.states as a bit set, tested on the copied state.
             _pad: 0,
         }
     }

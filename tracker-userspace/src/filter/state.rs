@@ -1,38 +1,48 @@
-//! `--state`, with conntrack's meaning: the TCP state of the entry, compared
-//! with the state the event carries — the one `conntrack -E` prints.
+//! `--state`, with conntrack's meaning: the protocol state of the entry
+//! (TCP, SCTP or DCCP), compared with the state the event carries — the one
+//! `conntrack -E` prints.
 //!
-//! conntrack 1.4.7 compares ATTR_TCP_STATE strictly (`cmp_meta()` in
-//! libnetfilter_conntrack's src/conntrack/compare.c): an event without it
-//! never matches. That is a DESTROY on kernels before 5.15 and an UPDATE
-//! whose protocol info did not change, whose lines show no state either.
+//! conntrack 1.4.7 compares ATTR_TCP_STATE (and the SCTP and DCCP ones)
+//! strictly (`cmp_meta()` in libnetfilter_conntrack's
+//! src/conntrack/compare.c): an event without it never matches. That is a
+//! DESTROY on kernels before 5.15 and an UPDATE whose protocol info did not
+//! change, whose lines show no state either.
 
 use crate::event::Event;
-use crate::event::vocabulary::{ipproto, l4_label, shown_tcp_state};
-use crate::model::{CtState, Protocol, StateArg, TcpStates};
+use crate::event::vocabulary::{ipproto, l4_label, shown_state, state_by_name, state_names};
+use crate::model::{CtState, Lacking, Protocol, STATE_PROTOCOLS, StateArg, StateSet};
 
 use super::FilterError;
 
 /// Checks `--state` against `-p` and returns the protocol to filter on with
-/// the states to match: a TCP state implies `-p tcp`, as conntrack only takes
-/// `--state` after `-p tcp` (or sctp, dccp, whose states the tracker shows
-/// but does not filter on).
+/// the states to match. conntrack only takes `--state` after `-p tcp`, `-p
+/// sctp` or `-p dccp`; without `-p` the states are TCP's, and `-p tcp` is
+/// implied.
 pub fn resolve(
     arg: StateArg,
     proto: Option<Protocol>,
-) -> Result<(Protocol, TcpStates), FilterError> {
-    if let Some(c) = arg.ctstate {
-        return Err(FilterError::CtState(c));
-    }
-    match proto {
-        None => Ok((Protocol(ipproto::TCP), arg.tcp)),
-        Some(p) if p.0 == ipproto::TCP => Ok((p, arg.tcp)),
-        Some(p) => Err(FilterError::NoTcpStates(p)),
+) -> Result<(Protocol, StateSet), FilterError> {
+    let p = proto.map_or(ipproto::TCP, |p| p.0);
+    match arg.for_proto(p) {
+        Some(Ok(set)) => Ok((Protocol(p), set)),
+        Some(Err(Lacking::CtState(c))) => Err(FilterError::CtState(c)),
+        Some(Err(Lacking::Name(name))) => Err(FilterError::NotAState {
+            name,
+            l4proto: p,
+            implied: proto.is_none(),
+        }),
+        // A protocol without states. A ctstate class is answered first: it
+        // is what the user got wrong.
+        None => match arg.for_proto(ipproto::TCP) {
+            Some(Err(Lacking::CtState(c))) => Err(FilterError::CtState(c)),
+            _ => Err(FilterError::NoStates(Protocol(p))),
+        },
     }
 }
 
 /// True when the state the event shows is one of `states`.
-pub fn matches(states: TcpStates, ev: &Event) -> bool {
-    shown_tcp_state(ev).is_some_and(|s| states.contains(s))
+pub fn matches(states: StateSet, ev: &Event) -> bool {
+    shown_state(ev).is_some_and(|s| states.contains(s))
 }
 
 /// What a ctstate class given to `--state` means, and what to use instead.
@@ -58,20 +68,33 @@ pub fn ctstate_advice(c: CtState) -> &'static str {
     }
 }
 
-/// Why `--state` does not go with this protocol.
-pub fn no_tcp_states(p: Protocol) -> String {
-    match p.0 {
-        ipproto::SCTP | ipproto::DCCP => format!(
-            "--state filters on TCP states only: the tracker shows {} states but does not \
-             filter on them",
-            l4_label(p.0)
-        ),
-        _ => format!(
-            "--state filters on TCP states, and -p {} has none: use it with -p tcp, or \
-             without -p",
-            l4_label(p.0)
-        ),
+/// Why a state name does not go with the protocol filtered on.
+pub fn not_a_state(name: &str, l4proto: u8, implied: bool) -> String {
+    let label = l4_label(l4proto).to_uppercase();
+    if implied {
+        let owners: Vec<String> = STATE_PROTOCOLS
+            .iter()
+            .filter(|&&p| state_by_name(p, name).is_some())
+            .map(|&p| format!("-p {}", l4_label(p)))
+            .collect();
+        return format!(
+            "--state {name} is not a TCP state, and without -p --state means TCP states: \
+             give {}",
+            owners.join(" or ")
+        );
     }
+    let names = state_names(l4proto).unwrap_or(&[]).join(", ");
+    let article = if label.starts_with('S') { "an" } else { "a" };
+    format!("--state {name} is not {article} {label} state: {label}'s are {names}")
+}
+
+/// Why `--state` does not go with this protocol.
+pub fn no_states(p: Protocol) -> String {
+    format!(
+        "--state filters on TCP, SCTP and DCCP states, and -p {} has none: use it with one \
+         of those, or without -p for TCP",
+        l4_label(p.0)
+    )
 }
 
 #[cfg(test)]
@@ -129,7 +152,7 @@ mod tests {
             ],
         ] {
             let fl = filter(args).unwrap();
-            let s = fl.tcp_states.unwrap();
+            let s = fl.states.unwrap();
             assert!(s.contains(1) && s.contains(3), "{args:?}");
             assert!((0..16).filter(|&i| s.contains(i)).count() == 2, "{args:?}");
         }
@@ -144,7 +167,7 @@ mod tests {
         assert_eq!(fl.proto, Some(Protocol(6)));
         // Without --state nothing is implied.
         let fl = filter(&[]).unwrap();
-        assert_eq!((fl.proto, fl.tcp_states), (None, None));
+        assert_eq!((fl.proto, fl.states), (None, None));
         assert_eq!(fl.kernel_filter().l4proto, 0);
     }
 
@@ -189,31 +212,64 @@ mod tests {
     }
 
     #[test]
-    fn protocols_without_tcp_states_are_refused() {
+    fn protocols_without_states_are_refused() {
         assert_eq!(
             refusal(&["-p", "udp", "--state", "ESTABLISHED"]),
-            "--state filters on TCP states, and -p udp has none: use it with -p tcp, or \
-             without -p"
+            "--state filters on TCP, SCTP and DCCP states, and -p udp has none: use it with \
+             one of those, or without -p for TCP"
         );
         assert_eq!(
             refusal(&["--state", "ESTABLISHED", "-p", "icmp"]),
-            "--state filters on TCP states, and -p icmp has none: use it with -p tcp, or \
-             without -p"
+            "--state filters on TCP, SCTP and DCCP states, and -p icmp has none: use it with \
+             one of those, or without -p for TCP"
         );
         assert_eq!(
             refusal(&["-p", "99", "--state", "CLOSE"]),
-            "--state filters on TCP states, and -p 99 has none: use it with -p tcp, or \
-             without -p"
+            "--state filters on TCP, SCTP and DCCP states, and -p 99 has none: use it with \
+             one of those, or without -p for TCP"
+        );
+    }
+
+    #[test]
+    fn sctp_and_dccp_states_go_with_their_protocol() {
+        let fl = filter(&["-p", "sctp", "--state", "ESTABLISHED,COOKIE_WAIT"]).unwrap();
+        assert_eq!(fl.proto, Some(Protocol(132)));
+        assert_eq!(fl.kernel_filter().l4proto, 132);
+        let s = fl.states.unwrap();
+        assert!(s.contains(4) && s.contains(2) && !s.contains(3));
+        let fl = filter(&["--state", "OPEN", "-p", "dccp"]).unwrap();
+        assert!(fl.states.unwrap().contains(4));
+        // INVALID is a DCCP state, not the ctstate class, with -p dccp.
+        assert!(filter(&["-p", "dccp", "--state", "INVALID"]).is_ok());
+        assert_eq!(
+            refusal(&["--state", "COOKIE_WAIT"]),
+            "--state COOKIE_WAIT is not a TCP state, and without -p --state means TCP states: \
+             give -p sctp"
         );
         assert_eq!(
-            refusal(&["-p", "sctp", "--state", "ESTABLISHED"]),
-            "--state filters on TCP states only: the tracker shows sctp states but does not \
-             filter on them"
+            refusal(&["--state", "IGNORE,ESTABLISHED"]),
+            "--state IGNORE is not a TCP state, and without -p --state means TCP states: \
+             give -p dccp"
         );
         assert_eq!(
-            refusal(&["-p", "dccp", "--state", "NONE"]),
-            "--state filters on TCP states only: the tracker shows dccp states but does not \
-             filter on them"
+            refusal(&["-p", "sctp", "--state", "OPEN"]),
+            "--state OPEN is not an SCTP state: SCTP's are NONE, CLOSED, COOKIE_WAIT, \
+             COOKIE_ECHOED, ESTABLISHED, SHUTDOWN_SENT, SHUTDOWN_RECD, SHUTDOWN_ACK_SENT, \
+             HEARTBEAT_SENT, HEARTBEAT_ACKED"
+        );
+        assert_eq!(
+            refusal(&["-p", "dccp", "--state", "ESTABLISHED"]),
+            "--state ESTABLISHED is not a DCCP state: DCCP's are NONE, REQUEST, RESPOND, \
+             PARTOPEN, OPEN, CLOSEREQ, CLOSING, TIMEWAIT, IGNORE, INVALID"
+        );
+        assert_eq!(
+            refusal(&["-p", "tcp", "--state", "OPEN"]),
+            "--state OPEN is not a TCP state: TCP's are NONE, SYN_SENT, SYN_RECV, ESTABLISHED, \
+             FIN_WAIT, CLOSE_WAIT, LAST_ACK, TIME_WAIT, CLOSE, SYN_SENT2"
+        );
+        assert_eq!(
+            refusal(&["-p", "sctp", "--state", "NEW"]),
+            refusal(&["--state", "NEW"])
         );
     }
 
@@ -231,7 +287,7 @@ mod tests {
         assert!(!fl.matches(&event(EventKind::Update, 6, None)));
         // A state on a non-TCP event is never shown, so never matched.
         let f_any = Filter {
-            tcp_states: fl.tcp_states,
+            states: fl.states,
             ..Filter::default()
         };
         assert!(!f_any.matches(&event(EventKind::New, 17, Some(3))));

@@ -19,4 +19,4 @@ pub use mark::MarkMask;
 pub use netns::{NetnsArg, NetnsSelection};
 pub use protocol::Protocol;
 pub use size::ByteSize;
-pub use state::{CtState, StateArg, TcpStates};
+pub use state::{CtState, Lacking, STATE_PROTOCOLS, StateArg, StateSet};

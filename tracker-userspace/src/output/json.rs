@@ -14,7 +14,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::conntrack_text::sec_usec;
 use crate::event::vocabulary::{
-    CHANGE_NAMES, STATUS_NAMES, l3_name, l4_label, shown_tcp_state, tcp_state_name,
+    CHANGE_NAMES, STATUS_NAMES, dccp_state_name, l3_name, l4_label, sctp_state_name,
+    shown_tcp_state, tcp_state_name,
 };
 use crate::event::{Counters, Event, EventKind, L4Ids, Tuple, ZoneDir};
 use crate::model::addr::{ipv6_ends_in_ipv4, ipv6_zero_run};
@@ -65,6 +66,14 @@ pub fn format_event(out: &mut Vec<u8>, ev: &Event) -> serde_json::Result<()> {
     }
     if let Some(name) = shown_tcp_state(ev).map(tcp_state_name) {
         out.extend_from_slice(br#","tcp_state":""#);
+        push_name(out, name);
+    }
+    if let Some(name) = ev.sctp_state.map(sctp_state_name) {
+        out.extend_from_slice(br#","sctp_state":""#);
+        push_name(out, name);
+    }
+    if let Some(name) = ev.dccp_state.map(dccp_state_name) {
+        out.extend_from_slice(br#","dccp_state":""#);
         push_name(out, name);
     }
     if let Some(timeout) = ev.timeout {

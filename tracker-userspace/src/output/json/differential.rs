@@ -248,9 +248,15 @@ impl Rng {
                 0 => self.next() as u8,
                 _ => self.below(10) as u8,
             }),
-            // Not part of the JSON schema (text output only).
-            sctp_state: None,
-            dccp_state: None,
+            // As the sources set them: only on their own protocol's events.
+            sctp_state: (l4proto == 132 && has(3)).then(|| match self.below(4) {
+                0 => self.next() as u8,
+                _ => self.below(10) as u8,
+            }),
+            dccp_state: (l4proto == 33 && has(3)).then(|| match self.below(4) {
+                0 => self.next() as u8,
+                _ => self.below(10) as u8,
+            }),
             timeout: has(4).then(|| self.num() as u32),
             mark: self.num() as u32,
             mark_changed: self.one_in(2),
@@ -296,6 +302,8 @@ fn fast_writer_matches_serde_byte_for_byte() {
     let optional = [
         "changed",
         "tcp_state",
+        "sctp_state",
+        "dccp_state",
         "timeout",
         "zone_dir",
         "start",
@@ -304,8 +312,8 @@ fn fast_writer_matches_serde_byte_for_byte() {
         "portid",
     ];
     let tuple_optional = ["sport", "icmp_type", "gre_src_key", "packets"];
-    let mut present = [0usize; 12];
-    let mut absent = [0usize; 12];
+    let mut present = [0usize; 14];
+    let mut absent = [0usize; 14];
     let mut wide_times = 0;
     let mut out = Vec::new();
     for round in 0..8 {

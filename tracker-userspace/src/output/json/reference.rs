@@ -11,7 +11,8 @@ use serde::ser::{SerializeSeq as _, Serializer};
 
 use super::civil_from_days;
 use crate::event::vocabulary::{
-    CHANGE_NAMES, STATUS_NAMES, l3_name, l4_label, shown_tcp_state, tcp_state_name,
+    CHANGE_NAMES, STATUS_NAMES, dccp_state_name, l3_name, l4_label, sctp_state_name,
+    shown_tcp_state, tcp_state_name,
 };
 use crate::event::{Event, EventKind, L4Ids, Tuple, ZoneDir};
 use crate::output::conntrack_text::{Addr, sec_usec};
@@ -82,6 +83,10 @@ struct JsonEvent<'a> {
     changed: Option<ChangeList>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tcp_state: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sctp_state: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dccp_state: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     timeout: Option<u32>,
     mark: u32,
@@ -180,6 +185,8 @@ pub(super) fn format_event(out: &mut Vec<u8>, ev: &Event) -> serde_json::Result<
         status: StatusList(ev.status),
         changed: ev.changes.map(ChangeList),
         tcp_state: shown_tcp_state(ev).map(tcp_state_name),
+        sctp_state: ev.sctp_state.map(sctp_state_name),
+        dccp_state: ev.dccp_state.map(dccp_state_name),
         timeout: ev.timeout,
         mark: ev.mark,
         zone: ev.zone,
