@@ -125,7 +125,8 @@ start_listener() {
         done
         [ "$i" -lt 600 ] || die "tracker serve not serving after 60 s"
         if [ "$v" = serve-scraped ]; then
-            in_ns "$PY" -c 'import sys, time, urllib.request
+            # nsenter directly (it execs): $! is the scraper itself, whose CPU is read.
+            nsenter --net="/run/netns/$NS" -- "$PY" -c 'import sys, time, urllib.request
 n = 0
 while True:
     urllib.request.urlopen(sys.argv[1], timeout=5).read()
@@ -270,6 +271,9 @@ for p in progs:
 EOF
 }
 
+# GET /metrics the scraper has completed (it prints a running count).
+scrapes_so_far() { tail -n1 "$DIR/scrapes.out" 2>/dev/null | grep -E '^[0-9]+$' || echo 0; }
+
 # one_run SECTION PROTO VARIANT [RATE] — one generator run with one listener. The
 # eBPF -e ALL TCP run also counts BPF program runs (how often the UPDATE hook fires).
 one_run() {
@@ -281,6 +285,9 @@ one_run() {
         RESTORE+=("sysctl -qw kernel.bpf_stats_enabled=0")
     fi
     start_listener "$v"
+    local scrape0=()
+    # Where a scraped run's CPU goes: the scraper's time, and serve's per scrape (below).
+    [ -n "$SCRAPER" ] && scrape0=("$(ticks "$LPID")" "$(ticks "$SCRAPER")" "$(scrapes_so_far)")
     if [ "$proto" = udp ]; then
         in_ns "$FLOWGEN" udp --count "$UDP_MAX" --seconds "$SECS" --rate "$rate" \
             --start "$UDP_NEXT" >"$DIR/flowgen.out" 2>&1
@@ -294,6 +301,29 @@ one_run() {
     if [ "$stats" = 1 ]; then
         bpf_stats bpf-update "$LPID"
         sysctl -qw kernel.bpf_stats_enabled=0
+    fi
+    if [ ${#scrape0[@]} = 3 ]; then
+        local during=("$(($(scrapes_so_far) - scrape0[2]))" "$(($(ticks "$SCRAPER") - scrape0[1]))")
+        kill "$SCRAPER" 2>/dev/null
+        wait "$SCRAPER" 2>/dev/null
+        log "scrapes during the run: ${during[0]}"
+        SCRAPER=
+        # serve's own cost of a scrape, apart from the events it follows (the netlink
+        # source): 100 back-to-back GET /metrics once the flows have stopped and serve is
+        # idle (its CPU time still for half a second; at most 10 s).
+        local t0 prev i
+        t0=$(ticks "$LPID")
+        for ((i = 0; i < 20; i++)); do
+            sleep 0.5
+            prev=$t0
+            t0=$(ticks "$LPID")
+            [ "$t0" = "$prev" ] && break
+        done
+        in_ns "$PY" -c 'import sys, urllib.request
+for _ in range(100):
+    urllib.request.urlopen(sys.argv[1], timeout=5).read()' "$SERVE_URL"
+        emit scrape "proto=$proto" "scrapes=${during[0]}" "scraper_ticks=${during[1]}" \
+            "idle_scrapes=100" "idle_serve_ticks=$(($(ticks "$LPID") - t0))" "hz=$(getconf CLK_TCK)"
     fi
     stop_listener
     emit "$section" "proto=$proto" "listener=$v" "offered=$rate" "rate=$RATE" "flows=$FLOWS" \

@@ -18,7 +18,7 @@ use super::{ClosedRow, CountRow, add_closed, sum_rows};
 use crate::event::{Event, EventKind};
 
 /// What is remembered of a live entry: the key it is counted under.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct Counted {
     mark: u32,
     l3proto: u8,
@@ -28,6 +28,10 @@ struct Counted {
 #[derive(Debug, Default)]
 pub struct Follower {
     live: HashMap<u32, Counted>,
+    /// Live entries per key, kept with `live` at every change so that a
+    /// scrape costs one row per key rather than a pass over every entry
+    /// (milliseconds per scrape at a few hundred thousand entries).
+    per_key: HashMap<Counted, u64>,
     closed: BTreeMap<u32, ClosedFlows>,
 }
 
@@ -50,9 +54,26 @@ impl Follower {
                 )
             })
             .collect();
-        Follower {
+        let mut f = Follower {
             live,
-            closed: BTreeMap::new(),
+            ..Follower::default()
+        };
+        for c in f.live.values() {
+            *f.per_key.entry(*c).or_default() += 1;
+        }
+        f
+    }
+
+    fn count(&mut self, key: Counted) {
+        *self.per_key.entry(key).or_default() += 1;
+    }
+
+    fn uncount(&mut self, key: Counted) {
+        if let Some(n) = self.per_key.get_mut(&key) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_key.remove(&key);
+            }
         }
     }
 
@@ -65,15 +86,23 @@ impl Follower {
         };
         match ev.kind {
             EventKind::New => {
-                self.live.entry(id).or_insert(counted);
+                if let std::collections::hash_map::Entry::Vacant(v) = self.live.entry(id) {
+                    v.insert(counted);
+                    self.count(counted);
+                }
             }
             // A mark change arrives as an UPDATE carrying the new mark; an
             // UPDATE for an unknown id follows a NEW that was lost.
             EventKind::Update => {
-                self.live.insert(id, counted);
+                if let Some(old) = self.live.insert(id, counted) {
+                    self.uncount(old);
+                }
+                self.count(counted);
             }
             EventKind::Destroy => {
-                self.live.remove(&id);
+                if let Some(old) = self.live.remove(&id) {
+                    self.uncount(old);
+                }
                 let t = self.closed.entry(ev.mark).or_default();
                 let mut flow = ClosedFlows {
                     flows: 1,
@@ -90,7 +119,7 @@ impl Follower {
 
     pub fn rows(&self) -> Vec<CountRow> {
         sum_rows(
-            self.live.values().map(|c| {
+            self.per_key.iter().map(|(c, &n)| {
                 (
                     MarkKey {
                         netns: 0,
@@ -99,7 +128,8 @@ impl Follower {
                         l4proto: c.l4proto,
                         _pad: [0; 2],
                     },
-                    1,
+                    // At most the number of live entries, so no overflow.
+                    n as i64,
                 )
             }),
             None,
@@ -166,6 +196,29 @@ mod tests {
         }
         assert_eq!(connections(&f), vec![(7, 1)]);
         assert_eq!(f.closed()[0].totals.flows, 2);
+    }
+
+    #[test]
+    fn kept_totals_equal_a_pass_over_the_live_entries() {
+        // A deterministic mix of NEW, UPDATE (mark changes, unknown ids)
+        // and DESTROY (known and unknown ids) over a seeded table.
+        let mut f = Follower::seeded(&[dumped(1, 1), dumped(2, 2), dumped(3, 1)]);
+        let mut x = 12345u32;
+        for _ in 0..5000 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let (id, mark) = (x % 64, (x >> 8) % 4);
+            let kind =
+                [EventKind::New, EventKind::Update, EventKind::Destroy][(x >> 16) as usize % 3];
+            f.apply(&event(kind, id, mark));
+            let mut by_pass: BTreeMap<u32, u64> = BTreeMap::new();
+            for c in f.live.values() {
+                *by_pass.entry(c.mark).or_default() += 1;
+            }
+            let kept: BTreeMap<u32, u64> = connections(&f).into_iter().collect();
+            assert_eq!(kept, by_pass);
+        }
     }
 
     #[test]

@@ -113,6 +113,20 @@ pub struct Bpf {
     pub xlated_bytes: Field,
 }
 
+/// `scrape`: the CPU a scraped `tracker serve` run cost — the in-guest
+/// scraper's over the `scrapes` it made during the run, and serve's own over
+/// `idle_scrapes` back-to-back scrapes after the flows stopped (apart from
+/// the events it follows).
+#[derive(Clone, Debug, Default)]
+pub struct Scrape {
+    pub proto: String,
+    pub scrapes: Field,
+    pub scraper_ticks: Field,
+    pub idle_scrapes: Field,
+    pub idle_serve_ticks: Field,
+    pub hz: Field,
+}
+
 /// One `BENCH` line.
 #[derive(Clone, Debug)]
 pub enum Row {
@@ -126,6 +140,7 @@ pub enum Row {
     Bpf(Bpf),
     /// The `-e ALL` rate run.
     BpfUpdate(Bpf),
+    Scrape(Scrape),
     /// bench.sh stopped early, saying why.
     Error(String),
 }
@@ -192,6 +207,14 @@ impl Row {
                     Row::BpfUpdate(bpf)
                 }
             }
+            "scrape" => Row::Scrape(Scrape {
+                proto: text("proto"),
+                scrapes: Field(text("scrapes")),
+                scraper_ticks: Field(text("scraper_ticks")),
+                idle_scrapes: Field(text("idle_scrapes")),
+                idle_serve_ticks: Field(text("idle_serve_ticks")),
+                hz: Field(text("hz")),
+            }),
             "error" => Row::Error(text("msg")),
             _ => return None,
         })
