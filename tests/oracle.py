@@ -4,6 +4,8 @@
   oracle.py exact  CT_EVENTS TRK_EVENTS OUTDIR   multisets of event lines must be equal
   oracle.py bulk   CT_EVENTS TRK_EVENTS OUTDIR   rules for bulk deletes, where conntrack -E loses events
   oracle.py counts CT_LIST TRK_JSON [--expect 1=30,2=20]
+  oracle.py json   CT_EVENTS JSON_FILE...        the events of JSON lines (`-o json`, `serve
+                                                 --events-json`) equal conntrack -E's lines
 
 Normalisation (both streams): trailing whitespace and conntrack's
 ` [USERSPACE] portid=N` suffix are dropped; the timeout field (the number after the
@@ -260,6 +262,57 @@ def cmd_counts(ct_path, trk_path, expect=None):
     return 0
 
 
+def ct_event_key(line):
+    """What a conntrack -E line says of a flow: kind, protocol, both tuples, the TCP state
+    it shows and the mark (absent means 0: the kernel leaves mark 0 out)."""
+    kind = EVENT_RE.match(line).group(1).lower()
+    words = line.split("]", 1)[1].split()
+    proto = words[0]
+    # `tcp 6 [TIMEOUT] [STATE] src=...`: a TCP state is the upper-case word before src=.
+    head = words[2:words.index(next(w for w in words if w.startswith("src=")))]
+    state = next((w for w in head if w.isupper()), None) if proto == "tcp" else None
+    tuples = re.findall(r"src=(\S+) dst=(\S+)(?: sport=(\d+) dport=(\d+))?"
+                        r"(?: type=(\d+) code=(\d+) id=(\d+))?", line)
+
+    def side(t):
+        num = lambda v: int(v) if v else None
+        return (t[0], t[1]) + tuple(num(v) for v in t[2:])
+    m = re.search(r"\bmark=(\d+)", line)
+    return (kind, proto, side(tuples[0]), side(tuples[1]), state, int(m.group(1)) if m else 0)
+
+
+def json_event_key(ev):
+    """The same for one JSON event."""
+    def side(t):
+        return (t["src"], t["dst"]) + tuple(
+            t.get(k) for k in ("sport", "dport", "icmp_type", "icmp_code", "icmp_id"))
+    return (ev["type"], ev["proto"], side(ev["orig"]), side(ev["reply"]), ev.get("tcp_state"),
+            ev["mark"])
+
+
+def cmd_json(ct_path, json_paths):
+    want = [ct_event_key(l) for l in read_lines(ct_path) if EVENT_RE.match(l)]
+    got, problems = [], []
+    for path in json_paths:
+        with open(path, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                try:
+                    got.append(json_event_key(json.loads(line)))
+                except (ValueError, KeyError, TypeError) as e:
+                    problems.append(f"{path}:{n}: not a JSON event ({e}): {line.strip()[:200]}")
+    cw, cg = collections.Counter(want), collections.Counter(got)
+    for k in sorted((cw - cg).elements(), key=repr)[:DIFF_LINES_SHOWN]:
+        problems.append(f"only in conntrack -E: {k}")
+    for k in sorted((cg - cw).elements(), key=repr)[:DIFF_LINES_SHOWN]:
+        problems.append(f"only in JSON: {k}")
+    kinds = lambda c: ", ".join(f"{k} {sum(v for x, v in c.items() if x[0] == k)}"
+                                for k in sorted({x[0] for x in c})) or "nothing"
+    print(f"conntrack -E: {len(want)} events ({kinds(cw)}); JSON: {len(got)} events ({kinds(cg)})")
+    for p in problems:
+        print("PROBLEM: " + p)
+    return 1 if problems else 0
+
+
 def main(argv):
     if len(argv) >= 4 and argv[0] == "exact":
         return cmd_exact(argv[1], argv[2], argv[3])
@@ -271,6 +324,8 @@ def main(argv):
     if len(argv) >= 3 and argv[0] == "counts":
         expect = argv[4] if len(argv) == 5 and argv[3] == "--expect" else None
         return cmd_counts(argv[1], argv[2], expect)
+    if len(argv) >= 3 and argv[0] == "json":
+        return cmd_json(argv[1], argv[2:])
     print(__doc__, file=sys.stderr)
     return 2
 

@@ -3,9 +3,11 @@
 # and 2 by source subnet, as in 09): per-mark live connections through Prometheus's API
 # against `conntrack -L` grouped by mark; after a flush, per-mark closed flows, bytes and
 # packets against the DESTROY lines `conntrack -E` printed; `promtool check metrics` on
-# the exposition. Also: bad input and a second instance are refused with nothing left
-# attached or pinned, a non-loopback --listen warns, SIGHUP reopens --events-json,
-# SIGTERM cleans up and restores nf_conntrack_acct.
+# the exposition. --events-json is given events filters (UDP of mark 2): the file must hold
+# exactly the lines `conntrack -E` prints with the same filter words, while the metrics
+# above still count every flow. Also: bad input, a filter without --events-json and a
+# second instance are refused with nothing left attached or pinned, a non-loopback --listen
+# warns, SIGHUP reopens --events-json, SIGTERM cleans up and restores nf_conntrack_acct.
 # timeout: 420
 . "$(dirname "$0")/../lib.sh"
 lib_setup
@@ -14,6 +16,9 @@ for m in iptable_mangle iptable_raw xt_mark xt_connmark xt_CT; do modprobe -q $m
 
 ISP1=trk-sv-isp1 ISP2=trk-sv-isp2 RTR=trk-sv-rtr
 PORT=10260 PROM=http://127.0.0.1:9090
+# The events filters of --events-json, given as the same words to conntrack -E: one
+# protocol and one mark (both checked in the eBPF programs on that source) out of two each.
+FILE_FILTER=(-p udp -m 2)
 PROMCHECK=("$PY" -S "$TESTS_DIR/prom_check.py")
 ns_create $ISP1
 ns_create $ISP2
@@ -71,6 +76,7 @@ pin_dirs() { local d=(/sys/fs/bpf/tracker/*/); [ -e "${d[0]}" ] && echo ${#d[@]}
 pins_before=$(pin_dirs)
 serve_refused 2 "expected ADDR:PORT" --listen 127.0.0.1:99999
 serve_refused 2 "cannot open --events-json" --listen 127.0.0.1:$PORT --events-json /nonexistent/events.json
+serve_refused 2 "^error: -p/--proto only applies to --events-json" --listen 127.0.0.1:$PORT -p udp
 start_tcp_server $RTR 127.0.0.1 $((PORT + 1))
 serve_refused 1 "the port is in use" --listen 127.0.0.1:$((PORT + 1))
 [ "$(pin_dirs)" = "$pins_before" ] || fail "a refused serve left pins"
@@ -79,6 +85,13 @@ serve_refused 1 "the port is in use" --listen 127.0.0.1:$((PORT + 1))
 base=$(_nfnl_listeners $RTR)
 nsenter --net="/run/netns/$RTR" -- conntrack -E -e DESTROY >"$SCEN_DIR/conntrack.events" 2>"$SCEN_DIR/conntrack.stderr" &
 CT_PID=$!
+for ((i = 0; i < 100; i++)); do [ "$(_nfnl_listeners $RTR)" -gt "$base" ] && break; sleep 0.1; done
+# The --events-json oracle: conntrack -E with the file's filter words.
+base=$(_nfnl_listeners $RTR)
+nsenter --net="/run/netns/$RTR" -- conntrack -E -e NEW,DESTROY "${FILE_FILTER[@]}" \
+    >"$SCEN_DIR/conntrack.filtered" 2>"$SCEN_DIR/conntrack.filtered.stderr" &
+CT_FILTERED_PID=$!
+_bg_pids+=("$CT_FILTERED_PID")
 for ((i = 0; i < 100; i++)); do [ "$(_nfnl_listeners $RTR)" -gt "$base" ] && break; sleep 0.1; done
 
 # serve_start NS ERRFILE ARGS... — `tracker ARGS` in NS until it says it serves; sets
@@ -98,7 +111,7 @@ serve_start() {
 }
 
 serve_start $RTR "$SCEN_DIR/serve.err" serve --listen 127.0.0.1:$PORT --set-nf-conntrack-acct \
-    --events-json "$SCEN_DIR/events.json"
+    --events-json "$SCEN_DIR/events.json" "${FILE_FILTER[@]}"
 SERVE_PID=$STARTED_PID
 log "$(grep '^tracker: serving' "$SCEN_DIR/serve.err")"
 [ "$(in_ns $RTR sysctl -n net.netfilter.nf_conntrack_acct)" = 1 ] || fail "--set-nf-conntrack-acct did not set the sysctl"
@@ -153,6 +166,10 @@ for ((i = 0; i < 100; i++)); do
 done
 n=$(grep -c '^\[DESTROY\]' "$SCEN_DIR/conntrack.events" || true)
 [ "$n" = 55 ] || fail "scenario check: conntrack -E printed $n DESTROY lines, expected 55 (it must lose nothing here)"
+for ((i = 0; i < 50; i++)); do
+    [ "$(grep -c '^\[DESTROY\]' "$SCEN_DIR/conntrack.filtered")" -ge 15 ] && break
+    sleep 0.2
+done
 in_ns $RTR "${PROMCHECK[@]}" wait $PROM 'conntrack_tracker_events_total{kind="destroy"}' 55 60 \
     || fail "prometheus never scraped 55 DESTROY events"
 sleep 1.5
@@ -169,8 +186,18 @@ rc=0; wait $SERVE_PID || rc=$?
 grep -q '^tracker: stopped serving; 0 events lost' "$SCEN_DIR/serve.err" || fail "no clean stop line: $(tail -n2 "$SCEN_DIR/serve.err")"
 [ ! -e "/sys/fs/bpf/tracker/$SERVE_PID" ] || fail "pins of the stopped serve remain"
 [ "$(in_ns $RTR sysctl -n net.netfilter.nf_conntrack_acct)" = 0 ] || fail "nf_conntrack_acct not restored"
-jn=$(grep -c '"type":"destroy"' "$SCEN_DIR/events.json" || true)
-[ "$jn" = 55 ] || fail "--events-json (reopened) has $jn destroy lines, expected 55"
-jn=$(grep -c '"type":"new"' "$SCEN_DIR/events.json.1" || true)
-[ "$jn" = 55 ] || fail "--events-json (rotated) has $jn new lines, expected 55"
-note "$(sed -n 's/^tracker: serving metrics on .* (\(.*\))$/\1/p' "$SCEN_DIR/serve.err" | head -n1): 55 flows, connections/closed bytes per mark equal via Prometheus; promtool clean"
+kill -INT $CT_FILTERED_PID; wait $CT_FILTERED_PID || true
+# The scenario's own traffic: 15 UDP flows from ISP2 (mark 2), each a NEW and a DESTROY.
+for kind in NEW DESTROY; do
+    n=$(grep -cE "^ *\[$kind\] udp .* mark=2( |$)" "$SCEN_DIR/conntrack.filtered" || true)
+    [ "$n" = 15 ] || fail "scenario check: conntrack -E ${FILE_FILTER[*]} printed $n $kind lines, expected 15"
+done
+jn=$(grep -c . "$SCEN_DIR/events.json" || true)
+jd=$(grep -c '"type":"destroy"' "$SCEN_DIR/events.json" || true)
+[ "$jn" = 15 ] && [ "$jd" = 15 ] || fail "--events-json (reopened) has $jn lines, $jd destroy, expected 15 destroy only"
+jn=$(grep -c . "$SCEN_DIR/events.json.1" || true)
+jd=$(grep -c '"type":"new"' "$SCEN_DIR/events.json.1" || true)
+[ "$jn" = 15 ] && [ "$jd" = 15 ] || fail "--events-json (rotated) has $jn lines, $jd new, expected 15 new only"
+"${ORACLE[@]}" json "$SCEN_DIR/conntrack.filtered" "$SCEN_DIR/events.json.1" "$SCEN_DIR/events.json" \
+    || fail "--events-json ${FILE_FILTER[*]} differs from conntrack -E ${FILE_FILTER[*]} (see PROBLEM lines)"
+note "$(sed -n 's/^tracker: serving metrics on .* (\(.*\))$/\1/p' "$SCEN_DIR/serve.err" | head -n1): 55 flows, connections/closed bytes per mark equal via Prometheus; --events-json ${FILE_FILTER[*]} equal to conntrack -E; promtool clean"

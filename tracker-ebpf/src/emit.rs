@@ -254,7 +254,10 @@ fn fill(ct: u64, change: Change, r: &mut FlowRecord) -> bool {
     };
     let show = wanted(kind_, &s);
     // Serve's per-mark totals: every change in the watched namespace, and
-    // every ended flow with its counters, whether or not it is shown.
+    // every ended flow with its counters, whether or not it is shown. Only
+    // the filter's netns (the namespace serve watches) may gate them: serve
+    // puts its --events-json filters (kinds, family, protocol, mark) in the
+    // other fields, which must keep choosing what reaches the ring alone.
     let accounted = closed::enabled() && (filter().netns == 0 || filter().netns == s.netns);
     if accounted {
         closed::seen(match kind_ {

@@ -6,17 +6,20 @@
 //! The values and their parsing live in [`crate::model`]; this module only
 //! says which option takes which.
 
+mod filters;
+
 use std::str::FromStr;
 
 use clap::builder::PossibleValue;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::model::{
-    ByteSize, Cidr, DurationArg, EventKinds, Family, MarkMask, NetnsArg, NetnsSelection, Protocol,
-    StateArg, duration, number, size,
+    ByteSize, DurationArg, EventKinds, Family, MarkMask, NetnsArg, NetnsSelection, duration, size,
 };
 use crate::output::OutputFormat;
 use crate::source::ebpf::hooks::HookMode;
+
+pub use filters::FilterArgs;
 
 const MAIN_EXAMPLES: &str = "\
 Examples:
@@ -52,6 +55,7 @@ Examples:
   tracker serve                                  # metrics on http://127.0.0.1:10260/metrics
   tracker serve --set-nf-conntrack-acct          # per-mark bytes and packets too
   tracker serve --events-json /var/log/tracker/events.json
+  tracker serve --events-json /var/log/tracker/dns.json -e ALL -p udp --dport 53
   tracker serve --listen [::]:10260 --max-marks 64";
 
 #[derive(Debug, Parser)]
@@ -97,7 +101,7 @@ pub enum SourceKind {
 pub enum Command {
     /// Print connection tracking events, like `conntrack -E`.
     #[command(after_help = EVENTS_EXAMPLES)]
-    /// Boxed: the events options are most of the command line's size.
+    // Boxed: the events options are most of the command line's size.
     Events(Box<EventsArgs>),
     /// Show live connection counts per conntrack mark.
     #[command(after_help = COUNTS_EXAMPLES)]
@@ -106,7 +110,9 @@ pub enum Command {
     /// closed flows with their bytes and packets per mark, events) on
     /// GET /metrics, read from kernel maps at each scrape.
     #[command(after_help = SERVE_EXAMPLES)]
-    Serve(ServeArgs),
+    // Boxed, as events: it takes the events filters too (a `//` comment:
+    // clap would show a doc comment in the help).
+    Serve(Box<ServeArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -131,7 +137,7 @@ pub struct ServeArgs {
 
     /// Event kinds written to --events-json (e.g. -e NEW,DESTROY; -e ALL);
     /// default NEW,DESTROY (UPDATE adds a hook run per change, see `events`).
-    #[arg(short = 'e', long = "event-mask", value_name = "KINDS", requires = "events_json",
+    #[arg(short = 'e', long = "event-mask", value_name = "KINDS",
           value_parser = EventKinds::from_str)]
     pub event_mask: Option<EventKinds>,
 
@@ -148,6 +154,12 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub netns: NetnsArgs,
+
+    /// The filters of `tracker events`, for what goes to --events-json
+    /// only: the metrics count every connection whatever they say. Last:
+    /// the help heading it sets holds for every option after it.
+    #[command(flatten, next_help_heading = "Filters of --events-json")]
+    pub filter: FilterArgs,
 }
 
 /// `ADDR:PORT`, with IPv6 addresses in brackets.
@@ -187,93 +199,8 @@ pub struct EventsArgs {
           default_value = "default", value_parser = OutputFormat::from_str)]
     pub output: OutputFormat,
 
-    /// Layer-4 protocol, by name or number (e.g. -p tcp; -p 47).
-    #[arg(short = 'p', long = "proto", value_name = "PROTO", value_parser = Protocol::from_str)]
-    pub proto: Option<Protocol>,
-
-    /// Original source address or network (e.g. -s 10.0.0.0/8; -s 2001:db8::1).
-    #[arg(short = 's', long = "src", visible_alias = "orig-src", value_name = "ADDR[/LEN]",
-          value_parser = Cidr::from_str)]
-    pub src: Option<Cidr>,
-
-    /// Original destination address or network (e.g. -d 192.0.2.1).
-    #[arg(short = 'd', long = "dst", visible_alias = "orig-dst", value_name = "ADDR[/LEN]",
-          value_parser = Cidr::from_str)]
-    pub dst: Option<Cidr>,
-
-    /// Reply source address or network (e.g. -r 10.1.0.0/16).
-    #[arg(short = 'r', long = "reply-src", value_name = "ADDR[/LEN]", value_parser = Cidr::from_str)]
-    pub reply_src: Option<Cidr>,
-
-    /// Reply destination address or network, the address a source NAT
-    /// rewrote to (e.g. -q 198.51.100.7).
-    #[arg(short = 'q', long = "reply-dst", value_name = "ADDR[/LEN]", value_parser = Cidr::from_str)]
-    pub reply_dst: Option<Cidr>,
-
-    /// Original source port (e.g. --sport 40000).
-    #[arg(long, value_name = "PORT", value_parser = number::parse_port)]
-    pub sport: Option<u16>,
-
-    /// Original destination port (e.g. --dport 443).
-    #[arg(long, value_name = "PORT", value_parser = number::parse_port)]
-    pub dport: Option<u16>,
-
-    /// TCP states the event shows, comma separated, case-insensitive:
-    /// NONE, SYN_SENT, SYN_RECV, ESTABLISHED, FIN_WAIT, CLOSE_WAIT, LAST_ACK,
-    /// TIME_WAIT, CLOSE, SYN_SENT2; implies -p tcp. DESTROY lines without a
-    /// state (kernels before 5.15) never match (e.g. --state ESTABLISHED;
-    /// --state SYN_SENT,SYN_RECV).
-    #[arg(long, value_name = "STATE[,STATE...]", value_parser = StateArg::from_str)]
-    pub state: Option<StateArg>,
-
-    /// Conntrack mark, decimal or 0x hex, with an optional mask; matches when
-    /// mark & MASK == VALUE (e.g. -m 0x10/0xf0). -m 0 matches mark 0.
-    #[arg(short = 'm', long = "mark", value_name = "VALUE[/MASK]", value_parser = MarkMask::from_str)]
-    pub mark: Option<MarkMask>,
-
-    /// Conntrack zone of entries zoned in both directions; 0 also matches
-    /// entries zoned in one direction only, as in conntrack (e.g. -w 10).
-    #[arg(short = 'w', long = "zone", value_name = "ZONE", value_parser = number::parse_zone)]
-    pub zone: Option<u16>,
-
-    /// Zone of entries zoned in the original direction only (`zone-orig=`);
-    /// 0 matches every other entry, as in conntrack (e.g. --orig-zone 10).
-    #[arg(long = "orig-zone", value_name = "ZONE", value_parser = number::parse_zone)]
-    pub orig_zone: Option<u16>,
-
-    /// Zone of entries zoned in the reply direction only (`zone-reply=`);
-    /// 0 matches every other entry, as in conntrack (e.g. --reply-zone 10).
-    #[arg(long = "reply-zone", value_name = "ZONE", value_parser = number::parse_zone)]
-    pub reply_zone: Option<u16>,
-
-    /// Address family (e.g. -f ipv6).
-    #[arg(short = 'f', long = "family", value_enum, value_name = "FAMILY")]
-    pub family: Option<Family>,
-
-    /// Only source-NATed connections (e.g. -n). conntrack's address form
-    /// (-n ADDR) is refused: use -n -q ADDR.
-    #[arg(short = 'n', long = "src-nat", value_name = "ADDR", num_args = 0..=1)]
-    pub src_nat: Option<Option<String>>,
-
-    /// Only destination-NATed connections (e.g. -g). conntrack's address
-    /// form (-g ADDR) is refused: use -g -r ADDR.
-    #[arg(short = 'g', long = "dst-nat", value_name = "ADDR", num_args = 0..=1)]
-    pub dst_nat: Option<Option<String>>,
-
-    /// Only connections with any NAT (e.g. -j). conntrack's address form
-    /// (-j ADDR) is refused: use -n -q ADDR or -g -r ADDR.
-    #[arg(short = 'j', long = "any-nat", value_name = "ADDR", num_args = 0..=1)]
-    pub any_nat: Option<Option<String>>,
-
-    /// conntrack's label filter; refused: the tracker does not read
-    /// connection labels (use a connmark and -m).
-    #[arg(short = 'l', long = "label", value_name = "LABEL", hide = true)]
-    pub label: Option<String>,
-
-    /// conntrack's SELinux secmark filter; refused: the tracker does not read
-    /// the secmark (use a connmark and -m).
-    #[arg(short = 'c', long = "secmark", value_name = "SECMARK", hide = true)]
-    pub secmark: Option<String>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
 
     /// Stop after N printed events (e.g. --count 10).
     #[arg(long, value_name = "N")]

@@ -7,14 +7,14 @@ use anyhow::Context as _;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::cli::{Cli, EventsArgs};
-use crate::command::{self, Opened};
-use crate::filter::{Filter, FilterError, NatFilter};
+use crate::command::{self, Opened, filters};
+use crate::filter::{Filter, FilterError};
 use crate::model::EventKinds;
 use crate::output::{OutputError, Writer};
 use crate::source::Notice;
 
 pub async fn run(cli: &Cli, args: &EventsArgs) -> anyhow::Result<ExitCode> {
-    if let Some(sentence) = refused_option(args) {
+    if let Some(sentence) = filters::refused_option(&args.filter) {
         return Err(command::UsageError(sentence).into());
     }
     let netns = command::resolve_netns(&args.netns.selection())?;
@@ -119,74 +119,10 @@ pub async fn run(cli: &Cli, args: &EventsArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// conntrack -E options the tracker parses only to refuse them, with what
-/// to use instead: the sources do not read labels or the secmark, and the
-/// NAT address forms have an equivalent with -q/-r.
-pub fn refused_option(args: &EventsArgs) -> Option<String> {
-    fn nat_addr(given: &Option<Option<String>>) -> Option<&String> {
-        given.as_ref().and_then(Option::as_ref)
-    }
-    if args.label.is_some() {
-        return Some(
-            "-l/--label is not supported: the tracker does not read connection labels; give \
-             the connections a connmark and use -m VALUE[/MASK]"
-                .into(),
-        );
-    }
-    if args.secmark.is_some() {
-        return Some(
-            "-c/--secmark is not supported: the tracker does not read the SELinux secmark; give \
-             the connections a connmark and use -m VALUE[/MASK]"
-                .into(),
-        );
-    }
-    if let Some(a) = nat_addr(&args.src_nat) {
-        return Some(format!(
-            "-n {a} is not supported: use -n -q {a} (source NAT whose reply destination, the \
-             address it rewrote to, is {a})"
-        ));
-    }
-    if let Some(a) = nat_addr(&args.dst_nat) {
-        return Some(format!(
-            "-g {a} is not supported: use -g -r {a} (destination NAT whose reply source, the \
-             address it rewrote to, is {a})"
-        ));
-    }
-    if let Some(a) = nat_addr(&args.any_nat) {
-        return Some(format!(
-            "-j {a} is not supported: use -n -q {a} or -g -r {a} (one command each)"
-        ));
-    }
-    None
-}
-
 /// Builds the filter from `tracker events` options.
 pub fn filter_from_args(args: &EventsArgs) -> Result<Filter, FilterError> {
-    Filter {
-        // A source without UPDATE (eBPF by default) never produces them.
-        kinds: args.event_mask.unwrap_or(EventKinds::ALL),
-        family: args.family,
-        proto: args.proto,
-        orig_src: args.src,
-        orig_dst: args.dst,
-        reply_src: args.reply_src,
-        reply_dst: args.reply_dst,
-        sport: args.sport,
-        dport: args.dport,
-        mark: args.mark,
-        zone: args.zone,
-        orig_zone: args.orig_zone,
-        reply_zone: args.reply_zone,
-        nat: NatFilter {
-            src: args.src_nat.is_some(),
-            dst: args.dst_nat.is_some(),
-            any: args.any_nat.is_some(),
-        },
-        states: None,
-        netns: None,
-    }
-    .with_states(args.state)?
-    .with_implied_family()
+    // A source without UPDATE (eBPF by default) never produces them.
+    filters::build(&args.filter, args.event_mask.unwrap_or(EventKinds::ALL))
 }
 
 #[cfg(test)]
@@ -212,7 +148,7 @@ mod tests {
     }
 
     fn refusal(args: &[&str]) -> Option<String> {
-        refused_option(&args_from_command_line(args))
+        filters::refused_option(&args_from_command_line(args).filter)
     }
 
     #[test]

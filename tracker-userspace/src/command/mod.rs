@@ -2,6 +2,7 @@
 
 pub mod counts;
 pub mod events;
+pub mod filters;
 pub mod serve;
 
 use anyhow::{Context as _, anyhow, bail};

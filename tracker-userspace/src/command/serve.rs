@@ -1,7 +1,8 @@
 //! `tracker serve`: the tracker as a service. It attaches like `events`,
 //! then answers Prometheus scrapes from the kernel's maps (live connections
 //! and closed flows per mark, events by kind) and, when asked, appends every
-//! event to a JSON-lines file, until SIGTERM or SIGINT.
+//! event to a JSON-lines file, until SIGTERM or SIGINT. The filters of
+//! `tracker events` choose what goes to that file, and nothing else.
 //!
 //! Everything that can fail on the command line or the machine (a second
 //! instance, a busy port, an unwritable file) is checked before the hooks
@@ -18,20 +19,27 @@ use std::time::Duration;
 use anyhow::{Context as _, anyhow};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
-use tracker_common::{KernelFilter, filter_kind};
+use tracker_common::KernelFilter;
 
 use crate::cli::{Cli, ServeArgs};
-use crate::command::{self, Opened, UsageError};
+use crate::command::{self, Opened, UsageError, filters};
 use crate::counts::{Reader, dump, follow::Follower, maps};
 use crate::event::{Event, EventKind};
+use crate::filter::{Filter, FilterError};
 use crate::metrics::{self, MarkLabels, Snapshot, http};
 use crate::model::{EventKinds, NetnsArg, NetnsSelection};
 use crate::output::{OutputFormat, Writer};
 use crate::source::{Source, acct, sysctl};
 
 pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    if let Some(sentence) = refused_option(args) {
+        return Err(UsageError(sentence).into());
+    }
     let selection = args.netns.selection();
     let netns = command::resolve_netns(&selection)?;
+    let file_filter = file_filter(args)
+        .map_err(|e| UsageError(e.to_string()))?
+        .with_netns(netns);
     let _instance = claim_instance(netns)?;
     let listener = bind(args.listen)?;
     if !args.listen.ip().is_loopback() {
@@ -41,11 +49,6 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<ExitCode> {
             args.listen
         );
     }
-    let file_kinds = args.event_mask.unwrap_or(EventKinds {
-        new: true,
-        update: false,
-        destroy: true,
-    });
     let mut events_file = args
         .events_json
         .as_deref()
@@ -65,18 +68,8 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         };
 
     let request = command::Request {
-        // Only what goes to the file passes the ring; the metrics are kept
-        // in maps and per-kind counters whatever the filter says.
-        kernel_filter: KernelFilter {
-            kinds: if events_file.is_some() {
-                kind_bits(file_kinds)
-            } else {
-                0
-            },
-            netns: netns.unwrap_or(0),
-            ..Default::default()
-        },
-        kinds: Some(file_kinds),
+        kernel_filter: kernel_filter(events_file.is_some().then_some(&file_filter), netns),
+        kinds: Some(file_filter.kinds),
         netlink_kinds: Some(EventKinds::ALL),
         set_events_sysctl: args.set_nf_conntrack_events,
         account_closed: true,
@@ -113,7 +106,7 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<ExitCode> {
                 for ev in batch.drain(..) {
                     counts.apply(&ev);
                     if let Some(f) = events_file.as_mut()
-                        && wanted(file_kinds, &ev)
+                        && file_filter.matches(&ev)
                         && let Err(e) = f.write(&ev)
                     {
                         failure = Some(e);
@@ -159,17 +152,52 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn kind_bits(k: EventKinds) -> u32 {
-    (if k.new { filter_kind::NEW } else { 0 })
-        | (if k.update { filter_kind::UPDATE } else { 0 })
-        | (if k.destroy { filter_kind::DESTROY } else { 0 })
+/// Options `tracker serve` parses only to refuse them: the conntrack -E
+/// options `events` refuses, and filters without the file they select for.
+fn refused_option(args: &ServeArgs) -> Option<String> {
+    if let Some(sentence) = filters::refused_option(&args.filter) {
+        return Some(sentence);
+    }
+    if args.events_json.is_some() {
+        return None;
+    }
+    let option = match args.event_mask {
+        Some(_) => "-e/--event-mask",
+        None => args.filter.first_given()?,
+    };
+    Some(format!(
+        "{option} only applies to --events-json, which is not given: the filters select the \
+         events written to that file, never what the metrics count"
+    ))
 }
 
-fn wanted(k: EventKinds, ev: &Event) -> bool {
-    match ev.kind {
-        EventKind::New => k.new,
-        EventKind::Update => k.update,
-        EventKind::Destroy => k.destroy,
+/// What goes to --events-json: the filters of `tracker events`, for NEW and
+/// DESTROY unless -e says otherwise (UPDATE costs a hook run per change).
+fn file_filter(args: &ServeArgs) -> Result<Filter, FilterError> {
+    let kinds = args.event_mask.unwrap_or(EventKinds {
+        new: true,
+        update: false,
+        destroy: true,
+    });
+    filters::build(&args.filter, kinds)
+}
+
+/// What the eBPF programs let into the ring: what the file wants, and
+/// nothing without a file.
+///
+/// The metrics must not depend on it, and do not: the live counts per mark
+/// move before the programs read the filter, and the closed-flow totals and
+/// events by kind look at its netns alone (tracker-ebpf's `emit.rs`), which
+/// is the watched namespace either way. The file's kinds, family, protocol
+/// and mark only decide what reaches the ring, which only the file reads.
+/// (The netlink fallback has no kernel filter: every event is followed for
+/// the metrics, and the file's filter is applied after that.)
+fn kernel_filter(file: Option<&Filter>, netns: Option<u32>) -> KernelFilter {
+    // No kind bit set: nothing goes to the ring.
+    let filter = file.map_or_else(KernelFilter::default, Filter::kernel_filter);
+    KernelFilter {
+        netns: netns.unwrap_or(0),
+        ..filter
     }
 }
 
@@ -373,5 +401,185 @@ impl Table {
             sysctl::read_value(&mut f).ok()?.parse().ok()
         };
         Some((value(c)?, value(m)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{MarkMask, Protocol};
+
+    fn cli(argv: &[&str]) -> Cli {
+        use clap::Parser as _;
+        Cli::try_parse_from(argv).unwrap()
+    }
+
+    /// `tracker serve ARGS`, parsed.
+    fn serve_args(args: &[&str]) -> ServeArgs {
+        let mut argv = vec!["tracker", "serve"];
+        argv.extend_from_slice(args);
+        let crate::cli::Command::Serve(a) = cli(&argv).command else {
+            unreachable!()
+        };
+        *a
+    }
+
+    /// The filter `tracker events ARGS` builds.
+    fn events_filter(args: &[&str]) -> Result<Filter, FilterError> {
+        let mut argv = vec!["tracker", "events"];
+        argv.extend_from_slice(args);
+        let crate::cli::Command::Events(a) = cli(&argv).command else {
+            unreachable!()
+        };
+        command::events::filter_from_args(&a)
+    }
+
+    fn with_file<'a>(args: &[&'a str]) -> Vec<&'a str> {
+        let mut v = vec!["--events-json", "/var/log/tracker/events.json"];
+        v.extend_from_slice(args);
+        v
+    }
+
+    #[test]
+    fn the_file_filter_is_the_events_filter() {
+        for words in [
+            &["-e", "NEW,DESTROY", "-p", "udp", "-m", "2"][..],
+            &[
+                "-e",
+                "ALL",
+                "-s",
+                "10.0.0.0/8",
+                "-q",
+                "198.51.100.7",
+                "--dport",
+                "53",
+            ],
+            &[
+                "-e",
+                "DESTROY",
+                "-f",
+                "ipv6",
+                "-d",
+                "2001:db8::/32",
+                "--sport",
+                "40000",
+            ],
+            &["-e", "NEW", "--state", "SYN_SENT,ESTABLISHED", "-n", "-g"],
+            &[
+                "-e",
+                "UPDATE",
+                "-w",
+                "5",
+                "--orig-zone",
+                "1",
+                "--reply-zone",
+                "2",
+                "-j",
+            ],
+            &["-e", "ALL", "-r", "10.1.0.0/16", "-m", "0x10/0xf0"],
+        ] {
+            let serve = file_filter(&serve_args(&with_file(words))).unwrap();
+            assert_eq!(Ok(serve), events_filter(words), "{words:?}");
+        }
+        // Without -e, NEW and DESTROY: as the eBPF source of `events` shows.
+        let f = file_filter(&serve_args(&with_file(&["-p", "tcp"]))).unwrap();
+        assert_eq!(
+            f,
+            events_filter(&["-e", "NEW,DESTROY", "-p", "tcp"]).unwrap()
+        );
+        // The same contradictions, the same sentence.
+        for words in [
+            &["-f", "ipv6", "-s", "10.0.0.1"][..],
+            &["-p", "udp", "--state", "ESTABLISHED"],
+        ] {
+            let serve = file_filter(&serve_args(&with_file(words))).unwrap_err();
+            assert_eq!(Err(serve), events_filter(words), "{words:?}");
+        }
+    }
+
+    #[test]
+    fn filters_need_the_file() {
+        for (words, option) in [
+            (&["-p", "udp"][..], "-p/--proto"),
+            (&["-m", "0"], "-m/--mark"),
+            (&["--dport", "53", "-s", "10.0.0.1"], "-s/--src"),
+            (&["--state", "ESTABLISHED"], "--state"),
+            (&["-n"], "-n/--src-nat"),
+            (&["--orig-zone", "3"], "--orig-zone"),
+            (&["-e", "NEW", "-p", "tcp"], "-e/--event-mask"),
+        ] {
+            assert_eq!(
+                refused_option(&serve_args(words)),
+                Some(format!(
+                    "{option} only applies to --events-json, which is not given: the filters \
+                     select the events written to that file, never what the metrics count"
+                )),
+                "{words:?}"
+            );
+            assert_eq!(refused_option(&serve_args(&with_file(words))), None);
+        }
+        assert_eq!(refused_option(&serve_args(&[])), None);
+        assert_eq!(refused_option(&serve_args(&["--all-netns"])), None);
+        // What `events` refuses, serve refuses with the same sentence.
+        assert_eq!(
+            refused_option(&serve_args(&with_file(&["-n", "198.51.100.1"]))),
+            filters::refused_option(&serve_args(&["-n", "198.51.100.1"]).filter)
+        );
+        assert!(
+            refused_option(&serve_args(&["-l", "blue"]))
+                .unwrap()
+                .starts_with("-l/--label is not supported")
+        );
+    }
+
+    /// Refused before anything is opened, as a usage error (exit code 2).
+    #[test]
+    fn a_filter_without_the_file_is_a_usage_error() {
+        let c = cli(&["tracker", "serve", "--listen", "127.0.0.1:1", "-m", "2"]);
+        let crate::cli::Command::Serve(args) = &c.command else {
+            unreachable!()
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let e = rt.block_on(run(&c, args)).unwrap_err();
+        let usage = e.downcast_ref::<UsageError>().expect("a usage error");
+        assert!(
+            usage
+                .0
+                .starts_with("-m/--mark only applies to --events-json")
+        );
+    }
+
+    #[test]
+    fn the_kernel_filter_keeps_the_watched_namespace() {
+        let f = file_filter(&serve_args(&with_file(&["-p", "udp", "-m", "0x2/0xf"])))
+            .unwrap()
+            .with_netns(Some(77));
+        let k = kernel_filter(Some(&f), Some(77));
+        assert_eq!(
+            (k.kinds, k.l4proto, k.match_mark, k.mark, k.mark_mask),
+            (3, 17, 1, 2, 0xf)
+        );
+        // The accounting's namespace, whatever the file's filter says.
+        assert_eq!(k.netns, 77);
+        assert_eq!(kernel_filter(Some(&f), None).netns, 0);
+        // No file: nothing to the ring, the namespace still watched.
+        assert_eq!(
+            kernel_filter(None, Some(77)),
+            KernelFilter {
+                netns: 77,
+                ..KernelFilter::default()
+            }
+        );
+        assert_eq!(f.proto, Some(Protocol(17)));
+        assert_eq!(
+            f.mark,
+            Some(MarkMask {
+                value: 2,
+                mask: 0xf
+            })
+        );
     }
 }
