@@ -135,6 +135,14 @@ while True:
     time.sleep(0.1)' "$SERVE_URL" >"$DIR/scrapes.out" 2>&1 &
             SCRAPER=$!
             PIDS+=("$SCRAPER")
+            # The flows start once the scraper scrapes: Python's start-up alone takes
+            # seconds in a TCG guest, longer than a generator run.
+            for ((i = 0; i < 600; i++)); do
+                [ "$(scrapes_so_far)" -gt 0 ] && break
+                kill -0 "$SCRAPER" 2>/dev/null || die "the scraper exited: $(tail -n2 "$DIR/scrapes.out")"
+                sleep 0.1
+            done
+            [ "$i" -lt 600 ] || die "the scraper made no scrape in 60 s"
         fi
         ;;
     tracker | tracker-all | tracker-json)
