@@ -1,12 +1,12 @@
 #!/bin/bash
-# A burst of BURST_FLOWS (default 30000) UDP flows, one datagram each, then a flush.
+# A burst of BURST_FLOWS (default 20000) UDP flows, one datagram each, then a flush.
 # BURST_RATE (datagrams/s, default 0 = as fast as the sender can) paces it.
 # conntrack -E loses events at this rate: bulk rule (see README) plus counts.
 # timeout: 480
 . "$(dirname "$0")/../lib.sh"
 lib_setup
 
-FLOWS=${BURST_FLOWS:-30000}
+FLOWS=${BURST_FLOWS:-20000}
 NS=trk-burst
 ns_create $NS
 ns_drop_udp $NS 10000-65535
