@@ -76,7 +76,7 @@ enum Task {
         /// Guests run at once. Each is a 2-vCPU TCG guest that keeps about
         /// 1.3 host cores busy: on a two-core machine two at once ran every
         /// scenario 2.6-2.7 times slower (each guest's vCPUs then share one
-        /// core), so one at a time is the default; more pays with 4+ cores.
+        /// core), so one at a time is the default; more is for 4+ cores.
         #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=8))]
         vm_jobs: u32,
         /// The scenario script run in each guest, relative to the workspace.
