@@ -278,9 +278,8 @@ fn host_counts(summaries: &[&str]) -> Counts {
     sums
 }
 
-/// The suite in a guest per kernel, `jobs` guests at a time. The newest
-/// kernels start first: their suites run longest, and a short one fills the
-/// slot that frees up. Each outcome is printed when its guest ends; they are
+/// The suite in a guest per kernel, `jobs` guests at a time, newest kernel
+/// first. Each outcome is printed when its guest ends; they are
 /// returned in `kernels` order. After a failure no further guest starts
 /// unless `keep_going`; the ones running finish.
 fn run_guests(
