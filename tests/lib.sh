@@ -21,6 +21,23 @@ REASON_FILE=$SCEN_DIR/reason
 rm -f "$REASON_FILE"
 TRACKER_READY_TIMEOUT=${TRACKER_READY_TIMEOUT:-30}
 
+# Waiting without a process per poll: in a TCG guest an exec of sleep or grep
+# costs about 0.1 s of CPU, so a poll ten times a second took half a vCPU from
+# the tracker it was waiting for. `read -t` on a pipe nobody writes is a
+# builtin sleep.
+exec {_PAUSE_FD}<> <(:)
+pause() { read -r -t "$1" -u "$_PAUSE_FD" _ || true; }
+
+# has_line FILE PREFIX — FILE has a line starting with PREFIX (builtins only).
+has_line() {
+    local line
+    [ -r "$1" ] || return 1
+    while IFS= read -r line || [ -n "$line" ]; do
+        [[ $line == "$2"* ]] && return 0
+    done <"$1"
+    return 1
+}
+
 _created_ns=()
 _bg_pids=()
 _restore_cmds=()
@@ -51,7 +68,7 @@ _cleanup() {
         kill -TERM "$pid" 2>/dev/null
     done
     for pid in "${_bg_pids[@]}" $CT_PID $TRK_PID; do
-        for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; pause 0.1; done
         kill -KILL "$pid" 2>/dev/null
     done
     # Under vm-suite.sh the scenario runs in timeout's process group: end stragglers
@@ -211,7 +228,7 @@ wait_file() {
     local f=$1 secs=${2:-10} i
     for ((i = 0; i < secs * 10; i++)); do
         [ -e "$f" ] && return 0
-        sleep 0.1
+        pause 0.1
     done
     return 1
 }
@@ -261,7 +278,7 @@ wait_ct_count() {
     while :; do
         [ "$(ct_count "$ns")" = "$want" ] && return 0
         [ "$SECONDS" -lt "$end" ] || return 1
-        sleep 0.2
+        pause 0.2
     done
 }
 
@@ -270,6 +287,17 @@ wait_ct_count() {
 # Number of netfilter netlink sockets (protocol 12) subscribed to a group in NS.
 _nfnl_listeners() {
     in_ns "$1" cat /proc/net/netlink | awk '$2 == 12 && $4 != "00000000" { n++ } END { print n + 0 }'
+}
+
+# The same for the netns of process PID, into NFNL_N, with builtins only (polled).
+_nfnl_listeners_of() {
+    local _sk proto _pid groups _rest
+    NFNL_N=0
+    [ -r "/proc/$1/net/netlink" ] || return 1
+    while read -r _sk proto _pid groups _rest; do
+        [ "$proto" = 12 ] && [ "$groups" != 00000000 ] && NFNL_N=$((NFNL_N + 1))
+    done <"/proc/$1/net/netlink"
+    return 0
 }
 
 # oracle_start NS [extra conntrack -E args...]
@@ -293,9 +321,9 @@ oracle_start() {
         >"$CT_OUT" 2>"$CT_ERR" &
     CT_PID=$!
     for ((i = 0; i < 100; i++)); do
-        [ "$(_nfnl_listeners "$ns")" -gt "$base" ] && break
+        _nfnl_listeners_of "$CT_PID" && [ "$NFNL_N" -gt "$base" ] && break
         kill -0 "$CT_PID" 2>/dev/null || fail "conntrack -E exited: $(cat "$CT_ERR")"
-        sleep 0.1
+        pause 0.1
     done
     [ "$i" -lt 100 ] || log "warning: conntrack -E not seen on netlink after 10 s; going on"
     # shellcheck disable=SC2086  # TRACKER_ARGS: extra words, e.g. filters
@@ -303,7 +331,7 @@ oracle_start() {
         >"$TRK_OUT" 2>"$TRK_ERR" &
     TRK_PID=$!
     for ((i = 0; i < TRACKER_READY_TIMEOUT * 10; i++)); do
-        grep -q '^tracker: listening' "$TRK_ERR" 2>/dev/null && break
+        has_line "$TRK_ERR" 'tracker: listening' && break
         if ! kill -0 "$TRK_PID" 2>/dev/null; then
             wait "$TRK_PID" && rc=0 || rc=$?
             TRK_PID=
@@ -311,7 +339,7 @@ oracle_start() {
             cat "$TRK_ERR"
             fail "tracker exited (rc=$rc) before listening: $(grep -v '^\s*$' "$TRK_ERR" | tail -n1)"
         fi
-        sleep 0.1
+        pause 0.1
     done
     if [ "$i" -ge $((TRACKER_READY_TIMEOUT * 10)) ]; then
         echo "--- tracker stderr ---"
@@ -331,9 +359,9 @@ extra_tracker_start() {
     EXTRA_PID=$!
     _bg_pids+=("$EXTRA_PID")
     for ((i = 0; i < TRACKER_READY_TIMEOUT * 10; i++)); do
-        grep -q '^tracker: listening' "$SCEN_DIR/$name.err" 2>/dev/null && return 0
+        has_line "$SCEN_DIR/$name.err" 'tracker: listening' && return 0
         kill -0 "$EXTRA_PID" 2>/dev/null || fail "tracker $name exited: $(tail -n1 "$SCEN_DIR/$name.err")"
-        sleep 0.1
+        pause 0.1
     done
     fail "tracker $name did not print 'tracker: listening'"
 }
@@ -351,7 +379,7 @@ oracle_settle() {
         cur="$(stat -c %s "$CT_OUT" "$TRK_OUT" | tr '\n' ' ')"
         if [ "$cur" = "$prev" ]; then quiet=$((quiet + 1)); else quiet=0; fi
         prev=$cur
-        sleep 0.3
+        pause 0.3
     done
 }
 
@@ -362,7 +390,7 @@ oracle_stop() {
     oracle_settle "${1:-15}"
     for pid in $CT_PID $TRK_PID; do kill -INT "$pid" 2>/dev/null || true; done
     for pid in $CT_PID $TRK_PID; do
-        for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; pause 0.1; done
         if kill -0 "$pid" 2>/dev/null; then
             kill -KILL "$pid" 2>/dev/null || true
             [ "$pid" = "$TRK_PID" ] && fail "tracker did not exit within 10 s of SIGINT"
@@ -372,24 +400,123 @@ oracle_stop() {
     wait "$TRK_PID" && rc=0 || rc=$?
     CT_PID=
     TRK_PID=
+    _stopped_pair "$rc" "$CT_ERR" "$TRK_ERR" "$TRK_OUT"
+}
+
+# _stopped_pair RC CT_ERR TRK_ERR TRK_OUT — shows both stderrs and checks the tracker's
+# summary line against what it printed. Sets TRK_SHOWN and TRK_LOST.
+_stopped_pair() {
+    local rc=$1 ct_err=$2 trk_err=$3 trk_out=$4 summary lines
     echo "--- conntrack -E stderr (repeated lines once) ---"
-    awk '!seen[$0]++' "$CT_ERR"
+    awk '!seen[$0]++' "$ct_err"
     echo
     echo "--- tracker stderr (rc=$rc) ---"
-    cat "$TRK_ERR"
-    local summary
-    summary=$(grep -E '^tracker: [0-9]+ flow events have been shown, [0-9]+ lost\.' "$TRK_ERR" | tail -n1 || true)
+    cat "$trk_err"
+    summary=$(grep -E '^tracker: [0-9]+ flow events have been shown, [0-9]+ lost\.' "$trk_err" | tail -n1 || true)
     [ -n "$summary" ] || fail "tracker (rc=$rc) did not print 'tracker: N flow events have been shown, M lost.' on exit"
     TRK_SHOWN=$(sed -E 's/^tracker: ([0-9]+) .*/\1/' <<<"$summary")
     TRK_LOST=$(sed -E 's/.*shown, ([0-9]+) lost.*/\1/' <<<"$summary")
-    local lines
-    lines=$(grep -c . "$TRK_OUT" || true)
+    lines=$(grep -c . "$trk_out" || true)
     [ "$TRK_SHOWN" = "$lines" ] || fail "tracker says it showed $TRK_SHOWN events but printed $lines lines"
+}
+
+# --- several pairs at once ---------------------------------------------------------------
+
+# pair_add NAME WORDS... then pairs_start NS: one `conntrack -E -e NEW,DESTROY WORDS` and
+# one `tracker events -e NEW,DESTROY WORDS` per pair, files under $SCEN_DIR/NAME/. The
+# pairs start together, so the trackers' start-ups (seconds each in a TCG guest) overlap.
+# Every conntrack -E is subscribed before any tracker starts: the netlink fallback
+# subscribes too, and the count of subscribers is how readiness is seen.
+PAIRS=()
+declare -A _PAIR_WORDS=() _PAIR_CT=() _PAIR_TRK=()
+pair_add() {
+    local name=$1
+    shift
+    PAIRS+=("$name")
+    _PAIR_WORDS[$name]="$*"
+}
+
+pairs_start() {
+    local ns=$1 name dir base i
+    base=$(_nfnl_listeners "$ns")
+    for name in "${PAIRS[@]}"; do
+        dir=$SCEN_DIR/$name
+        mkdir -p "$dir"
+        # shellcheck disable=SC2086  # the words are split on purpose
+        nsenter --net="/run/netns/$ns" -- conntrack -E -e NEW,DESTROY ${_PAIR_WORDS[$name]} \
+            >"$dir/conntrack.events" 2>"$dir/conntrack.stderr" &
+        _PAIR_CT[$name]=$!
+        _bg_pids+=($!)
+    done
+    for ((i = 0; i < 100; i++)); do
+        _nfnl_listeners_of "${_PAIR_CT[${PAIRS[0]}]}" \
+            && [ "$NFNL_N" -ge $((base + ${#PAIRS[@]})) ] && break
+        pause 0.1
+    done
+    [ "$i" -lt 100 ] || fail "not every conntrack -E subscribed within 10 s ($NFNL_N of $((base + ${#PAIRS[@]})) listeners)"
+    for name in "${PAIRS[@]}"; do
+        dir=$SCEN_DIR/$name
+        # shellcheck disable=SC2086
+        nsenter --net="/run/netns/$ns" -- "$TRACKER" events -e NEW,DESTROY ${_PAIR_WORDS[$name]} \
+            >"$dir/tracker.events" 2>"$dir/tracker.stderr" &
+        _PAIR_TRK[$name]=$!
+        _bg_pids+=($!)
+    done
+    for name in "${PAIRS[@]}"; do
+        dir=$SCEN_DIR/$name
+        for ((i = 0; i < TRACKER_READY_TIMEOUT * 10; i++)); do
+            has_line "$dir/tracker.stderr" 'tracker: listening' && break
+            kill -0 "${_PAIR_TRK[$name]}" 2>/dev/null \
+                || fail "tracker ${_PAIR_WORDS[$name]} exited before listening: $(tail -n1 "$dir/tracker.stderr")"
+            pause 0.1
+        done
+        [ "$i" -lt $((TRACKER_READY_TIMEOUT * 10)) ] \
+            || fail "tracker ${_PAIR_WORDS[$name]} did not print 'tracker: listening' within ${TRACKER_READY_TIMEOUT}s"
+    done
+    log "${#PAIRS[@]} pairs running in $ns"
+}
+
+# pairs_stop: waits until no event file grows, then stops every pair; pair_use NAME
+# then points CT_OUT, TRK_OUT, TRK_LOST and ORACLE_DIR (the comparison's output) at a
+# pair for expect_events and oracle_compare.
+pairs_stop() {
+    local name pid files=() prev= cur quiet=0 i rc
+    for name in "${PAIRS[@]}"; do
+        files+=("$SCEN_DIR/$name/conntrack.events" "$SCEN_DIR/$name/tracker.events")
+    done
+    for ((i = 0; i < 150 && quiet < 4; i += 3)); do
+        cur="$(stat -c %s "${files[@]}" | tr '\n' ' ')"
+        if [ "$cur" = "$prev" ]; then quiet=$((quiet + 1)); else quiet=0; fi
+        prev=$cur
+        pause 0.3
+    done
+    for name in "${PAIRS[@]}"; do
+        kill -INT "${_PAIR_CT[$name]}" "${_PAIR_TRK[$name]}" 2>/dev/null || true
+    done
+    for name in "${PAIRS[@]}"; do
+        wait "${_PAIR_CT[$name]}" 2>/dev/null || true
+        pid=${_PAIR_TRK[$name]}
+        for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; pause 0.1; done
+        kill -0 "$pid" 2>/dev/null && { kill -KILL "$pid"; fail "tracker ${_PAIR_WORDS[$name]} did not exit within 10 s of SIGINT"; }
+        wait "$pid" && rc=0 || rc=$?
+        echo "=== pair $name: ${_PAIR_WORDS[$name]}"
+        _stopped_pair "$rc" "$SCEN_DIR/$name/conntrack.stderr" "$SCEN_DIR/$name/tracker.stderr" \
+            "$SCEN_DIR/$name/tracker.events"
+        echo "$TRK_LOST" >"$SCEN_DIR/$name/lost"
+    done
+}
+
+pair_use() {
+    CT_OUT=$SCEN_DIR/$1/conntrack.events
+    TRK_OUT=$SCEN_DIR/$1/tracker.events
+    TRK_LOST=$(cat "$SCEN_DIR/$1/lost")
+    ORACLE_DIR=$SCEN_DIR/$1
+    log "pair $1: ${_PAIR_WORDS[$1]}"
 }
 
 # Exact rule: the multisets of normalised lines must be equal.
 oracle_compare() {
-    "${ORACLE[@]}" exact "$CT_OUT" "$TRK_OUT" "$SCEN_DIR" \
+    "${ORACLE[@]}" exact "$CT_OUT" "$TRK_OUT" "${ORACLE_DIR:-$SCEN_DIR}" \
         || fail "conntrack -E and tracker event streams differ (see diff)"
     [ "${TRK_LOST:-0}" = 0 ] || fail "tracker reported $TRK_LOST lost events"
 }

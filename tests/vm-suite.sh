@@ -4,7 +4,8 @@
 #
 # Env: TRACKER (absolute path of the tracker binary), RESULTS_DIR (writable),
 #      SCENARIOS (optional: space/comma separated globs or regexes on scenario names),
-#      SCEN_TIMEOUT (seconds per scenario, default 300).
+#      SCEN_TIMEOUT (seconds per scenario, default 300), SUITE_STAGE=1 (test-bed guests
+#      only: copy hot files into guest RAM first, see stage_in_ram).
 # Prints  RESULT<TAB>name<TAB>pass|fail|skip<TAB>seconds<TAB>reason  per scenario
 # (also appended to $RESULTS_DIR/results.tsv), then SUITE-DONE; exits 1 if any failed.
 
@@ -49,6 +50,37 @@ reset_state() {
 }
 
 one_line() { tr '\t\r\n' '   ' | sed -e 's/  */ /g' -e 's/^ //' -e 's/ $//' | cut -c1-300; }
+
+# SUITE_STAGE=1 (set by `cargo xtask` for its guests only): the guest's root is
+# the host's filesystem over 9p without a page cache, so every exec reads its
+# binary and libraries from the host again, and under TCG each read is slow.
+# The commands the scenarios run most are put in guest RAM once: /usr is an
+# overlay whose upper layer is guest tmpfs, and an attribute change copies a
+# file up (atime only, so no mtime changes); the tracker, which lives under the
+# 9p target mount, is copied to a tmpfs. Never on a real host: there
+# the atime change would reach the host's own files.
+stage_in_ram() {
+    local dir=/run/trk-stage files=() c p started=$SECONDS
+    mkdir -p "$dir" && mount -t tmpfs -o size=256m tmpfs "$dir" || return 0
+    if cp "$TRACKER" "$dir/tracker"; then TRACKER=$dir/tracker; fi
+    for c in bash conntrack ip nsenter nft iptables ip6tables grep sed awk cat date sleep \
+        stat timeout sort uniq tr cut head tail wc diff kill sysctl mkdir rm mktemp \
+        "${PYTHON:-/usr/bin/python3}"; do
+        p=$(command -v "$c") && files+=("$(readlink -f "$p")")
+    done
+    # Shared libraries of those, and the modules the Python helpers import.
+    mapfile -t -O "${#files[@]}" files < <(
+        ldd "${files[@]}" 2>/dev/null | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }'
+        "${PYTHON:-/usr/bin/python3}" -S -v "$TESTS_DIR/oracle.py" --help 2>&1 >/dev/null \
+            | sed -nE "s/^# code object from '(.*)'$/\1/p; s/^# extension module .* from '(.*)'$/\1/p"
+        "${PYTHON:-/usr/bin/python3}" -S -v "$TESTS_DIR/traffic.py" --help 2>&1 >/dev/null \
+            | sed -nE "s/^# code object from '(.*)'$/\1/p; s/^# extension module .* from '(.*)'$/\1/p"
+    )
+    mapfile -t files < <(readlink -f "${files[@]}" | grep '^/usr/' | sort -u)
+    touch -a -c "${files[@]}" 2>/dev/null
+    echo "vm-suite: staged the tracker and ${#files[@]} files in guest RAM in $((SECONDS - started)) s"
+}
+[ "${SUITE_STAGE:-}" = 1 ] && stage_in_ram
 
 echo "vm-suite: kernel $(uname -r), tracker $TRACKER, results $RESULTS_DIR"
 modprobe -q nf_conntrack 2>/dev/null

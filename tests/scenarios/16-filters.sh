@@ -26,40 +26,49 @@ start_udp_echo $NS 127.0.0.1 5300
 start_udp_echo $NS 127.0.0.1 5301
 start_udp_echo $NS ::1 5302
 
-run_filter() {
-    local words=$1 min=$2
-    log "filter: $words"
-    # shellcheck disable=SC2086
-    TRACKER_ARGS="$words" oracle_start $NS $words
-    traffic $NS tcp-client 127.0.0.1 8000 --count 1
-    traffic $NS tcp-client ::1 8001 --count 1
-    traffic $NS udp-client 127.0.0.1 5300 --count 1
-    traffic $NS udp-client 127.0.0.1 5301 --count 2
-    traffic $NS udp-client ::1 5302 --count 1
-    ct_flush $NS
-    oracle_stop
-    expect_events '\[(NEW|DESTROY)\]' "$min" "$min"
-    oracle_compare
-}
-
-run_filter "-p udp --dport 5301 -m 1" 4
-run_filter "-f ipv6 -r ::1 -q ::1 -p udp" 2
-run_filter "-s 127.0.0.0/8 -d 127.0.0.1 -p tcp" 2
-
+# Every filter set is a pair of its own (conntrack -E and the tracker, given the same
+# words), all running through one round of traffic: what one set must show, no other
+# set's traffic adds to (each expected count below holds for the whole round).
+pair_add udp-mark -p udp --dport 5301 -m 1
+pair_add ipv6 -f ipv6 -r ::1 -q ::1 -p udp
+pair_add ipv4-tcp -s 127.0.0.0/8 -d 127.0.0.1 -p tcp
 # --state, applied in userspace, on the state the line shows. The traffic's TCP lines are
 # NEW SYN_SENT and DESTROY TIME_WAIT or CLOSE: none match. An entry inserted ESTABLISHED
 # shows it on its NEW line, and on its DESTROY where DESTROY carries the state (5.15+).
-STATE_WORDS="-p tcp --state ESTABLISHED"
-log "filter: $STATE_WORDS"
-# shellcheck disable=SC2086
-TRACKER_ARGS="$STATE_WORDS" oracle_start $NS $STATE_WORDS
+pair_add state -p tcp --state ESTABLISHED
+# Zones: one entry per kind of zone, inserted by conntrack. --orig-zone 5 shows only the
+# entry zoned in the original direction; --reply-zone 0 every entry without a reply-only
+# zone (a zone slot an entry lacks compares as 0 in conntrack).
+pair_add orig-zone --orig-zone 5 -p udp
+pair_add reply-zone --reply-zone 0 -d 10.9.8.2
+pairs_start $NS
+
 traffic $NS tcp-client 127.0.0.1 8000 --count 1
 traffic $NS tcp-client ::1 8001 --count 1
 traffic $NS udp-client 127.0.0.1 5300 --count 1
-in_ns $NS conntrack -I -p tcp -s 10.9.9.1 -d 10.9.9.2 --sport 1001 --dport 80 \
-    --state ESTABLISHED -t 120 -u SEEN_REPLY,ASSURED 2>&1 | sed 's/^/  conntrack: /'
+traffic $NS udp-client 127.0.0.1 5301 --count 2
+traffic $NS udp-client ::1 5302 --count 1
+ZONE_T="-p udp -d 10.9.8.2 --sport 1 --dport 2 -t 60"
+cat >"$SCEN_DIR/inserts" <<BATCH
+-I -p tcp -s 10.9.9.1 -d 10.9.9.2 --sport 1001 --dport 80 --state ESTABLISHED -t 120 -u SEEN_REPLY,ASSURED
+-I -s 10.9.8.1 $ZONE_T --orig-zone 5
+-I -s 10.9.8.3 $ZONE_T --reply-zone 5
+-I -s 10.9.8.4 $ZONE_T --zone 5
+BATCH
+in_ns $NS conntrack -R "$SCEN_DIR/inserts" 2>&1 | sed 's/^/  conntrack: /'
 ct_flush $NS
-oracle_stop
+pairs_stop
+
+for set in udp-mark ipv6 ipv4-tcp; do
+    pair_use $set
+    case $set in
+        udp-mark) expect_events '\[(NEW|DESTROY)\]' 4 4 ;;
+        *) expect_events '\[(NEW|DESTROY)\]' 2 2 ;;
+    esac
+    oracle_compare
+done
+
+pair_use state
 IFS=. read -r KMAJ KMIN _ <<<"$(uname -r)"
 if [ "$KMAJ" -gt 5 ] || { [ "$KMAJ" = 5 ] && [ "${KMIN%%[!0-9]*}" -ge 15 ]; }; then
     DESTROYS=1
@@ -71,25 +80,14 @@ expect_events '^\[DESTROY\] tcp +6 [0-9]+ ESTABLISHED src=10\.9\.9\.1 .*sport=10
 expect_events '\[(NEW|DESTROY)\]' $((1 + DESTROYS)) $((1 + DESTROYS))
 oracle_compare
 
-# Zones: one entry per kind of zone, inserted by conntrack. --orig-zone 5 shows only the
-# entry zoned in the original direction; --reply-zone 0 every entry without a reply-only
-# zone (a zone slot an entry lacks compares as 0 in conntrack).
-ZONE_T=(-p udp -d 10.9.8.2 --sport 1 --dport 2 -t 60)
-for ZONE_WORDS in "--orig-zone 5 -p udp" "--reply-zone 0 -d 10.9.8.2"; do
-    log "filter: $ZONE_WORDS"
-    # shellcheck disable=SC2086
-    TRACKER_ARGS="$ZONE_WORDS" oracle_start $NS $ZONE_WORDS
-    in_ns $NS conntrack -I -s 10.9.8.1 "${ZONE_T[@]}" --orig-zone 5 2>&1 | sed 's/^/  conntrack: /'
-    in_ns $NS conntrack -I -s 10.9.8.3 "${ZONE_T[@]}" --reply-zone 5 2>&1 | sed 's/^/  conntrack: /'
-    in_ns $NS conntrack -I -s 10.9.8.4 "${ZONE_T[@]}" --zone 5 2>&1 | sed 's/^/  conntrack: /'
-    ct_flush $NS
-    oracle_stop
-    case $ZONE_WORDS in
-        --orig-zone*) expect_events '\[(NEW|DESTROY)\] .* zone-orig=5 ' 2 2 ;;
-        --reply-zone*) expect_events '\[(NEW|DESTROY)\] udp .*src=10\.9\.8\.[14] ' 4 4 ;;
-    esac
-    oracle_compare
-done
+pair_use orig-zone
+expect_events '\[(NEW|DESTROY)\] .* zone-orig=5 ' 2 2
+expect_events '\[(NEW|DESTROY)\]' 2 2
+oracle_compare
+pair_use reply-zone
+expect_events '\[(NEW|DESTROY)\] udp .*src=10\.9\.8\.[14] ' 4 4
+expect_events '\[(NEW|DESTROY)\]' 4 4
+oracle_compare
 
 # iptables' ctstate NEW is not a conntrack state: refused before anything is loaded.
 if in_ns $NS timeout 30 "$TRACKER" events --state NEW -p tcp --dport 22 \

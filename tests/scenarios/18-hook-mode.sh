@@ -15,9 +15,9 @@ TRK_ERR=$SCEN_DIR/tracker.stderr
 nsenter --net="/run/netns/$NS" -- "$TRACKER" events >"$TRK_OUT" 2>"$TRK_ERR" &
 TRK_PID=$!
 for ((i = 0; i < TRACKER_READY_TIMEOUT * 10; i++)); do
-    grep -q '^tracker: listening' "$TRK_ERR" 2>/dev/null && break
+    has_line "$TRK_ERR" 'tracker: listening' && break
     kill -0 "$TRK_PID" 2>/dev/null || { cat "$TRK_ERR"; fail "tracker exited before listening"; }
-    sleep 0.1
+    pause 0.1
 done
 grep -q '^tracker: listening' "$TRK_ERR" || fail "tracker did not start listening"
 cat "$TRK_ERR"

@@ -60,7 +60,7 @@ if has_tracker sctp; then
     end=$((SECONDS + 10))
     until [ "$(_nfnl_listeners $NS)" -gt "$base" ]; do
         [ "$SECONDS" -lt "$end" ] || fail "conntrack -E ${STATE_WORDS[*]} did not subscribe: $(cat "$SCEN_DIR/state.conntrack.err")"
-        sleep 0.1
+        pause 0.1
     done
     extra_tracker_start $NS state events -e NEW,DESTROY "${STATE_WORDS[@]}"
 fi

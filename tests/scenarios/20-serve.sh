@@ -85,14 +85,14 @@ serve_refused 1 "the port is in use" --listen 127.0.0.1:$((PORT + 1))
 base=$(_nfnl_listeners $RTR)
 nsenter --net="/run/netns/$RTR" -- conntrack -E -e DESTROY >"$SCEN_DIR/conntrack.events" 2>"$SCEN_DIR/conntrack.stderr" &
 CT_PID=$!
-for ((i = 0; i < 100; i++)); do [ "$(_nfnl_listeners $RTR)" -gt "$base" ] && break; sleep 0.1; done
+for ((i = 0; i < 100; i++)); do [ "$(_nfnl_listeners $RTR)" -gt "$base" ] && break; pause 0.1; done
 # The --events-json oracle: conntrack -E with the file's filter words.
 base=$(_nfnl_listeners $RTR)
 nsenter --net="/run/netns/$RTR" -- conntrack -E -e NEW,DESTROY "${FILE_FILTER[@]}" \
     >"$SCEN_DIR/conntrack.filtered" 2>"$SCEN_DIR/conntrack.filtered.stderr" &
 CT_FILTERED_PID=$!
 _bg_pids+=("$CT_FILTERED_PID")
-for ((i = 0; i < 100; i++)); do [ "$(_nfnl_listeners $RTR)" -gt "$base" ] && break; sleep 0.1; done
+for ((i = 0; i < 100; i++)); do [ "$(_nfnl_listeners $RTR)" -gt "$base" ] && break; pause 0.1; done
 
 # serve_start NS ERRFILE ARGS... — `tracker ARGS` in NS until it says it serves; sets
 # STARTED_PID.
@@ -103,9 +103,9 @@ serve_start() {
     STARTED_PID=$!
     _bg_pids+=("$STARTED_PID")
     for ((i = 0; i < TRACKER_READY_TIMEOUT * 10; i++)); do
-        grep -q '^tracker: serving metrics' "$err" && return 0
+        has_line "$err" 'tracker: serving metrics' && return 0
         kill -0 $STARTED_PID 2>/dev/null || fail "tracker $* exited: $(cat "$err")"
-        sleep 0.1
+        pause 0.1
     done
     fail "tracker $* did not start serving: $(cat "$err")"
 }
@@ -127,7 +127,7 @@ kill -TERM $WIDE_PID; wait $WIDE_PID || fail "serve --listen 0.0.0.0 did not exi
 for ((i = 0; i < 600; i++)); do
     in_ns $RTR curl -sf $PROM/-/ready >/dev/null 2>&1 && break
     kill -0 "$PROM_PID" 2>/dev/null || fail "prometheus exited: $(grep -m1 -iE 'panic|err' "$SCEN_DIR/background.log")"
-    sleep 0.2
+    pause 0.2
 done
 in_ns $RTR curl -sf $PROM/-/ready >/dev/null || fail "prometheus did not become ready: $(tail -n3 "$SCEN_DIR/background.log")"
 
@@ -157,18 +157,18 @@ PROMTOOL_PID=$!
 # in a new file at the same path.
 mv "$SCEN_DIR/events.json" "$SCEN_DIR/events.json.1"
 kill -HUP $SERVE_PID
-for ((i = 0; i < 50; i++)); do [ -e "$SCEN_DIR/events.json" ] && break; sleep 0.1; done
+for ((i = 0; i < 50; i++)); do [ -e "$SCEN_DIR/events.json" ] && break; pause 0.1; done
 [ -e "$SCEN_DIR/events.json" ] || fail "SIGHUP did not reopen --events-json"
 ct_flush $RTR
 for ((i = 0; i < 100; i++)); do
     [ "$(grep -c '^\[DESTROY\]' "$SCEN_DIR/conntrack.events")" -ge 55 ] && break
-    sleep 0.2
+    pause 0.2
 done
 n=$(grep -c '^\[DESTROY\]' "$SCEN_DIR/conntrack.events" || true)
 [ "$n" = 55 ] || fail "scenario check: conntrack -E printed $n DESTROY lines, expected 55 (it must lose nothing here)"
 for ((i = 0; i < 50; i++)); do
     [ "$(grep -c '^\[DESTROY\]' "$SCEN_DIR/conntrack.filtered")" -ge 15 ] && break
-    sleep 0.2
+    pause 0.2
 done
 in_ns $RTR "${PROMCHECK[@]}" wait $PROM 'conntrack_tracker_events_total{kind="destroy"}' 55 60 \
     || fail "prometheus never scraped 55 DESTROY events"

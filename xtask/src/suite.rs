@@ -341,8 +341,9 @@ fn run_on(kernel: &Kernel, suite: &Path, timeout: Duration) -> Result<KernelOutc
     fs::create_dir_all(&results_dir)
         .with_context(|| format!("creating {}", results_dir.display()))?;
 
+    // SUITE_STAGE: the suite may copy hot files into guest RAM (vm-suite.sh).
     let command = format!(
-        "TRACKER={} RESULTS_DIR={} bash {}",
+        "SUITE_STAGE=1 TRACKER={} RESULTS_DIR={} bash {}",
         process::shell_quote(&paths::tracker_binary().display().to_string()),
         process::shell_quote(&results_dir.display().to_string()),
         process::shell_quote(&suite.display().to_string()),

@@ -66,9 +66,18 @@ impl KernelBtf {
             path: path.display().to_string(),
             message: e.to_string(),
         };
-        let base = Btf::from_file(vmlinux).map_err(|e| parse(vmlinux, e))?;
+        // Read whole, then parsed from memory: btf-rs's file reader seeks
+        // and reads in small steps, tens of thousands of syscalls for
+        // vmlinux.
+        let read = |path: &Path| {
+            std::fs::read(path).map_err(|e| BtfError::Parse {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })
+        };
+        let base = Btf::from_bytes(&read(vmlinux)?).map_err(|e| parse(vmlinux, e))?;
         let btf = if module.exists() {
-            Btf::from_split_file(module, &base).map_err(|e| parse(module, e))?
+            Btf::from_split_bytes(&read(module)?, &base).map_err(|e| parse(module, e))?
         } else {
             base
         };

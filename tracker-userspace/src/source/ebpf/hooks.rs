@@ -214,18 +214,27 @@ pub fn kprobe_support() -> Result<(), String> {
     Err("kprobes are not available in this kernel (CONFIG_KPROBES unset, no kprobe PMU)".into())
 }
 
-/// Functions the running kernel has as symbols (not inlined away).
-pub fn kernel_symbols() -> HashSet<String> {
-    let Ok(text) = std::fs::read_to_string("/proc/kallsyms") else {
+/// Which of `wanted` the running kernel has as function symbols (not
+/// inlined away); empty when /proc/kallsyms cannot be read. Only the wanted
+/// names are kept: the file has a line per kernel symbol (~200 000), and a
+/// set of all of them cost more than the rest of start-up on a slow guest.
+pub fn kernel_symbols(wanted: &HashSet<&str>) -> HashSet<String> {
+    use std::io::BufRead;
+    let Ok(file) = std::fs::File::open("/proc/kallsyms") else {
         return HashSet::new();
     };
-    text.lines()
-        .filter_map(|l| {
-            let mut it = l.split_whitespace();
-            let (_addr, kind, name) = (it.next()?, it.next()?, it.next()?);
-            matches!(kind, "t" | "T").then(|| name.to_string())
-        })
-        .collect()
+    let mut found = HashSet::new();
+    for line in std::io::BufReader::with_capacity(1 << 16, file).lines() {
+        let Ok(line) = line else { break };
+        let mut it = line.split_whitespace();
+        let (Some(_addr), Some(kind), Some(name)) = (it.next(), it.next(), it.next()) else {
+            continue;
+        };
+        if matches!(kind, "t" | "T") && wanted.contains(name) {
+            found.insert(name.to_string());
+        }
+    }
+    found
 }
 
 fn try_trampoline(
@@ -320,22 +329,57 @@ pub fn short(e: &dyn std::error::Error) -> String {
     s.replace("the BPF_PROG_LOAD syscall returned ", "")
 }
 
+/// What attaching needs to know about the kernel besides the offsets:
+/// aya's parse of vmlinux BTF (trampoline targets) and which hooked
+/// functions are symbols (kprobe candidates). Each takes about a second on a
+/// slow machine, so both start on their own threads while the caller parses
+/// BTF and loads the programs, which does not need them.
+pub struct KernelFacts {
+    aya_btf: std::thread::JoinHandle<Option<aya::Btf>>,
+    symbols: std::thread::JoinHandle<HashSet<String>>,
+}
+
+impl KernelFacts {
+    pub fn gather() -> Self {
+        Self {
+            aya_btf: std::thread::spawn(|| aya::Btf::from_sys_fs().ok()),
+            symbols: std::thread::spawn(|| {
+                let wanted = HOOKS
+                    .iter()
+                    .flat_map(|h| h.functions.iter().copied())
+                    .collect();
+                kernel_symbols(&wanted)
+            }),
+        }
+    }
+}
+
 /// What attaching needs to know about the kernel, gathered once.
 pub struct KernelView<'a> {
     pub kbtf: &'a KernelBtf,
     pub aya_btf: Option<aya::Btf>,
-    pub symbols: HashSet<String>,
+    /// Empty when /proc/kallsyms could not be read: then no candidate is
+    /// refused for want of a symbol.
+    symbols: HashSet<String>,
     pub kprobes: Result<(), String>,
 }
 
 impl<'a> KernelView<'a> {
-    pub fn new(kbtf: &'a KernelBtf) -> Self {
+    pub fn new(kbtf: &'a KernelBtf, facts: KernelFacts) -> Self {
+        // A gathering thread that panicked knows nothing: the same as an
+        // unreadable file.
         Self {
             kbtf,
-            aya_btf: aya::Btf::from_sys_fs().ok(),
-            symbols: kernel_symbols(),
+            aya_btf: facts.aya_btf.join().ok().flatten(),
+            symbols: facts.symbols.join().unwrap_or_default(),
             kprobes: kprobe_support(),
         }
+    }
+
+    /// False only when the kernel's symbols were read and `func` is not
+    /// among them.
+    fn may_have_symbol(&self, func: &str) -> bool {
+        self.symbols.is_empty() || self.symbols.contains(func)
     }
 }
 
@@ -379,7 +423,7 @@ pub fn attach_hook(
             refused.push(e.clone());
             continue;
         }
-        if !view.symbols.is_empty() && !view.symbols.contains(func) {
+        if !view.may_have_symbol(func) {
             refused.push(match hook.module {
                 Some(m) => format!("{func} is not a symbol of this kernel ({m} is not loaded)"),
                 None => format!("{func} is not a symbol of this kernel"),
@@ -409,14 +453,13 @@ pub fn attach_hook(
 pub fn attach_all(
     ebpf: &mut Ebpf,
     mode: HookMode,
-    kbtf: &KernelBtf,
+    view: &KernelView<'_>,
     updates: bool,
 ) -> Vec<Outcome> {
-    let view = KernelView::new(kbtf);
     HOOKS
         .iter()
         .filter(|hook| updates || !hook.updates_only)
-        .map(|hook| attach_hook(ebpf, hook, mode, &view))
+        .map(|hook| attach_hook(ebpf, hook, mode, view))
         .collect()
 }
 
@@ -427,4 +470,18 @@ pub fn module_appeared(outcome: &Outcome) -> bool {
             .hook
             .module
             .is_some_and(|m| std::path::Path::new(&format!("/sys/module/{m}")).exists())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_symbols_keeps_only_the_wanted_names_the_kernel_has() {
+        // /proc/kallsyms lists names for every reader (only the addresses
+        // are hidden without privileges). `schedule` is a function of every kernel; the other name is no symbol.
+        let wanted: HashSet<&str> = ["schedule", "no_such_function_in_any_kernel"].into();
+        let found = kernel_symbols(&wanted);
+        assert_eq!(found, HashSet::from(["schedule".to_string()]));
+    }
 }

@@ -108,6 +108,7 @@ impl EbpfSource {
         }
         // The parsed BTF is large (tens of MiB for vmlinux): it lives only
         // until the hooks are attached; the offsets are all that stays.
+        let facts = hooks::KernelFacts::gather();
         let kbtf = KernelBtf::load()?;
         let offsets = kbtf.offsets()?;
         // Where kprobes are used, they pair with their kretprobes through a
@@ -139,7 +140,9 @@ impl EbpfSource {
             .load(OBJECT)
             .map_err(|e| EbpfError::Load(hooks::short(&e)))?;
 
-        let outcomes = hooks::attach_all(&mut ebpf, opts.hook_mode, &kbtf, opts.updates);
+        let view = hooks::KernelView::new(&kbtf, facts);
+        let outcomes = hooks::attach_all(&mut ebpf, opts.hook_mode, &view, opts.updates);
+        drop(view);
         drop(kbtf);
         // The parse left tens of MiB of small freed blocks in the heap;
         // hand them back to the system instead of keeping them resident.
@@ -223,7 +226,7 @@ impl EbpfSource {
         let Ok(kbtf) = KernelBtf::load() else {
             return Vec::new();
         };
-        let view = hooks::KernelView::new(&kbtf);
+        let view = hooks::KernelView::new(&kbtf, hooks::KernelFacts::gather());
         let mut attached = Vec::new();
         for i in 0..self.outcomes.len() {
             if hooks::module_appeared(&self.outcomes[i]) {
