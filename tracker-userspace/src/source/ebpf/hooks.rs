@@ -409,14 +409,13 @@ pub fn attach_hook(
 pub fn attach_all(
     ebpf: &mut Ebpf,
     mode: HookMode,
-    kbtf: &KernelBtf,
+    view: &KernelView<'_>,
     updates: bool,
 ) -> Vec<Outcome> {
-    let view = KernelView::new(kbtf);
     HOOKS
         .iter()
         .filter(|hook| updates || !hook.updates_only)
-        .map(|hook| attach_hook(ebpf, hook, mode, &view))
+        .map(|hook| attach_hook(ebpf, hook, mode, view))
         .collect()
 }
 
