@@ -139,13 +139,16 @@ mod tests {
     ];
     const MODULE_OBJ_ID: u32 = 42;
 
+    // (prog_fd, target_fd, attach_type, iter_info_len, map_fd read through
+    // iter_info) of a BPF_LINK_CREATE.
+    type LinkCreate = (u32, u32, u32, u32, u32);
+
     thread_local! {
         // (prog_type, expected_attach_type, attach_btf_id, attach_btf_obj_fd)
         // of the last BPF_PROG_LOAD.
         static PROG_LOAD: Cell<Option<(u32, u32, u32, u32)>> = const { Cell::new(None) };
-        // (prog_fd, target_fd, attach_type, iter_info_len, map_fd read through
-        // iter_info) of the last BPF_LINK_CREATE.
-        static LINK_CREATE: Cell<Option<(u32, u32, u32, u32, u32)>> = const { Cell::new(None) };
+        // The last BPF_LINK_CREATE.
+        static LINK_CREATE: Cell<Option<LinkCreate>> = const { Cell::new(None) };
     }
 
     // The fd of BTF object N is the mock fd + N (mock fds are never closed).

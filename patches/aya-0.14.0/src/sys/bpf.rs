@@ -435,10 +435,10 @@ pub(crate) enum BpfLinkCreateArgs<'a> {
     IterMap(&'a IterMapInfo),
 }
 
-/// The `map` member of `union bpf_iter_link_info` (include/uapi/linux/bpf.h):
+/// The `map` member of `union bpf_iter_link_info` (`include/uapi/linux/bpf.h`):
 /// the map an `iter/bpf_map_elem` program walks. The kernel copies only
 /// `iter_info_len` bytes of the union and zeroes the rest
-/// (`bpf_iter_link_attach` in kernel/bpf/bpf_iter.c), so the other members
+/// (`bpf_iter_link_attach` in `kernel/bpf/bpf_iter.c`), so the other members
 /// need not be modelled.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
