@@ -550,23 +550,27 @@ _mark_table() { grep -o 'mark=[0-9]*' "$1" | sort | uniq -c | tr -s ' ' | tr '\n
 # check_counts [EXPECT] — `$TRACKER counts -o json` (the running tracker) against
 # `conntrack -L` grouped by mark, in the oracle's namespace. EXPECT (e.g. "1=30,2=20",
 # "" = empty table) also checks what conntrack shows, i.e. the scenario's own setup.
+# The tracker answers first: a listing removes entries whose timeout has passed (see
+# ctnetlink_dump_table in net/netfilter/nf_conntrack_netlink.c), which would hide a
+# tracker that still counts them. Two listings after it must agree, so that the table
+# did not change around the comparison.
 check_counts() {
     local expect_args=() try l1=$SCEN_DIR/counts.list1 l2=$SCEN_DIR/counts.list2 j=$SCEN_DIR/counts.json
     [ $# -gt 0 ] && expect_args=(--expect "$1")
     [ -n "$TRK_PID" ] || fail "check_counts needs the running tracker"
     for try in 1 2 3 4; do
-        in_ns "$ORACLE_NS" conntrack -L >"$l1" 2>/dev/null
         if ! in_ns "$ORACLE_NS" "$TRACKER" counts -o json >"$j" 2>"$j.stderr"; then
             cat "$j.stderr"
             fail "'tracker counts -o json' failed: $(tail -n1 "$j.stderr")"
         fi
+        in_ns "$ORACLE_NS" conntrack -L >"$l1" 2>/dev/null
         in_ns "$ORACLE_NS" conntrack -L >"$l2" 2>/dev/null
         if [ "$(_mark_table "$l1")" != "$(_mark_table "$l2")" ]; then
             log "conntrack table changed while counting; again"
             sleep 1
             continue
         fi
-        if "${ORACLE[@]}" counts "$l2" "$j" "${expect_args[@]}"; then
+        if "${ORACLE[@]}" counts "$l1" "$j" "${expect_args[@]}"; then
             return 0
         fi
         [ "$try" -lt 4 ] && { log "counts differ (try $try); again in 1 s"; sleep 1; }

@@ -40,9 +40,7 @@ pub async fn run(cli: &Cli, args: &CountsArgs) -> anyhow::Result<ExitCode> {
             };
             let mut opened = command::open_source(&request).await?;
             let reader = match &mut opened.source {
-                Source::Ebpf(s) => {
-                    Reader::Maps(maps::own_maps(s.ebpf_mut()).map_err(anyhow::Error::msg)?)
-                }
+                Source::Ebpf(s) => Reader::Maps(s.map_counts().map_err(anyhow::Error::msg)?),
                 Source::Netlink(_) => Reader::Dump,
             };
             let name = opened.source.name();

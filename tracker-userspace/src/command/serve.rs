@@ -308,7 +308,8 @@ enum Counts {
     /// The kernel's maps, kept by the hooks.
     Maps {
         reader: Reader,
-        closed: maps::ClosedMaps,
+        /// Boxed: the maps' handles are large, and read once per scrape.
+        closed: Box<maps::ClosedMaps>,
     },
     /// Followed from ctnetlink events (no kernel maps without the hooks).
     Followed { follower: Follower, seen: [u64; 3] },
@@ -318,9 +319,9 @@ impl Counts {
     fn of(source: &mut Source) -> anyhow::Result<Self> {
         Ok(match source {
             Source::Ebpf(s) => {
-                let ebpf = s.ebpf_mut();
-                let closed = maps::ClosedMaps::take(ebpf).map_err(|e| anyhow!(e))?;
-                let reader = Reader::Maps(maps::own_maps(ebpf).map_err(|e| anyhow!(e))?);
+                let closed =
+                    Box::new(maps::ClosedMaps::take(s.ebpf_mut()).map_err(|e| anyhow!(e))?);
+                let reader = Reader::Maps(s.map_counts().map_err(|e| anyhow!(e))?);
                 Counts::Maps { reader, closed }
             }
             // The events socket is already subscribed: what changes during

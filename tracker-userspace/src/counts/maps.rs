@@ -12,18 +12,51 @@ use aya::{
 };
 use tracker_common::{ClosedFlows, LiveEntry, MarkKey};
 
-use super::{ClosedRow, CountRow, dump, sum_closed, sum_rows};
+use super::{ClosedRow, CountRow, dump, expired, sum_closed, sum_rows};
 
 pub const PIN_ROOT: &str = "/sys/fs/bpf/tracker";
 const COUNT_MAPS: [&str; 2] = ["MARK_COUNTS", "SEED_COUNTS"];
+/// The pinned link of the iterator over LIVE that finds expired entries
+/// (see [`super::expired`]), next to the count maps.
+pub const EXPIRED_PIN: &str = "LIVE_EXPIRED";
 
 /// One of the kernel's count maps, opened for reading.
 pub type CountMap = HashMap<MapData, MarkKey, i64>;
 
-/// Sums both count maps per (mark, family, protocol) for one netns (or all
-/// with `None`).
-pub fn rows(maps: &[CountMap], netns: Option<u32>) -> Vec<CountRow> {
-    sum_rows(maps.iter().flat_map(|m| m.iter().flatten()), netns)
+/// The kernel's count maps, and where to find the entries among them whose
+/// timeout has passed (`None` where the kernel refused the iterator).
+pub struct MapCounts {
+    pub maps: Vec<CountMap>,
+    pub expired: Option<PathBuf>,
+}
+
+impl MapCounts {
+    /// Sums both count maps per (mark, family, protocol) for one netns (or
+    /// all with `None`), less the entries whose timeout has passed, which a
+    /// listing of the table would not show. The maps are read before the
+    /// iterator runs: an entry destroyed in between has then left LIVE too
+    /// and is not taken off twice, while one that expires in between is
+    /// taken off, as a listing at the later instant would.
+    pub fn rows(&self, netns: Option<u32>) -> Vec<CountRow> {
+        let counts: Vec<(MarkKey, i64)> =
+            self.maps.iter().flat_map(|m| m.iter().flatten()).collect();
+        let expired = match &self.expired {
+            Some(path) => expired::read(path).unwrap_or_else(|e| {
+                log::warn!(
+                    "reading {}: {e}: expired entries stay counted",
+                    path.display()
+                );
+                Default::default()
+            }),
+            None => Default::default(),
+        };
+        sum_rows(
+            counts
+                .into_iter()
+                .chain(expired.into_iter().map(|(k, n)| (k, -n))),
+            netns,
+        )
+    }
 }
 
 /// The closed-flow totals the DESTROY hook keeps while serving: the map
@@ -129,7 +162,7 @@ pub fn pin(ebpf: &Ebpf) -> Result<PathBuf, String> {
 }
 
 pub fn unpin(dir: &Path) {
-    for name in COUNT_MAPS {
+    for name in COUNT_MAPS.into_iter().chain([EXPIRED_PIN]) {
         let _ = std::fs::remove_file(dir.join(name));
     }
     let _ = std::fs::remove_dir(dir);
@@ -156,7 +189,7 @@ fn ensure_bpffs() -> Result<(), String> {
 
 /// The count maps of a running tracker, if one is running. Pins left by
 /// instances that are gone are removed.
-pub fn running_instance() -> Option<Vec<CountMap>> {
+pub fn running_instance() -> Option<MapCounts> {
     let dirs = std::fs::read_dir(PIN_ROOT).ok()?;
     for dir in dirs.flatten() {
         let path = dir.path();
@@ -174,7 +207,8 @@ pub fn running_instance() -> Option<Vec<CountMap>> {
             })
             .collect();
         if let Ok(maps) = maps {
-            return Some(maps);
+            let expired = Some(path.join(EXPIRED_PIN)).filter(|p| p.exists());
+            return Some(MapCounts { maps, expired });
         }
     }
     None

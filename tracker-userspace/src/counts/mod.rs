@@ -9,6 +9,7 @@
 //! whichever is there, and the report in `output::counts` only sees rows.
 
 pub mod dump;
+pub mod expired;
 pub mod follow;
 pub mod maps;
 
@@ -16,7 +17,7 @@ use std::collections::BTreeMap;
 
 use tracker_common::{ClosedFlows, MarkKey};
 
-pub use maps::CountMap;
+pub use maps::{CountMap, MapCounts};
 
 /// Live connections of one mark, family and protocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,7 +72,7 @@ fn sum_closed(
 pub enum Reader {
     /// The kernel's count maps: a running tracker's pins, or the maps of the
     /// object this process loaded.
-    Maps(Vec<CountMap>),
+    Maps(MapCounts),
     /// A mark-only dump of the table per read (the netlink source).
     Dump,
 }
@@ -80,7 +81,7 @@ impl Reader {
     /// The rows of one network namespace (`None`: all of them).
     pub fn read(&self, netns: Option<u32>) -> anyhow::Result<Vec<CountRow>> {
         Ok(match self {
-            Reader::Maps(maps) => maps::rows(maps, netns),
+            Reader::Maps(maps) => maps.rows(netns),
             Reader::Dump => dump::rows(&dump::dump_marks()?, netns),
         })
     }

@@ -1,7 +1,7 @@
 //! Iterators.
 use std::{
     fs::File,
-    os::fd::{AsFd, BorrowedFd},
+    os::fd::{AsFd, AsRawFd as _, BorrowedFd},
 };
 
 use aya_obj::{
@@ -18,7 +18,9 @@ use crate::{
         define_link_wrapper, impl_try_from_fdlink, impl_try_into_fdlink,
         load_program_with_attach_type,
     },
-    sys::{LinkTarget, SyscallError, bpf_create_iter, bpf_link_create},
+    sys::{
+        BpfLinkCreateArgs, IterMapInfo, LinkTarget, SyscallError, bpf_create_iter, bpf_link_create,
+    },
 };
 
 /// A BPF iterator which allows to dump data from the kernel-space into the
@@ -84,6 +86,41 @@ impl Iter {
                 io_error,
             },
         )?;
+
+        self.data
+            .links
+            .insert(IterLink::new(PerfLinkInner::Fd(FdLink::new(link_fd))))
+    }
+
+    /// Attaches a program loaded with `load("bpf_map_elem", ..)` to the map
+    /// whose elements it walks.
+    ///
+    /// The kernel runs the program once per element of `map` (and once more
+    /// with no element at the end), each time an iterator created from the
+    /// link is read. The map stays referenced by the link.
+    ///
+    /// The returned value can be used to detach, see [`Self::detach`].
+    ///
+    /// # Minimum kernel version
+    ///
+    /// The minimum kernel version required to use this feature is 5.9.
+    pub fn attach_to_map(&mut self, map: BorrowedFd<'_>) -> Result<IterLinkId, ProgramError> {
+        let prog_fd = self.fd()?;
+        let prog_fd = prog_fd.as_fd();
+        let info = IterMapInfo {
+            map_fd: map.as_raw_fd() as u32,
+        };
+        let link_fd = bpf_link_create(
+            prog_fd,
+            LinkTarget::Iter,
+            BPF_TRACE_ITER,
+            0,
+            Some(BpfLinkCreateArgs::IterMap(&info)),
+        )
+        .map_err(|io_error| SyscallError {
+            call: "bpf_link_create",
+            io_error,
+        })?;
 
         self.data
             .links

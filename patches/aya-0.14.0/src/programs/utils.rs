@@ -115,7 +115,7 @@ mod tests {
         ProgramSection,
         btf::{FuncSecInfo, LineSecInfo},
         generated::{
-            bpf_attach_type::{BPF_TRACE_FENTRY, BPF_TRACE_FEXIT},
+            bpf_attach_type::{BPF_TRACE_FENTRY, BPF_TRACE_FEXIT, BPF_TRACE_ITER},
             bpf_btf_info, bpf_cmd,
             bpf_prog_type::BPF_PROG_TYPE_TRACING,
         },
@@ -124,7 +124,7 @@ mod tests {
 
     use crate::{
         MockableFd, VerifierLogLevel,
-        programs::{FEntry, FExit, ProgramData, ProgramError},
+        programs::{FEntry, FExit, Iter, ProgramData, ProgramError, load_program_with_attach_type},
         sys::{SysResult, Syscall, override_syscall},
     };
 
@@ -139,10 +139,16 @@ mod tests {
     ];
     const MODULE_OBJ_ID: u32 = 42;
 
+    // (prog_fd, target_fd, attach_type, iter_info_len, map_fd read through
+    // iter_info) of a BPF_LINK_CREATE.
+    type LinkCreate = (u32, u32, u32, u32, u32);
+
     thread_local! {
         // (prog_type, expected_attach_type, attach_btf_id, attach_btf_obj_fd)
         // of the last BPF_PROG_LOAD.
         static PROG_LOAD: Cell<Option<(u32, u32, u32, u32)>> = const { Cell::new(None) };
+        // The last BPF_LINK_CREATE.
+        static LINK_CREATE: Cell<Option<LinkCreate>> = const { Cell::new(None) };
     }
 
     // The fd of BTF object N is the mock fd + N (mock fds are never closed).
@@ -186,6 +192,22 @@ mod tests {
                     u.expected_attach_type,
                     u.attach_btf_id,
                     unsafe { u.__bindgen_anon_1.attach_btf_obj_fd },
+                )));
+                Ok(i64::from(MockableFd::mock_signed_fd()))
+            }
+            bpf_cmd::BPF_LINK_CREATE => {
+                let l = unsafe { &attr.link_create };
+                let iter = unsafe { l.__bindgen_anon_3.__bindgen_anon_1 };
+                let map_fd = match iter.iter_info {
+                    0 => u32::MAX,
+                    p => unsafe { *(p as *const u32) },
+                };
+                LINK_CREATE.set(Some((
+                    unsafe { l.__bindgen_anon_1.prog_fd },
+                    unsafe { l.__bindgen_anon_2.target_fd },
+                    l.attach_type,
+                    iter.iter_info_len,
+                    map_fd,
                 )));
                 Ok(i64::from(MockableFd::mock_signed_fd()))
             }
@@ -253,5 +275,37 @@ mod tests {
             );
             assert_eq!(PROG_LOAD.take(), None);
         }
+    }
+
+    #[test]
+    fn test_iter_attach_to_map() {
+        use std::os::fd::{AsFd as _, BorrowedFd};
+
+        override_syscall(sys_bpf);
+        let mut iter = Iter {
+            data: program_data(ProgramSection::Iter { sleepable: false }),
+        };
+        load_program_with_attach_type(BPF_PROG_TYPE_TRACING, BPF_TRACE_ITER, &mut iter.data)
+            .unwrap();
+        let prog_fd = MockableFd::mock_unsigned_fd();
+        // Any fd number stands for the map: the mock never opens it.
+        let map = unsafe { BorrowedFd::borrow_raw(1234) };
+
+        let link = iter.attach_to_map(map.as_fd()).unwrap();
+        // The mock hands out one link fd: free it for the next attach.
+        let _link = iter.take_link(link).unwrap();
+        // No target fd (the kernel refuses one for iterators); the map goes
+        // in `bpf_iter_link_info.map.map_fd`, 4 bytes of it.
+        assert_eq!(
+            LINK_CREATE.take(),
+            Some((prog_fd, 0, BPF_TRACE_ITER as u32, 4, 1234))
+        );
+
+        // A plain `attach` still passes no iterator info.
+        iter.attach().unwrap();
+        assert_eq!(
+            LINK_CREATE.take(),
+            Some((prog_fd, 0, BPF_TRACE_ITER as u32, 0, u32::MAX))
+        );
     }
 }

@@ -18,8 +18,9 @@ use aya_obj::{
     generated::{
         BPF_ALU64, BPF_DW, BPF_EXIT, BPF_F_REPLACE, BPF_F_TEST_RUN_ON_CPU, BPF_IMM, BPF_JMP, BPF_K,
         BPF_LD, BPF_MEM, BPF_MOV, BPF_PSEUDO_MAP_VALUE, BPF_ST, bpf_attach_type, bpf_attr,
-        bpf_attr__bindgen_ty_7, bpf_btf_info, bpf_cmd, bpf_insn, bpf_link_info, bpf_map_info,
-        bpf_map_type, bpf_prog_info, bpf_prog_type, bpf_stats_type,
+        bpf_attr__bindgen_ty_7, bpf_attr__bindgen_ty_14__bindgen_ty_3__bindgen_ty_1, bpf_btf_info,
+        bpf_cmd, bpf_insn, bpf_link_info, bpf_map_info, bpf_map_type, bpf_prog_info, bpf_prog_type,
+        bpf_stats_type,
     },
     maps::{LegacyMap, bpf_map_def},
 };
@@ -430,6 +431,19 @@ pub(crate) enum BpfLinkCreateArgs<'a> {
     PerfEvent { bpf_cookie: u64 },
     // since kernel 6.6
     Tcx(&'a LinkRef),
+    // since kernel 5.9
+    IterMap(&'a IterMapInfo),
+}
+
+/// The `map` member of `union bpf_iter_link_info` (`include/uapi/linux/bpf.h`):
+/// the map an `iter/bpf_map_elem` program walks. The kernel copies only
+/// `iter_info_len` bytes of the union and zeroes the rest
+/// (`bpf_iter_link_attach` in `kernel/bpf/bpf_iter.c`), so the other members
+/// need not be modelled.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct IterMapInfo {
+    pub(crate) map_fd: u32,
 }
 
 // since kernel 5.7
@@ -487,6 +501,13 @@ pub(crate) fn bpf_link_create(
                     );
                 },
             },
+            BpfLinkCreateArgs::IterMap(info) => {
+                attr.link_create.__bindgen_anon_3.__bindgen_anon_1 =
+                    bpf_attr__bindgen_ty_14__bindgen_ty_3__bindgen_ty_1 {
+                        iter_info: ptr::from_ref(info) as u64,
+                        iter_info_len: size_of_val(info) as u32,
+                    };
+            }
         }
     }
 

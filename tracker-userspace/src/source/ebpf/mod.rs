@@ -3,6 +3,7 @@
 
 pub mod decode;
 pub mod event_cache;
+mod expired;
 pub mod hooks;
 pub mod host;
 mod start;
@@ -81,6 +82,11 @@ pub struct EbpfSource {
     ring_size: u32,
     /// Where the count maps are pinned for `tracker counts`.
     pins: Option<PathBuf>,
+    /// The iterator over LIVE that finds expired entries, until it is pinned
+    /// with the count maps; `None` where the kernel refused it.
+    expired: Option<expired::ExpiredIter>,
+    /// Its pin, which holds the link for as long as the source runs.
+    expired_pin: Option<aya::programs::links::PinnedLink>,
     /// Whether nf_conntrack_events=2 means "only while a ctnetlink listener
     /// exists" (the autodetect mode of 5.19+); before, any non-zero value
     /// turns events on.
@@ -142,6 +148,12 @@ impl EbpfSource {
 
         let view = hooks::KernelView::new(&kbtf, facts);
         let outcomes = hooks::attach_all(&mut ebpf, opts.hook_mode, &view, opts.updates);
+        // Only once the hooks are known to run: without them there are no
+        // count maps to correct.
+        let expired = outcomes
+            .iter()
+            .any(|o| o.hook.required(opts.updates) && o.attached.is_some())
+            .then(|| expired::ExpiredIter::attach(&mut ebpf, view.aya_btf.as_ref()));
         drop(view);
         drop(kbtf);
         // The parse left tens of MiB of small freed blocks in the heap;
@@ -170,6 +182,17 @@ impl EbpfSource {
         if !reasons.is_empty() {
             return Err(EbpfError::Attach(reasons.join("; ")));
         }
+        let expired = match expired {
+            Some(Ok(it)) => Some(it),
+            Some(Err(e)) => {
+                log::warn!(
+                    "iterator over live entries: {e}; counts include entries whose timeout \
+                     passed until the kernel removes them"
+                );
+                None
+            }
+            None => None,
+        };
 
         let ring = ebpf
             .take_map("EVENTS")
@@ -198,6 +221,8 @@ impl EbpfSource {
             ring_size: opts.ring_size,
             events_autodetect: host::kernel_release_at_least(5, 19),
             pins: None,
+            expired,
+            expired_pin: None,
             event_cache: None,
             undecodable: 0,
         })
@@ -243,6 +268,17 @@ impl EbpfSource {
 
     pub fn ebpf_mut(&mut self) -> &mut Ebpf {
         &mut self.ebpf
+    }
+
+    /// The count maps of this source's object, with its pinned iterator
+    /// over expired entries when there is one.
+    pub fn map_counts(&mut self) -> Result<crate::counts::MapCounts, String> {
+        let maps = crate::counts::maps::own_maps(&mut self.ebpf)?;
+        let expired = match (&self.pins, &self.expired_pin) {
+            (Some(dir), Some(_)) => Some(dir.join(crate::counts::maps::EXPIRED_PIN)),
+            _ => None,
+        };
+        Ok(crate::counts::MapCounts { maps, expired })
     }
 
     /// Waits for a wakeup or the collection timer, then drains the ring

@@ -88,7 +88,15 @@ impl EbpfSource {
             Err(e) => Notice::SeedFailed(e).say(),
         }
         match maps::pin(&source.ebpf) {
-            Ok(dir) => source.pins = Some(dir),
+            Ok(dir) => {
+                if let Some(it) = source.expired.take() {
+                    match it.pin(&dir.join(maps::EXPIRED_PIN)) {
+                        Ok(link) => source.expired_pin = Some(link),
+                        Err(e) => log::warn!("iterator over live entries: {e}"),
+                    }
+                }
+                source.pins = Some(dir);
+            }
             Err(e) => Notice::PinFailed(e).say(),
         }
         Ok(source)
