@@ -388,6 +388,7 @@ oracle_settle() {
 oracle_stop() {
     local pid i rc
     oracle_settle "${1:-15}"
+    _oracle_socket_state
     for pid in $CT_PID $TRK_PID; do kill -INT "$pid" 2>/dev/null || true; done
     for pid in $CT_PID $TRK_PID; do
         for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; pause 0.1; done
@@ -401,6 +402,28 @@ oracle_stop() {
     CT_PID=
     TRK_PID=
     _stopped_pair "$rc" "$CT_ERR" "$TRK_ERR" "$TRK_OUT"
+}
+
+# Before the oracle stops: whether conntrack -E still runs, and its netlink socket's
+# unread bytes and drops (/proc/net/netlink), so that a stream that ends early shows
+# whether the kernel dropped messages for it or conntrack stopped reading.
+_oracle_socket_state() {
+    local fd target i inodes=() sk eth pid groups rmem wmem dump locks drops inode
+    if ! kill -0 "$CT_PID" 2>/dev/null; then
+        log "conntrack -E (pid $CT_PID) exited before the oracle stopped it"
+        return 0
+    fi
+    for fd in /proc/"$CT_PID"/fd/*; do
+        target=$(readlink "$fd" 2>/dev/null) || continue
+        [[ $target =~ ^socket:\[([0-9]+)\]$ ]] && inodes+=("${BASH_REMATCH[1]}")
+    done
+    while read -r sk eth pid groups rmem wmem dump locks drops inode; do
+        [ "$eth" = 12 ] || continue
+        for i in "${inodes[@]}"; do
+            [ "$inode" = "$i" ] && log "conntrack -E netlink socket: groups=$groups unread=$rmem drops=$drops"
+        done
+    done <"/proc/$CT_PID/net/netlink"
+    return 0
 }
 
 # _stopped_pair RC CT_ERR TRK_ERR TRK_OUT — shows both stderrs and checks the tracker's

@@ -6,6 +6,9 @@
   oracle.py counts CT_LIST TRK_JSON [--expect 1=30,2=20]
   oracle.py json   CT_EVENTS JSON_FILE...        the events of JSON lines (`-o json`, `serve
                                                  --events-json`) equal conntrack -E's lines
+  oracle.py updates CT_EVENTS TRK_EVENTS OUTDIR  NEW and DESTROY lines equal; UPDATE lines of a
+                                                 connection equal, or conntrack's read the entry
+                                                 at a later state (see cmd_updates)
 
 Normalisation (both streams): trailing whitespace and conntrack's
 ` [USERSPACE] portid=N` suffix are dropped; the timeout field (the number after the
@@ -120,7 +123,10 @@ def write(path, lines):
 
 
 def cmd_exact(ct_path, trk_path, outdir):
-    ct_lines, trk_lines = read_lines(ct_path), read_lines(trk_path)
+    return cmd_exact_lines(read_lines(ct_path), read_lines(trk_path), outdir, "events")
+
+
+def cmd_exact_lines(ct_lines, trk_lines, outdir, name):
     ct_norm, trk_norm, _, _ = normalise_pair(ct_lines, trk_lines)
     a = os.path.join(outdir, "conntrack.norm")
     b = os.path.join(outdir, "tracker.norm")
@@ -135,7 +141,7 @@ def cmd_exact(ct_path, trk_path, outdir):
         ["diff", "-u", "--label", "conntrack -E (sorted, normalised)",
          "--label", "tracker (sorted, normalised)", a, b],
         capture_output=True, text=True).stdout
-    path = os.path.join(outdir, "events.diff")
+    path = os.path.join(outdir, f"{name}.diff")
     with open(path, "w", encoding="utf-8") as f:
         f.write(diff)
     dl = diff.splitlines()
@@ -144,6 +150,92 @@ def cmd_exact(ct_path, trk_path, outdir):
     if len(dl) > DIFF_LINES_SHOWN:
         print(f"... {len(dl) - DIFF_LINES_SHOWN} more diff lines in {path}")
     return 1
+
+
+# conntrack's TCP states in the order a connection passes through them (the kernel's
+# enum tcp_conntrack, include/uapi/linux/netfilter/nf_conntrack_tcp.h, with SYN_SENT2,
+# a simultaneous open, placed after SYN_SENT). A later reading of the same entry can
+# only show a state at the same place or further on.
+TCP_STATE_ORDER = ["NONE", "SYN_SENT", "SYN_SENT2", "SYN_RECV", "ESTABLISHED", "FIN_WAIT",
+                   "CLOSE_WAIT", "LAST_ACK", "TIME_WAIT", "CLOSE"]
+
+
+def progress(line):
+    """How far an UPDATE line's entry had got: (TCP state, assured, replied), each
+    growing only as the connection goes on; None when the line shows no TCP state."""
+    head = line.split("src=", 1)[0].split()
+    state = next((w for w in head if w in TCP_STATE_ORDER), None)
+    if state is None:
+        return None
+    return (TCP_STATE_ORDER.index(state), "[ASSURED]" in line, "[UNREPLIED]" not in line)
+
+
+def cmd_updates(ct_path, trk_path, outdir):
+    """For UPDATE events conntrack -E and the tracker read the entry at two moments: the
+    tracker where ctnetlink's notifier starts, conntrack when ctnetlink fills its message,
+    later, with the entry's lock held for the TCP state. A packet handled on another CPU
+    in between moves the entry on, and conntrack shows the later state. So: NEW and
+    DESTROY lines must be equal as multisets; per connection, the UPDATE lines must be as
+    many, and each one that is not equal to one of the tracker's must be paired with a
+    tracker line of the same connection that it is ahead of (state, assured, replied,
+    each no less, sorted pairing), or differ from it in the timeout alone (the tracker
+    read between the kernel's store of the state and of its timeout). Anything else
+    fails."""
+    ct_lines, trk_lines = read_lines(ct_path), read_lines(trk_path)
+
+    def is_update(line):
+        m = EVENT_RE.match(line)
+        return m is not None and m.group(1) == "UPDATE"
+
+    rc = cmd_exact_lines([x for x in ct_lines if not is_update(x)],
+                         [x for x in trk_lines if not is_update(x)], outdir, "new-destroy")
+    per_conn = collections.defaultdict(lambda: ([], []))
+    for side, lines in ((0, ct_lines), (1, trk_lines)):
+        for line in filter(is_update, lines):
+            per_conn[orig_tuple(line)][side].append(line)
+    same = later = torn = 0
+    problems, examples = [], []
+    for conn, (ct, trk) in sorted(per_conn.items()):
+        if len(ct) != len(trk):
+            problems.append(f"{conn}: conntrack -E {len(ct)} UPDATE lines, tracker {len(trk)}")
+            continue
+        _, _, ct_only, trk_only = normalise_pair(ct, trk)
+        same += len(ct) - len(ct_only)
+        pa = sorted((progress(x), x) for x in ct_only if progress(x) is not None)
+        pb = sorted((progress(x), x) for x in trk_only if progress(x) is not None)
+        if len(pa) != len(ct_only) or len(pb) != len(trk_only):
+            problems.append(f"{conn}: differing UPDATE lines without a TCP state")
+            continue
+        for (ra, a), (rb, b) in zip(pa, pb):
+            if all(x >= y for x, y in zip(ra, rb)) and ra != rb:
+                later += 1
+                examples.append(f"  conntrack -E: {a}\n  tracker:      {b}")
+            elif ra == rb and split_timeout(a)[0] == split_timeout(b)[0]:
+                # The kernel stores a new state, then the new state's timeout
+                # (nf_ct_refresh_acct() after the state machine in
+                # nf_conntrack_proto_tcp.c): read in between, the entry shows the
+                # new state with the timeout of the state before.
+                torn += 1
+                examples.append(f"  conntrack -E: {a}\n  tracker:      {b}")
+            else:
+                problems.append(f"{conn}: not a later reading:\n  conntrack -E: {a}\n"
+                                f"  tracker:      {b}")
+    total = sum(len(ct) for ct, _ in per_conn.values())
+    affected = sum(1 for ct, trk in per_conn.values()
+                   if len(ct) == len(trk) and normalise_pair(ct, trk)[2])
+    summary = (f"UPDATE lines: {total} in {len(per_conn)} connections; {same} equal; "
+               f"{later} where conntrack -E shows a later state, {torn} where only the timeout "
+               f"differs; in {affected} connections")
+    with open(os.path.join(outdir, "updates.report"), "w", encoding="utf-8") as f:
+        f.write(summary + "\n" + "\n".join(examples + problems) + "\n")
+    print(summary)
+    if examples:
+        print("\n".join(examples[:10]))
+    if problems:
+        print(f"{len(problems)} UPDATE differences that no later reading explains:")
+        print("\n".join(problems[:DIFF_LINES_SHOWN]))
+        return 1
+    return rc
 
 
 def orig_tuple(line):
@@ -324,6 +416,8 @@ def main(argv):
     if len(argv) >= 3 and argv[0] == "counts":
         expect = argv[4] if len(argv) == 5 and argv[3] == "--expect" else None
         return cmd_counts(argv[1], argv[2], expect)
+    if len(argv) >= 4 and argv[0] == "updates":
+        return cmd_updates(argv[1], argv[2], argv[3])
     if len(argv) >= 3 and argv[0] == "json":
         return cmd_json(argv[1], argv[2:])
     print(__doc__, file=sys.stderr)

@@ -5,6 +5,12 @@
   traffic.py tcp-client ADDR PORT [--count N] [--abort]   N connections: send, read echo, close
                                                   (--abort: close with SO_LINGER 0, i.e. send RST)
   traffic.py tcp-refused ADDR PORT [--count N]    N connects that must be refused (RST)
+  traffic.py tcp-close-race ADDR PORT [--to ADDR2 PORT2] [--count N] [--gap S]
+                        listens on ADDR:PORT and makes N connections to it (or to ADDR2:PORT2,
+                        e.g. a DNAT port forward to it) whose two ends close at the same moment,
+                        from two threads on different CPUs where there are two, S seconds
+                        apart (default 0); prints
+                        "connections=N cpus=A,B"
   traffic.py udp-echo   ADDR PORT --ready FILE      echo server
   traffic.py udp-client ADDR PORT [--count N] [--no-reply]  N sockets, one datagram each
   traffic.py ping       ADDR [--count N]            N ICMP/ICMPv6 echo requests, each with its own id
@@ -100,6 +106,56 @@ def tcp_refused(a):
         finally:
             s.close()
         sys.exit(f"tcp-refused: connection {i} to port {a.port} was accepted")
+
+
+def tcp_close_race(a):
+    srv = socket.socket(family(a.addr), socket.SOCK_STREAM)
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind((a.addr, a.port))
+    srv.listen(16)
+    srv.settimeout(TIMEOUT)
+    target = (a.to[0], int(a.to[1])) if a.to else (a.addr, a.port)
+    cpus = sorted(os.sched_getaffinity(0))[:2]
+    # Two meeting points per connection: both ends exist, then both close. The
+    # threads leave the second one together, so the two FINs cross: each CPU
+    # handles its own end's FIN while the other's is in flight.
+    meet = threading.Barrier(2, timeout=TIMEOUT)
+    failed = []
+
+    def server():
+        # sched_setaffinity(0) pins the calling thread only.
+        os.sched_setaffinity(0, {cpus[-1]})
+        try:
+            for _ in range(a.count):
+                c, _ = srv.accept()
+                meet.wait()
+                meet.wait()
+                c.close()
+        except (OSError, threading.BrokenBarrierError) as e:
+            failed.append(f"server: {e}")
+            meet.abort()
+
+    t = threading.Thread(target=server)
+    t.start()
+    os.sched_setaffinity(0, {cpus[0]})
+    try:
+        for i in range(a.count):
+            s = socket.socket(family(target[0]), socket.SOCK_STREAM)
+            s.settimeout(TIMEOUT)
+            s.connect(target)
+            meet.wait()
+            meet.wait()
+            s.close()
+            time.sleep(a.gap)
+    except (OSError, threading.BrokenBarrierError) as e:
+        failed.append(f"client, connection {i}: {e}")
+        meet.abort()
+    t.join()
+    if failed:
+        sys.exit("tcp-close-race: " + "; ".join(failed))
+    # Let the last FIN/ACK exchange finish before the caller looks at the table.
+    time.sleep(0.2)
+    print(f"connections={a.count} cpus={','.join(map(str, cpus))}")
 
 
 def udp_echo(a):
@@ -346,6 +402,12 @@ def main():
         q.add_argument("--abort", action="store_true")
         q.add_argument("--no-reply", action="store_true")
         q.add_argument("--sport", type=int, default=0, help="udp-client: first fixed source port")
+    q = sub.add_parser("tcp-close-race")
+    q.add_argument("addr")
+    q.add_argument("port", type=int)
+    q.add_argument("--to", nargs=2, metavar=("ADDR", "PORT"))
+    q.add_argument("--count", type=int, default=1)
+    q.add_argument("--gap", type=float, default=0.0)
     q = sub.add_parser("ping")
     q.add_argument("addr")
     q.add_argument("--count", type=int, default=1)
@@ -366,6 +428,7 @@ def main():
         "tcp-serve": tcp_serve,
         "tcp-client": tcp_client,
         "tcp-refused": tcp_refused,
+        "tcp-close-race": tcp_close_race,
         "udp-echo": udp_echo,
         "udp-client": udp_client,
         "ping": ping,
