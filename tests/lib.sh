@@ -408,21 +408,22 @@ oracle_stop() {
 # unread bytes and drops (/proc/net/netlink), so that a stream that ends early shows
 # whether the kernel dropped messages for it or conntrack stopped reading.
 _oracle_socket_state() {
-    local fd target i inodes=() sk eth pid groups rmem wmem dump locks drops inode
+    local fds table line inodes=() eth groups rmem drops inode _x
     if ! kill -0 "$CT_PID" 2>/dev/null; then
         log "conntrack -E (pid $CT_PID) exited before the oracle stopped it"
         return 0
     fi
-    for fd in /proc/"$CT_PID"/fd/*; do
-        target=$(readlink "$fd" 2>/dev/null) || continue
-        [[ $target =~ ^socket:\[([0-9]+)\]$ ]] && inodes+=("${BASH_REMATCH[1]}")
-    done
-    while read -r sk eth pid groups rmem wmem dump locks drops inode; do
-        [ "$eth" = 12 ] || continue
-        for i in "${inodes[@]}"; do
-            [ "$inode" = "$i" ] && log "conntrack -E netlink socket: groups=$groups unread=$rmem drops=$drops"
-        done
-    done <"/proc/$CT_PID/net/netlink"
+    # One exec for all its descriptors (each costs tens of ms in a TCG guest); it may
+    # exit meanwhile, which only ends the diagnosis.
+    fds=$(ls -l "/proc/$CT_PID/fd" 2>/dev/null) || return 0
+    { table=$(<"/proc/$CT_PID/net/netlink"); } 2>/dev/null || return 0
+    while read -r line; do
+        [[ $line =~ socket:\[([0-9]+)\] ]] && inodes+=("${BASH_REMATCH[1]}")
+    done <<<"$fds"
+    while read -r _x eth _x groups rmem _x _x _x drops inode _x; do
+        [ "$eth" = 12 ] && [[ " ${inodes[*]} " == *" $inode "* ]] \
+            && log "conntrack -E netlink socket: groups=$groups unread=$rmem drops=$drops"
+    done <<<"$table"
     return 0
 }
 
