@@ -113,8 +113,9 @@ pub fn run(opts: &Options) -> Result<()> {
             process::shell_quote(&script.display().to_string())
         );
         let title = format!(
-            "test-bed VM: Debian {} under QEMU TCG, 2 vCPU, 2 GiB; eBPF source",
-            kernel.version
+            "test-bed VM: Debian {} under QEMU TCG, 2 vCPU, 2 GiB, booted with {}; eBPF source",
+            kernel.version,
+            vm::GUEST_CMDLINE
         );
         let (run, vm_waited) = vm_part(kernel, &command, opts.timeout, title, Part::Main)?;
         runs.push(run);
@@ -132,8 +133,9 @@ pub fn run(opts: &Options) -> Result<()> {
         // The hook mode in the title would be a guess: the report shows
         // the one the tracker said it attached.
         let title = format!(
-            "test-bed VM: Debian {} under QEMU TCG, 2 vCPU, 2 GiB; eBPF source, per-connection cost only",
-            kernel.version
+            "test-bed VM: Debian {} under QEMU TCG, 2 vCPU, 2 GiB, booted with {}; eBPF source, per-connection cost only",
+            kernel.version,
+            vm::GUEST_CMDLINE
         );
         let (run, vm_waited) = vm_part(kernel, &command, opts.timeout, title, Part::Kprobe)?;
         runs.push(run);

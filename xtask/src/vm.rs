@@ -20,6 +20,10 @@ use anyhow::{Context as _, Result, bail};
 use crate::kernels::{self, Kernel};
 use crate::{paths, process, setup};
 
+/// What the test-bed guests' kernels are booted with (why: at the `--append`
+/// below); the bench's report names it, since it moves absolute rates.
+pub const GUEST_CMDLINE: &str = "init_on_alloc=0 mitigations=off";
+
 const START_MARK: &str = "XTASK-VM-START";
 const EXIT_MARK: &str = "XTASK-VM-EXIT=";
 
@@ -238,7 +242,7 @@ pub fn boot_and_run(kernel: &Kernel, command: &str, timeout: Duration) -> Result
         // mitigations on, whose retpolines cost every indirect call about 5 %
         // of a scenario's time here; the programs run as root, for whom the
         // verifier's speculation checks are off either way.
-        .args(["--append", "init_on_alloc=0 mitigations=off"])
+        .args(["--append", GUEST_CMDLINE])
         // Kernel messages go to vng's stderr, i.e. into console.log, where a
         // panic or oops can be read after the fact.
         .arg("--verbose")
