@@ -366,6 +366,22 @@ extra_tracker_start() {
     fail "tracker $name did not print 'tracker: listening'"
 }
 
+# serve_start NS ERRFILE ARGS... — `tracker ARGS` in NS until it says it serves; sets
+# STARTED_PID.
+serve_start() {
+    local ns=$1 err=$2 i
+    shift 2
+    nsenter --net="/run/netns/$ns" -- "$TRACKER" "$@" >/dev/null 2>"$err" &
+    STARTED_PID=$!
+    _bg_pids+=("$STARTED_PID")
+    for ((i = 0; i < TRACKER_READY_TIMEOUT * 10; i++)); do
+        has_line "$err" 'tracker: serving metrics' && return 0
+        kill -0 $STARTED_PID 2>/dev/null || fail "tracker $* exited: $(cat "$err")"
+        pause 0.1
+    done
+    fail "tracker $* did not start serving: $(cat "$err")"
+}
+
 # extra_tracker_stop: SIGINT and wait.
 extra_tracker_stop() {
     kill -INT "$EXTRA_PID" 2>/dev/null || true

@@ -94,22 +94,6 @@ CT_FILTERED_PID=$!
 _bg_pids+=("$CT_FILTERED_PID")
 for ((i = 0; i < 100; i++)); do [ "$(_nfnl_listeners $RTR)" -gt "$base" ] && break; pause 0.1; done
 
-# serve_start NS ERRFILE ARGS... — `tracker ARGS` in NS until it says it serves; sets
-# STARTED_PID.
-serve_start() {
-    local ns=$1 err=$2 i
-    shift 2
-    nsenter --net="/run/netns/$ns" -- "$TRACKER" "$@" >/dev/null 2>"$err" &
-    STARTED_PID=$!
-    _bg_pids+=("$STARTED_PID")
-    for ((i = 0; i < TRACKER_READY_TIMEOUT * 10; i++)); do
-        has_line "$err" 'tracker: serving metrics' && return 0
-        kill -0 $STARTED_PID 2>/dev/null || fail "tracker $* exited: $(cat "$err")"
-        pause 0.1
-    done
-    fail "tracker $* did not start serving: $(cat "$err")"
-}
-
 serve_start $RTR "$SCEN_DIR/serve.err" serve --listen 127.0.0.1:$PORT --set-nf-conntrack-acct \
     --events-json "$SCEN_DIR/events.json" "${FILE_FILTER[@]}"
 SERVE_PID=$STARTED_PID

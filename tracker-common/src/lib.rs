@@ -192,6 +192,17 @@ pub struct LiveEntry {
     pub _pad: [u8; 4],
 }
 
+/// What the iterator over LIVE writes for each counted entry whose timeout
+/// has passed: the entry's conntrack address (LIVE's key) and its LIVE value.
+/// The generation tells a later lookup whether that address still holds the
+/// same entry (the kernel reuses the memory of freed entries).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExpiredEntry {
+    pub ct: u64,
+    pub live: LiveEntry,
+}
+
 /// Flows of one key that ended, with what they carried: added by the
 /// DESTROY hook when userspace serves metrics ([`globals::ACCOUNT_CLOSED`]).
 /// `packets`/`bytes` come from the acct extension, so they stay zero while
@@ -444,6 +455,7 @@ const _: () = assert!(size_of::<FlowTuple>() == 40);
 const _: () = assert!(size_of::<FlowRecord>() == 96 + CONN_BYTES);
 const _: () = assert!(size_of::<MarkKey>() == 12);
 const _: () = assert!(size_of::<LiveEntry>() == 32);
+const _: () = assert!(size_of::<ExpiredEntry>() == 40);
 const _: () = assert!(size_of::<ClosedFlows>() == 40);
 const _: () = assert!(size_of::<KernelFilter>() == 20);
 const _: () = assert!(size_of::<KernelOffsets>() == 35 * 4);

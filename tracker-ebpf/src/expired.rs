@@ -10,12 +10,13 @@
 //! instant.
 //!
 //! Each element costs one `bpf_probe_read_kernel` of `ct->timeout`; an
-//! expired one adds its count key (a `MarkKey`) to the iterator's output.
+//! expired one adds an `ExpiredEntry` (its address and LIVE value) to the
+//! iterator's output.
 
 use core::ffi::c_void;
 
 use aya_ebpf::helpers::generated::{bpf_jiffies64, bpf_seq_write};
-use tracker_common::{LiveEntry, MarkKey};
+use tracker_common::{ExpiredEntry, LiveEntry};
 
 use crate::conn::{off, read};
 
@@ -64,7 +65,12 @@ pub fn live_expired(ctx: *mut c_void) -> i32 {
     if !expired(timeout, unsafe { bpf_jiffies64() }) {
         return 0;
     }
-    let mark_key: MarkKey = unsafe { (*value).key };
+    let found = ExpiredEntry {
+        ct,
+        // SAFETY: checked non-null above; the verifier bounds the read to
+        // the map's value size.
+        live: unsafe { *value },
+    };
     // SAFETY: `meta` is a trusted pointer of the iterator; `seq` its first
     // field, the seq_file the helper writes to.
     let seq = unsafe { (*(*ctx).meta).seq };
@@ -73,8 +79,8 @@ pub fn live_expired(ctx: *mut c_void) -> i32 {
     unsafe {
         bpf_seq_write(
             seq.cast(),
-            (&mark_key as *const MarkKey).cast(),
-            core::mem::size_of::<MarkKey>() as u32,
+            (&found as *const ExpiredEntry).cast(),
+            core::mem::size_of::<ExpiredEntry>() as u32,
         )
     };
     0

@@ -23,7 +23,7 @@ use tracker_common::KernelFilter;
 
 use crate::cli::{Cli, ServeArgs};
 use crate::command::{self, Opened, UsageError, filters};
-use crate::counts::{Reader, dump, follow::Follower, maps};
+use crate::counts::{MapCounts, dump, expired::Paced, follow::Follower, maps};
 use crate::event::{Event, EventKind};
 use crate::filter::{Filter, FilterError};
 use crate::metrics::{self, MarkLabels, Snapshot, http};
@@ -307,7 +307,10 @@ impl EventsFile {
 enum Counts {
     /// The kernel's maps, kept by the hooks.
     Maps {
-        reader: Reader,
+        counts: MapCounts,
+        /// The entries to leave out as expired, with passes over LIVE paced
+        /// for frequent scrapes (`None` where the kernel refused the iterator).
+        paced: Option<Paced>,
         /// Boxed: the maps' handles are large, and read once per scrape.
         closed: Box<maps::ClosedMaps>,
     },
@@ -321,8 +324,18 @@ impl Counts {
             Source::Ebpf(s) => {
                 let closed =
                     Box::new(maps::ClosedMaps::take(s.ebpf_mut()).map_err(|e| anyhow!(e))?);
-                let reader = Reader::Maps(s.map_counts().map_err(|e| anyhow!(e))?);
-                Counts::Maps { reader, closed }
+                let mut counts = s.map_counts().map_err(|e| anyhow!(e))?;
+                // A pass over every live entry per scrape would cost in
+                // proportion to the table; `Paced` spaces them out.
+                let paced = match counts.expired.take() {
+                    Some(path) => Some(Paced::new(path, s.live_map().map_err(|e| anyhow!(e))?)),
+                    None => None,
+                };
+                Counts::Maps {
+                    counts,
+                    paced,
+                    closed,
+                }
             }
             // The events socket is already subscribed: what changes during
             // the dump waits in it and is applied after (see `Follower`).
@@ -346,7 +359,7 @@ impl Counts {
         }
     }
 
-    fn snapshot(&self, source: &Source, netns: Option<u32>, table: &Table) -> Snapshot {
+    fn snapshot(&mut self, source: &Source, netns: Option<u32>, table: &Table) -> Snapshot {
         let mut s = Snapshot {
             source: source.name(),
             lost: source.lost(),
@@ -354,8 +367,21 @@ impl Counts {
             ..Snapshot::default()
         };
         match (self, source) {
-            (Counts::Maps { reader, closed }, Source::Ebpf(ebpf)) => {
-                s.connections = reader.read(netns).unwrap_or_default();
+            (
+                Counts::Maps {
+                    counts,
+                    paced,
+                    closed,
+                },
+                Source::Ebpf(ebpf),
+            ) => {
+                s.connections = counts.rows_less(netns, || match paced {
+                    Some(p) => p.per_key().unwrap_or_else(|e| {
+                        log::warn!("reading the expired entries: {e}: they stay counted");
+                        Default::default()
+                    }),
+                    None => Default::default(),
+                });
                 s.closed = closed.rows(netns);
                 s.events = ebpf.seen();
                 s.hooks = ebpf.attached_hooks();

@@ -2,7 +2,7 @@
 //! seeding them once from a mark-only dump at start-up, and sharing them
 //! with `tracker counts` through pins under /sys/fs/bpf/tracker/.
 
-use std::collections::HashSet;
+use std::collections::{HashMap as StdHashMap, HashSet};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -38,22 +38,33 @@ impl MapCounts {
     /// and is not taken off twice, while one that expires in between is
     /// taken off, as a listing at the later instant would.
     pub fn rows(&self, netns: Option<u32>) -> Vec<CountRow> {
+        self.rows_less(netns, || match &self.expired {
+            Some(path) => expired::read(path)
+                .map(|found| expired::per_key(&found))
+                .unwrap_or_else(|e| {
+                    log::warn!(
+                        "reading {}: {e}: expired entries stay counted",
+                        path.display()
+                    );
+                    Default::default()
+                }),
+            None => Default::default(),
+        })
+    }
+
+    /// The same sums less what `expired` gives per key, asked for after the
+    /// maps are read (see [`MapCounts::rows`] for why in that order).
+    pub fn rows_less(
+        &self,
+        netns: Option<u32>,
+        expired: impl FnOnce() -> StdHashMap<MarkKey, i64>,
+    ) -> Vec<CountRow> {
         let counts: Vec<(MarkKey, i64)> =
             self.maps.iter().flat_map(|m| m.iter().flatten()).collect();
-        let expired = match &self.expired {
-            Some(path) => expired::read(path).unwrap_or_else(|e| {
-                log::warn!(
-                    "reading {}: {e}: expired entries stay counted",
-                    path.display()
-                );
-                Default::default()
-            }),
-            None => Default::default(),
-        };
         sum_rows(
             counts
                 .into_iter()
-                .chain(expired.into_iter().map(|(k, n)| (k, -n))),
+                .chain(expired().into_iter().map(|(k, n)| (k, -n))),
             netns,
         )
     }

@@ -281,6 +281,20 @@ impl EbpfSource {
         Ok(crate::counts::MapCounts { maps, expired })
     }
 
+    /// LIVE, taken out of the object for lookups (`tracker serve`'s paced
+    /// expired entries). Only after start-up: seeding and the iterator's
+    /// attach find it in the object.
+    pub fn live_map(
+        &mut self,
+    ) -> Result<aya::maps::HashMap<aya::maps::MapData, u64, tracker_common::LiveEntry>, String>
+    {
+        let map = self
+            .ebpf
+            .take_map("LIVE")
+            .ok_or_else(|| "map LIVE missing from the object".to_string())?;
+        aya::maps::HashMap::try_from(map).map_err(|e| format!("LIVE: {e}"))
+    }
+
     /// Waits for a wakeup or the collection timer, then drains the ring
     /// completely before returning (possibly with nothing).
     pub async fn next_batch(&mut self, out: &mut Vec<Event>) -> std::io::Result<()> {
