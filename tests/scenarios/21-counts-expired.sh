@@ -20,6 +20,17 @@ ns_drop_udp $NS 5303
 start_tcp_server $NS 127.0.0.1 8003
 oracle_start $NS
 PORT=10261
+# The scrapes' own connections must not become entries: they would change the table the
+# scenario compares.
+in_ns $NS nft -f - <<EOF
+table ip trk_cexp_raw {
+    chain out {
+        type filter hook output priority raw; policy accept;
+        tcp dport $PORT notrack
+        tcp sport $PORT notrack
+    }
+}
+EOF
 serve_start $NS "$SCEN_DIR/serve.err" serve --listen 127.0.0.1:$PORT
 traffic $NS tcp-client 127.0.0.1 8003 --count $TCP
 traffic $NS udp-client 127.0.0.1 5303 --count $N --no-reply
