@@ -64,8 +64,8 @@ const PASS_SPACING: u32 = 100;
 /// entries the last pass found, less those that have left LIVE since (or
 /// whose address now holds another entry); a new pass runs when the last one
 /// is at least [`PASS_SPACING`] times its duration old. Small tables get a
-/// pass per answer; at 200 000 entries in the QEMU test bed (0.3 s a pass),
-/// one per 30 s.
+/// pass per answer; at about 184 000 entries in the QEMU test bed a pass
+/// took 254 ms (BENCHMARKS.md), so one per 25 s.
 ///
 /// Why a found entry needs no second look at its timeout: an expired entry is
 /// never refreshed, because every lookup of it removes it first
