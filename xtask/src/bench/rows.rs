@@ -133,6 +133,9 @@ pub enum Row {
     Env(Env),
     Hooks(Hooks),
     Rate(Flows),
+    /// A further run of `tracker serve`, scraped or not, taking turns with
+    /// the other after the rate section.
+    ScrapePair(Flows),
     Loss(Flows),
     Cpu(Cpu),
     Counts(Counts),
@@ -178,6 +181,7 @@ impl Row {
                 why: text("why"),
             }),
             "rate" => Row::Rate(flows()),
+            "scrape-pair" => Row::ScrapePair(flows()),
             "loss" => Row::Loss(flows()),
             "cpu" => Row::Cpu(Cpu {
                 flows: flows(),
