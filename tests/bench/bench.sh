@@ -353,13 +353,19 @@ section_rate() {
         done
     done
     # One 3 s run apiece says little about a 1 % difference: runs of one listener differ
-    # by several per cent here. So serve and serve-scraped take turns a few more times
+    # by several per cent here. So serve and serve-scraped take turns a few more times, in
+    # alternating order so that a drift from one run to the next does not favour either
     # (the report judges the median of the pairs).
     case " ${BENCH_RATE_PROTOS:-udp tcp} ${BENCH_RATE_LISTENERS:-serve-scraped} " in
     *" udp "*serve-scraped*)
         for ((k = 1; k < ${BENCH_SCRAPE_PAIRS:-5}; k++)); do
-            one_run scrape-pair udp serve
-            one_run scrape-pair udp serve-scraped
+            if ((k % 2)); then
+                one_run scrape-pair udp serve-scraped
+                one_run scrape-pair udp serve
+            else
+                one_run scrape-pair udp serve
+                one_run scrape-pair udp serve-scraped
+            fi
         done
         ;;
     esac
