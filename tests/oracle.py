@@ -193,7 +193,7 @@ def cmd_updates(ct_path, trk_path, outdir):
     for side, lines in ((0, ct_lines), (1, trk_lines)):
         for line in filter(is_update, lines):
             per_conn[orig_tuple(line)][side].append(line)
-    same = later = torn = 0
+    same = later = torn = affected = 0
     problems, examples = [], []
     for conn, (ct, trk) in sorted(per_conn.items()):
         if len(ct) != len(trk):
@@ -201,6 +201,7 @@ def cmd_updates(ct_path, trk_path, outdir):
             continue
         _, _, ct_only, trk_only = normalise_pair(ct, trk)
         same += len(ct) - len(ct_only)
+        affected += bool(ct_only)
         pa = sorted((progress(x), x) for x in ct_only if progress(x) is not None)
         pb = sorted((progress(x), x) for x in trk_only if progress(x) is not None)
         if len(pa) != len(ct_only) or len(pb) != len(trk_only):
@@ -221,8 +222,6 @@ def cmd_updates(ct_path, trk_path, outdir):
                 problems.append(f"{conn}: not a later reading:\n  conntrack -E: {a}\n"
                                 f"  tracker:      {b}")
     total = sum(len(ct) for ct, _ in per_conn.values())
-    affected = sum(1 for ct, trk in per_conn.values()
-                   if len(ct) == len(trk) and normalise_pair(ct, trk)[2])
     summary = (f"UPDATE lines: {total} in {len(per_conn)} connections; {same} equal; "
                f"{later} where conntrack -E shows a later state, {torn} where only the timeout "
                f"differs; in {affected} connections")
