@@ -167,6 +167,13 @@ pub fn netns_inum(net: u64) -> u32 {
     read::<u32>(net, off!(net_ns_inum)).unwrap_or(0)
 }
 
+/// Inode number of the entry's namespace (`ct->ct_net->ns.inum`) read from
+/// the entry itself, before it is copied; 0 when unreadable.
+#[inline(always)]
+pub fn netns_of(ct: u64) -> u32 {
+    netns_inum(read::<u64>(ct, off!(ct_net)).unwrap_or(0))
+}
+
 /// Bytes of `nf_ct_ext` read at once: its offset array (u8 or u16 per
 /// extension id; ids stay below 16).
 const EXT_HEADER: usize = 32;

@@ -1,13 +1,15 @@
 //! Turning a conntrack entry into a `FlowRecord` in the ring, and the counts
 //! bookkeeping that must happen whether or not the record fits.
 //!
-//! Every hook ends here. The record is reserved in the ring first and the
-//! entry is copied straight into it with one `bpf_probe_read_kernel`; the
-//! filter and the counts read that copy, and the record is then submitted or
-//! discarded. Only when the ring is full does the entry go to this CPU's
-//! scratch record instead, so the counts still see it and the drop is
-//! counted. (Copying a finished record into the ring, as
-//! `bpf_ringbuf_output` does, was the dearest step of a hook.)
+//! Every hook ends here. When the change is known to be shown before the
+//! entry is read (see `shown_unread`: the default filter qualifies), the
+//! record is reserved in the ring first and the entry is copied straight
+//! into it with one `bpf_probe_read_kernel`; the filter and the counts read
+//! that copy, and the record is then submitted or discarded. Otherwise, or
+//! when the ring is full, the entry goes to this CPU's scratch record, so
+//! the counts still see it and a drop is counted. (Copying a finished record
+//! into the ring, as `bpf_ringbuf_output` does, was the dearest step of a
+//! hook.)
 
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
@@ -74,26 +76,33 @@ fn wanted(kind_: u32, s: &Summary) -> bool {
         && (f.l4proto == 0 || f.l4proto == s.l4)
 }
 
-/// Whether a change of this kind goes to userspace whatever the entry holds:
-/// its kind is shown and the filter looks at no field of the entry. Only
-/// then is the record reserved in the ring before the entry is read. With
-/// a netns, mark or protocol filter (the default shows one netns, and a
-/// container host makes most entries in others) the entry is read into the
-/// scratch record first, so rejected entries cost no ring space and wake
-/// no reader. The filter is a frozen global: the verifier keeps one branch.
+/// Whether a change goes to userspace before the entry is copied, so its
+/// record can be reserved in the ring first and the entry copied straight
+/// into it. That holds when its kind is shown and the filter looks at no
+/// field of the entry, or only at its namespace: the default shows one
+/// namespace, so there the namespace is read first (two small reads, which
+/// the summary then reuses as `netns`). With a mark or protocol filter, or
+/// an entry of another namespace (a container host makes most entries in
+/// others), the entry goes to the scratch record first, so rejected entries
+/// cost no ring space and wake no reader. The filter is a frozen global:
+/// the verifier keeps one branch.
 #[inline(always)]
-fn shown_unread(change: Change) -> bool {
+fn shown_unread(ct: u64, change: Change, netns: &mut Option<u32>) -> bool {
     let f = filter();
     let kind_ = match change {
         Change::New { .. } => kind::NEW,
         Change::Update { .. } => kind::UPDATE,
         Change::Destroy { .. } => kind::DESTROY,
     };
-    (f.kinds & kind_bit(kind_)) != 0
-        && f.netns == 0
-        && f.match_mark == 0
-        && f.l3proto == 0
-        && f.l4proto == 0
+    if (f.kinds & kind_bit(kind_)) == 0 || f.match_mark != 0 || f.l3proto != 0 || f.l4proto != 0 {
+        return false;
+    }
+    if f.netns == 0 {
+        return true;
+    }
+    let inum = conn::netns_of(ct);
+    *netns = Some(inum);
+    inum == f.netns
 }
 
 /// What every hook needs to know about the entry before deciding what to do.
@@ -107,13 +116,17 @@ struct Summary {
 }
 
 impl Summary {
+    /// `netns`: the entry's namespace when it was already read.
     #[inline(always)]
-    fn of(c: &Conn<'_>) -> Option<Self> {
+    fn of(c: &Conn<'_>, netns: Option<u32>) -> Option<Self> {
         let (l3, l4) = c.protocols();
         Some(Summary {
             status: c.status()?,
             mark: c.mark(),
-            netns: conn::netns_inum(c.net()),
+            netns: match netns {
+                Some(inum) => inum,
+                None => conn::netns_inum(c.net()),
+            },
             zone: c.zone_id(),
             l3,
             l4,
@@ -151,7 +164,8 @@ pub fn report(ct: u64, change: Change) {
     }
     // One call of `fill` for both destinations keeps the program small
     // (and under the verifier's stack limit).
-    let reserve_first = shown_unread(change);
+    let mut netns = None;
+    let reserve_first = shown_unread(ct, change, &mut netns);
     let entry = if reserve_first {
         EVENTS.reserve::<FlowRecord>(0)
     } else {
@@ -173,7 +187,7 @@ pub fn report(ct: u64, change: Change) {
     // SAFETY: ring memory is always initialized (zeroed at map creation,
     // then earlier records) and every field of FlowRecord is a plain
     // integer, so any bytes are a valid value; a scratch slot is this run's.
-    let keep = fill(ct, change, unsafe { &mut *record });
+    let keep = fill(ct, change, netns, unsafe { &mut *record });
     match (entry, scratch) {
         (Some(e), _) => {
             if keep {
@@ -208,13 +222,13 @@ pub fn report(ct: u64, change: Change) {
 /// Returns whether the record should go to userspace (the copy worked and
 /// the filter wants it).
 #[inline(always)]
-fn fill(ct: u64, change: Change, r: &mut FlowRecord) -> bool {
+fn fill(ct: u64, change: Change, netns: Option<u32>, r: &mut FlowRecord) -> bool {
     if conn::copy(ct, &mut r.conn).is_err() {
         bump(stat::READ_ERRORS);
         return false;
     }
     let c = Conn::new(&r.conn);
-    let Some(s) = Summary::of(&c) else {
+    let Some(s) = Summary::of(&c, netns) else {
         bump(stat::READ_ERRORS);
         return false;
     };
