@@ -87,7 +87,7 @@ fn wanted(kind_: u32, s: &Summary) -> bool {
 /// cost no ring space and wake no reader. The filter is a frozen global:
 /// the verifier keeps one branch.
 #[inline(always)]
-fn shown_unread(ct: u64, change: Change, netns: &mut Option<u32>) -> bool {
+fn shown_unread(ct: u64, change: Change, netns: &mut u32) -> bool {
     let f = filter();
     let kind_ = match change {
         Change::New { .. } => kind::NEW,
@@ -100,9 +100,8 @@ fn shown_unread(ct: u64, change: Change, netns: &mut Option<u32>) -> bool {
     if f.netns == 0 {
         return true;
     }
-    let inum = conn::netns_of(ct);
-    *netns = Some(inum);
-    inum == f.netns
+    *netns = conn::netns_of(ct);
+    *netns == f.netns
 }
 
 /// What every hook needs to know about the entry before deciding what to do.
@@ -116,16 +115,18 @@ struct Summary {
 }
 
 impl Summary {
-    /// `netns`: the entry's namespace when it was already read.
+    /// `netns`: the entry's namespace when it was already read, else 0 (no
+    /// namespace has inode 0).
     #[inline(always)]
-    fn of(c: &Conn<'_>, netns: Option<u32>) -> Option<Self> {
+    fn of(c: &Conn<'_>, netns: u32) -> Option<Self> {
         let (l3, l4) = c.protocols();
         Some(Summary {
             status: c.status()?,
             mark: c.mark(),
-            netns: match netns {
-                Some(inum) => inum,
-                None => conn::netns_inum(c.net()),
+            netns: if netns != 0 {
+                netns
+            } else {
+                conn::netns_inum(c.net())
             },
             zone: c.zone_id(),
             l3,
@@ -164,7 +165,9 @@ pub fn report(ct: u64, change: Change) {
     }
     // One call of `fill` for both destinations keeps the program small
     // (and under the verifier's stack limit).
-    let mut netns = None;
+    // A plain integer, not an Option: 5.10's verifier rejects the read of
+    // an Option's payload that the compiler emits even where it is None.
+    let mut netns = 0;
     let reserve_first = shown_unread(ct, change, &mut netns);
     let entry = if reserve_first {
         EVENTS.reserve::<FlowRecord>(0)
@@ -222,7 +225,7 @@ pub fn report(ct: u64, change: Change) {
 /// Returns whether the record should go to userspace (the copy worked and
 /// the filter wants it).
 #[inline(always)]
-fn fill(ct: u64, change: Change, netns: Option<u32>, r: &mut FlowRecord) -> bool {
+fn fill(ct: u64, change: Change, netns: u32, r: &mut FlowRecord) -> bool {
     if conn::copy(ct, &mut r.conn).is_err() {
         bump(stat::READ_ERRORS);
         return false;
