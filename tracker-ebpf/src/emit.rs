@@ -165,8 +165,9 @@ pub fn report(ct: u64, change: Change) {
     }
     // One call of `fill` for both destinations keeps the program small
     // (and under the verifier's stack limit).
-    // A plain integer, not an Option: 5.10's verifier rejects the read of
-    // an Option's payload that the compiler emits even where it is None.
+    // A plain integer (0 = not read), not an Option: with an Option, 5.10's
+    // verifier rejected the DESTROY kretprobe for reading a stack slot that
+    // path had not written ("invalid read from stack").
     let mut netns = 0;
     let reserve_first = shown_unread(ct, change, &mut netns);
     let entry = if reserve_first {
