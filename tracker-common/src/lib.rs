@@ -192,15 +192,51 @@ pub struct LiveEntry {
     pub _pad: [u8; 4],
 }
 
-/// What the iterator over LIVE writes for each counted entry whose timeout
-/// has passed: the entry's conntrack address (LIVE's key) and its LIVE value.
-/// The generation tells a later lookup whether that address still holds the
-/// same entry (the kernel reuses the memory of freed entries).
+/// Slots per bucket of LIVE_SLOTS: an entry lives in the bucket its address
+/// hashes to ([`live_bucket`]), in any free slot of it.
+pub const LIVE_WAYS: usize = 8;
+
+/// One slot of LIVE_SLOTS: `ct` is the entry's `struct nf_conn` address, 0
+/// when the slot is free. A NEW claims a free slot with a compare-and-swap
+/// of `ct`, then fills `entry`, `entry.generation` last: a slot whose
+/// generation is still 0 is being filled and is not read.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LiveSlot {
+    pub ct: u64,
+    pub entry: LiveEntry,
+}
+
+/// One element of LIVE_SLOTS: a bucket of [`LIVE_WAYS`] slots, so a NEW or
+/// a DESTROY costs one array lookup and a scan of adjacent memory.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LiveBucket {
+    pub slots: [LiveSlot; LIVE_WAYS],
+}
+
+/// The bucket of LIVE_SLOTS (of `buckets`) for the entry at `ct`. Entry
+/// addresses come from a slab cache, so their low bits repeat: a
+/// multiplicative hash spreads them, and the high half of the product
+/// scaled by `buckets` picks the bucket without a division.
+pub const fn live_bucket(ct: u64, buckets: u32) -> u32 {
+    let h = ct.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
+    ((h * buckets as u64) >> 32) as u32
+}
+
+/// What the iterators over LIVE and LIVE_SLOTS write for each counted entry
+/// whose timeout has passed: the entry's conntrack address, what the hooks
+/// remember of it, and where: `slot` is 1 + the index of its slot in
+/// LIVE_SLOTS (bucket × [`LIVE_WAYS`] + way), or 0 when it is in LIVE. The
+/// generation tells a later lookup whether that place still holds the same
+/// entry (the kernel reuses the memory of freed entries).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ExpiredEntry {
     pub ct: u64,
     pub live: LiveEntry,
+    pub slot: u32,
+    pub _pad: u32,
 }
 
 /// Flows of one key that ended, with what they carried: added by the
@@ -383,6 +419,9 @@ pub mod globals {
     pub const STASH_PER_CPU: &str = "STASH_PER_CPU";
     /// `u32`: non-zero when DESTROY adds each flow to the closed-flow map.
     pub const ACCOUNT_CLOSED: &str = "ACCOUNT_CLOSED";
+    /// `u32`: buckets of LIVE_SLOTS; 0 when every counted entry goes to the
+    /// LIVE hash map (kernels without BPF compare-and-swap, before 5.12).
+    pub const LIVE_BUCKETS: &str = "LIVE_BUCKETS";
 }
 
 /// A hash of the original tuple, zone id and netns. Both sides compute it:
@@ -455,7 +494,9 @@ const _: () = assert!(size_of::<FlowTuple>() == 40);
 const _: () = assert!(size_of::<FlowRecord>() == 96 + CONN_BYTES);
 const _: () = assert!(size_of::<MarkKey>() == 12);
 const _: () = assert!(size_of::<LiveEntry>() == 32);
-const _: () = assert!(size_of::<ExpiredEntry>() == 40);
+const _: () = assert!(size_of::<ExpiredEntry>() == 48);
+const _: () = assert!(size_of::<LiveSlot>() == 40);
+const _: () = assert!(size_of::<LiveBucket>() == 320);
 const _: () = assert!(size_of::<ClosedFlows>() == 40);
 const _: () = assert!(size_of::<KernelFilter>() == 20);
 const _: () = assert!(size_of::<KernelOffsets>() == 35 * 4);
@@ -467,6 +508,7 @@ mod pod {
     unsafe impl aya::Pod for FlowRecord {}
     unsafe impl aya::Pod for MarkKey {}
     unsafe impl aya::Pod for LiveEntry {}
+    unsafe impl aya::Pod for LiveBucket {}
     unsafe impl aya::Pod for ClosedFlows {}
     unsafe impl aya::Pod for KernelFilter {}
     unsafe impl aya::Pod for KernelOffsets {}

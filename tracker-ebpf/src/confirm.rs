@@ -18,7 +18,7 @@ use crate::{
 const NF_ACCEPT: i32 = 1;
 
 #[inline(always)]
-fn confirmed(ct: Result<u64, i64>, ret: i32) -> u32 {
+fn confirmed(ct: Result<u64, i64>, ret: i32, claim_slots: bool) -> u32 {
     if ret == NF_ACCEPT
         && let Ok(ct) = ct
     {
@@ -26,6 +26,7 @@ fn confirmed(ct: Result<u64, i64>, ret: i32) -> u32 {
             ct,
             Change::New {
                 netlink_insert: false,
+                claim_slots,
             },
         );
     }
@@ -33,12 +34,13 @@ fn confirmed(ct: Result<u64, i64>, ret: i32) -> u32 {
 }
 
 #[inline(always)]
-fn inserted(ct: u64, ret: i32) -> u32 {
+fn inserted(ct: u64, ret: i32, claim_slots: bool) -> u32 {
     if ret == 0 {
         emit::report(
             ct,
             Change::New {
                 netlink_insert: true,
+                claim_slots,
             },
         );
     }
@@ -53,7 +55,7 @@ pub fn confirm_fexit(ctx: FExitContext) -> u32 {
     if ret as i32 != NF_ACCEPT {
         return 0;
     }
-    confirmed(conn::ct_of_btf_skb(skb), ret as i32)
+    confirmed(conn::ct_of_btf_skb(skb), ret as i32, true)
 }
 
 #[kprobe]
@@ -68,7 +70,7 @@ pub fn confirm_kprobe(ctx: ProbeContext) -> u32 {
 pub fn confirm_kretprobe(ctx: RetProbeContext) -> u32 {
     let ret: i64 = ctx.ret();
     match Stash::take() {
-        Some(s) if ret as i32 == NF_ACCEPT => confirmed(conn::ct_of_skb(s.ptr), ret as i32),
+        Some(s) if ret as i32 == NF_ACCEPT => confirmed(conn::ct_of_skb(s.ptr), ret as i32, false),
         Some(_) => 0,
         None => 0,
     }
@@ -78,7 +80,7 @@ pub fn confirm_kretprobe(ctx: RetProbeContext) -> u32 {
 pub fn insert_fexit(ctx: FExitContext) -> u32 {
     let ct: u64 = ctx.arg(0);
     let ret: i64 = ctx.arg(1);
-    inserted(ct, ret as i32)
+    inserted(ct, ret as i32, true)
 }
 
 #[kprobe]
@@ -93,7 +95,7 @@ pub fn insert_kprobe(ctx: ProbeContext) -> u32 {
 pub fn insert_kretprobe(ctx: RetProbeContext) -> u32 {
     let ret: i64 = ctx.ret();
     match Stash::take() {
-        Some(s) => inserted(s.ptr, ret as i32),
+        Some(s) => inserted(s.ptr, ret as i32, false),
         None => 0,
     }
 }

@@ -33,6 +33,17 @@ pub fn read<T>(base: u64, off: u32) -> Result<T, i64> {
     unsafe { bpf_probe_read_kernel((base + off as u64) as *const T) }.map_err(|e| e as i64)
 }
 
+/// `ptr` as a plain number. In fentry and fexit programs a kernel pointer
+/// argument is typed (BTF), and the verifier refuses arithmetic on it, such
+/// as the multiply that hashes an entry's address into its LIVE_SLOTS
+/// bucket; a copy read through a helper is untyped. Costs a helper call:
+/// for rare paths (the hot ones reuse the record's copy, see emit.rs).
+#[inline(always)]
+pub fn as_number(ptr: u64) -> Result<u64, i64> {
+    let src = ptr;
+    unsafe { bpf_probe_read_kernel(&raw const src) }.map_err(|e| e as i64)
+}
+
 /// The conntrack attached to an skb (`skb->_nfct` without the ctinfo bits).
 #[inline(always)]
 pub fn ct_of_skb(skb: u64) -> Result<u64, i64> {

@@ -2,22 +2,75 @@
 //! confirmed, −1 when it is destroyed, moved when its mark changes. Exact even
 //! when the ring drops events, because nothing here goes through the ring.
 //!
-//! The invariant: MARK_COUNTS[k] equals the number of LIVE entries whose
-//! `key` is k. Every change to one is made with the matching change to the
+//! Each counted entry is remembered in one place: a slot of LIVE_SLOTS
+//! where the NEW hook may use compare-and-swap (fexit programs on 5.12+),
+//! otherwise, or when its bucket is full, the LIVE hash map. A hash insert
+//! takes a bucket lock with interrupts off and a free-list lock
+//! (kernel/bpf/hashtab.c), about 2 µs of a NEW in the test bed
+//! (docs/hook-cost.md); claiming a slot is one array lookup and one
+//! compare-and-swap.
+//!
+//! The invariant: MARK_COUNTS[k] equals the number of remembered entries
+//! whose `key` is k. Every change to one is made with the matching change to the
 //! other (insert +1, remove −1, re-key −1/+1), so a DESTROY always uncounts
 //! the key its entry was counted under, even when its mark changed through
 //! a path no hook follows (nft `ct mark set` without UPDATE, tc act_ct, BPF
-//! kfuncs). Entries older than the hooks are not in LIVE: they are counted
+//! kfuncs). Entries older than the hooks are not remembered: they are counted
 //! once in SEED_COUNTS from the start-up dump and leave it at their DESTROY,
 //! never below zero. Reply-only NAT clash losers are never counted and their
 //! DESTROY touches nothing.
 
-use core::intrinsics::{AtomicOrdering, atomic_xadd};
+use core::intrinsics::{AtomicOrdering, atomic_cxchg, atomic_xadd};
+use core::ptr::{read_volatile, write_volatile};
 
 use aya_ebpf::{bindings::BPF_NOEXIST, maps::HashMap};
-use tracker_common::{LiveEntry, MarkKey, stat, status};
+use tracker_common::{
+    LIVE_WAYS, LiveBucket, LiveEntry, LiveSlot, MarkKey, live_bucket, stat, status,
+};
 
-use crate::maps::{LIVE, MARK_COUNTS, SEED_COUNTS, bump};
+use crate::maps::{LIVE, LIVE_HASHED, LIVE_SLOTS, MARK_COUNTS, SEED_COUNTS, bump};
+
+/// Buckets of LIVE_SLOTS, or 0 when every entry goes to LIVE. Set before
+/// load; a frozen constant to the verifier, which then drops the unused way.
+#[unsafe(no_mangle)]
+static LIVE_BUCKETS: u32 = 0;
+
+/// The LIVE_SLOTS bucket of the entry at `ct`, when slots are in use.
+#[inline(always)]
+fn bucket(ct: u64) -> Option<*mut LiveBucket> {
+    // SAFETY: a global set before load.
+    let buckets = unsafe { read_volatile(&LIVE_BUCKETS) };
+    if buckets == 0 {
+        return None;
+    }
+    LIVE_SLOTS.get_ptr_mut(live_bucket(ct, buckets))
+}
+
+/// The filled slot that holds `ct`. A slot still being filled (generation
+/// 0) is skipped, as a hash entry not yet inserted would be.
+#[inline(always)]
+fn find(ct: u64) -> Option<*mut LiveSlot> {
+    let b = bucket(ct)?;
+    for way in 0..LIVE_WAYS {
+        // SAFETY: `b` is an array value, valid for the program's run; the
+        // index is below the bucket's length.
+        let slot = unsafe { (*b).slots.as_mut_ptr().add(way) };
+        if unsafe { read_volatile(&(*slot).ct) } == ct
+            && unsafe { read_volatile(&(*slot).entry.generation) } != 0
+        {
+            return Some(slot);
+        }
+    }
+    None
+}
+
+/// Whether LIVE may hold entries: otherwise a lookup there cannot find one.
+#[inline(always)]
+fn hashed() -> bool {
+    LIVE_HASHED
+        .get(0)
+        .is_some_and(|v| unsafe { read_volatile(v) } != 0)
+}
 
 /// Atomic add whose result is unused, so it compiles to BPF_XADD, which every
 /// supported kernel has (fetching atomics need 5.12).
@@ -53,8 +106,47 @@ fn sub_if_positive(map: &HashMap<MarkKey, i64>, key: &MarkKey) {
 }
 
 /// Counts a newly confirmed entry. Returns the generation it is known by.
+/// `claim_slots` is true only in programs that may use compare-and-swap
+/// (fexit): the instruction makes a 5.10 verifier reject the whole program,
+/// even where it cannot run.
 #[inline(always)]
-pub fn on_new(ct: u64, key: MarkKey, tuple_hash: u64, now: u64) -> u64 {
+pub fn on_new(ct: u64, key: MarkKey, tuple_hash: u64, now: u64, claim_slots: bool) -> u64 {
+    if claim_slots && let Some(b) = bucket(ct) {
+        for way in 0..LIVE_WAYS {
+            // SAFETY: as in `find`.
+            let slot = unsafe { (*b).slots.as_mut_ptr().add(way) };
+            if unsafe { read_volatile(&(*slot).ct) } != 0 {
+                continue;
+            }
+            // SAFETY: an aligned u64 in the array value; the swap makes the
+            // slot this entry's, whatever other CPUs claim at once.
+            let (_, won) = unsafe {
+                atomic_cxchg::<u64, { AtomicOrdering::SeqCst }, { AtomicOrdering::SeqCst }>(
+                    &raw mut (*slot).ct,
+                    0,
+                    ct,
+                )
+            };
+            if !won {
+                continue;
+            }
+            // SAFETY: the slot is this entry's until its DESTROY frees it.
+            unsafe {
+                (*slot).entry.tuple_hash = tuple_hash;
+                (*slot).entry.key = key;
+                write_volatile(&raw mut (*slot).entry.generation, now);
+            }
+            add(&MARK_COUNTS, &key, 1);
+            return now;
+        }
+        // The bucket is full: LIVE takes the entry.
+    }
+    if !hashed()
+        && let Some(p) = LIVE_HASHED.get_ptr_mut(0)
+    {
+        // SAFETY: an array value; any CPU may set it, none clears it.
+        unsafe { write_volatile(p, 1) };
+    }
     let entry = LiveEntry {
         generation: now,
         tuple_hash,
@@ -73,8 +165,24 @@ pub fn on_new(ct: u64, key: MarkKey, tuple_hash: u64, now: u64) -> u64 {
 /// the hooks never counted it.
 #[inline(always)]
 pub fn on_destroy(ct: u64, key: MarkKey, ct_status: u32) -> u64 {
+    if let Some(slot) = find(ct) {
+        // SAFETY: copied out before the slot is freed; freeing is storing 0
+        // in `ct`, after which another NEW may claim it.
+        let entry = unsafe { read_volatile(&(*slot).entry) };
+        unsafe {
+            write_volatile(&raw mut (*slot).entry.generation, 0);
+            write_volatile(&raw mut (*slot).ct, 0);
+        }
+        add(&MARK_COUNTS, &entry.key, -1);
+        return entry.generation;
+    }
     // SAFETY: the value is copied out before the entry is removed.
-    match unsafe { LIVE.get(ct) }.copied() {
+    let hashed_entry = if hashed() {
+        unsafe { LIVE.get(ct) }.copied()
+    } else {
+        None
+    };
+    match hashed_entry {
         Some(entry) => {
             add(&MARK_COUNTS, &entry.key, -1);
             let _ = LIVE.remove(ct);
@@ -96,25 +204,46 @@ pub fn on_destroy(ct: u64, key: MarkKey, ct_status: u32) -> u64 {
 /// hooks.
 #[inline(always)]
 pub fn generation(ct: u64) -> u64 {
+    if let Some(slot) = find(ct) {
+        // SAFETY: a slot of an array value.
+        return unsafe { read_volatile(&(*slot).entry.generation) };
+    }
+    if !hashed() {
+        return 0;
+    }
     // SAFETY: copied out at once.
     unsafe { LIVE.get(ct) }.map_or(0, |e| e.generation)
+}
+
+/// Where a counted entry's key is kept, for a mark change.
+#[inline(always)]
+fn key_of(ct: u64) -> Option<*mut MarkKey> {
+    if let Some(slot) = find(ct) {
+        // SAFETY: a slot of an array value.
+        return Some(unsafe { &raw mut (*slot).entry.key });
+    }
+    if !hashed() {
+        return None;
+    }
+    // SAFETY: hash values stay valid for the program's run (RCU).
+    LIVE.get_ptr_mut(ct).map(|p| unsafe { &raw mut (*p).key })
 }
 
 /// Moves a counted entry to its new mark after the mark changed.
 #[inline(always)]
 pub fn on_mark_change(ct: u64, new_mark: u32) {
-    let Some(p) = LIVE.get_ptr_mut(ct) else {
+    let Some(p) = key_of(ct) else {
         return;
     };
-    // SAFETY: hash values stay valid for the program's run (RCU).
-    let entry = unsafe { &mut *p };
-    if entry.key.mark == new_mark {
+    // SAFETY: a map value, valid for the program's run.
+    let key = unsafe { &mut *p };
+    if key.mark == new_mark {
         return;
     }
-    let old = entry.key;
+    let old = *key;
     let mut new = old;
     new.mark = new_mark;
-    entry.key = new;
+    *key = new;
     add(&MARK_COUNTS, &old, -1);
     add(&MARK_COUNTS, &new, 1);
 }

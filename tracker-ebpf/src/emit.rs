@@ -149,8 +149,13 @@ impl Summary {
 /// What happened to the entry.
 #[derive(Clone, Copy)]
 pub enum Change {
-    /// Confirmed by its first packet, or inserted over ctnetlink.
-    New { netlink_insert: bool },
+    /// Confirmed by its first packet, or inserted over ctnetlink;
+    /// `claim_slots` where the program may use compare-and-swap (see
+    /// `counts::on_new`).
+    New {
+        netlink_insert: bool,
+        claim_slots: bool,
+    },
     /// Reported to the event notifier: the ipct bits of an UPDATE.
     Update { events: u16, portid: u32 },
     /// Removed by `nf_ct_delete`; `portid` of a netlink requester.
@@ -227,6 +232,14 @@ pub fn report(ct: u64, change: Change) {
 /// the filter wants it).
 #[inline(always)]
 fn fill(ct: u64, change: Change, netns: u32, r: &mut FlowRecord) -> bool {
+    // In fexit and fentry programs `ct` is a typed kernel pointer, on which
+    // the verifier allows no arithmetic, and the counts hash the address.
+    // Loaded back from the record's memory it is a plain number.
+    // SAFETY: a field of the record this run owns.
+    let ct = unsafe {
+        core::ptr::write_volatile(&raw mut r.ct, ct);
+        core::ptr::read_volatile(&raw const r.ct)
+    };
     if conn::copy(ct, &mut r.conn).is_err() {
         bump(stat::READ_ERRORS);
         return false;
@@ -241,7 +254,10 @@ fn fill(ct: u64, change: Change, netns: u32, r: &mut FlowRecord) -> bool {
     let mut portid = 0;
     let mut events = 0;
     let (kind_, generation) = match change {
-        Change::New { netlink_insert } => {
+        Change::New {
+            netlink_insert,
+            claim_slots,
+        } => {
             if s.status & status::CONFIRMED == 0 || s.status & status::NAT_CLASH != 0 {
                 // Not (yet) in the table, or a clash loser conntrack never
                 // reports.
@@ -251,7 +267,10 @@ fn fill(ct: u64, change: Change, netns: u32, r: &mut FlowRecord) -> bool {
                 bits |= flags::NETLINK_INSERT;
             }
             let hash = c.original_hash(s.l3, s.l4, s.zone, s.netns);
-            (kind::NEW, counts::on_new(ct, s.key(), hash, now))
+            (
+                kind::NEW,
+                counts::on_new(ct, s.key(), hash, now, claim_slots),
+            )
         }
         Change::Update {
             events: ev,

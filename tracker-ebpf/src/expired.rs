@@ -1,5 +1,5 @@
-//! Counted entries whose timeout has passed: an `iter/bpf_map_elem`
-//! iterator over LIVE that `tracker counts` reads on demand.
+//! Counted entries whose timeout has passed: `iter/bpf_map_elem` iterators
+//! over LIVE and LIVE_SLOTS that `tracker counts` reads on demand.
 //!
 //! An expired entry stays in the conntrack table until the garbage
 //! collector, a lookup or a dump removes it (its DESTROY comes only then),
@@ -16,7 +16,7 @@
 use core::ffi::c_void;
 
 use aya_ebpf::helpers::generated::{bpf_jiffies64, bpf_seq_write};
-use tracker_common::{ExpiredEntry, LiveEntry};
+use tracker_common::{ExpiredEntry, LIVE_WAYS, LiveBucket, LiveEntry, LiveSlot};
 
 use crate::conn::{off, read};
 
@@ -24,11 +24,11 @@ use crate::conn::{off, read};
 /// hands the program per element; `key` and `value` are null on the final
 /// call after the last element.
 #[repr(C)]
-pub struct MapElemCtx {
+pub struct MapElemCtx<K, V> {
     meta: *const IterMeta,
     map: *const c_void,
-    key: *const u64,
-    value: *const LiveEntry,
+    key: *const K,
+    value: *const V,
 }
 
 /// `struct bpf_iter_meta` (include/linux/bpf.h), as far as its first field.
@@ -46,10 +46,35 @@ fn expired(timeout: u32, jiffies: u64) -> bool {
     (timeout.wrapping_sub(jiffies as u32) as i32) <= 0
 }
 
+/// Writes `found` to the iterator's output.
+#[inline(always)]
+fn write(meta: *const IterMeta, found: &ExpiredEntry) {
+    // SAFETY: `meta` is a trusted pointer of the iterator; `seq` its first
+    // field, the seq_file the helper writes to.
+    let seq = unsafe { (*meta).seq };
+    // A full page makes the kernel show this element again after the page is
+    // read (bpf_seq_read in kernel/bpf/bpf_iter.c): nothing is lost.
+    unsafe {
+        bpf_seq_write(
+            seq.cast(),
+            (found as *const ExpiredEntry).cast(),
+            core::mem::size_of::<ExpiredEntry>() as u32,
+        )
+    };
+}
+
+/// Whether the entry at `ct` has expired (false when it cannot be read).
+#[inline(always)]
+fn entry_expired(ct: u64, jiffies: u64) -> bool {
+    read::<u32>(ct, off!(ct_timeout)).is_ok_and(|timeout| expired(timeout, jiffies))
+}
+
+/// Over LIVE: the key is the entry's address, the value what the hooks
+/// remember of it.
 #[unsafe(no_mangle)]
 #[unsafe(link_section = "iter/bpf_map_elem")]
 pub fn live_expired(ctx: *mut c_void) -> i32 {
-    let ctx = ctx as *const MapElemCtx;
+    let ctx = ctx as *const MapElemCtx<u64, LiveEntry>;
     // SAFETY: context loads the verifier checks against the iterator's
     // context type; `key`/`value` point into the element (checked for null,
     // read within the map's key and value sizes).
@@ -58,11 +83,8 @@ pub fn live_expired(ctx: *mut c_void) -> i32 {
         return 0;
     }
     let ct = unsafe { *key };
-    let Ok(timeout) = read::<u32>(ct, off!(ct_timeout)) else {
-        return 0;
-    };
     // SAFETY: a helper without arguments.
-    if !expired(timeout, unsafe { bpf_jiffies64() }) {
+    if !entry_expired(ct, unsafe { bpf_jiffies64() }) {
         return 0;
     }
     let found = ExpiredEntry {
@@ -70,18 +92,52 @@ pub fn live_expired(ctx: *mut c_void) -> i32 {
         // SAFETY: checked non-null above; the verifier bounds the read to
         // the map's value size.
         live: unsafe { *value },
+        slot: 0,
+        _pad: 0,
     };
-    // SAFETY: `meta` is a trusted pointer of the iterator; `seq` its first
-    // field, the seq_file the helper writes to.
-    let seq = unsafe { (*(*ctx).meta).seq };
-    // A full page makes the kernel show this element again after the page is
-    // read (bpf_seq_read in kernel/bpf/bpf_iter.c): nothing is lost.
-    unsafe {
-        bpf_seq_write(
-            seq.cast(),
-            (&found as *const ExpiredEntry).cast(),
-            core::mem::size_of::<ExpiredEntry>() as u32,
-        )
-    };
+    write(unsafe { (*ctx).meta }, &found);
+    0
+}
+
+/// Over LIVE_SLOTS: the key is the bucket's index, the value its slots.
+#[unsafe(no_mangle)]
+#[unsafe(link_section = "iter/bpf_map_elem")]
+pub fn live_slots_expired(ctx: *mut c_void) -> i32 {
+    let ctx = ctx as *const MapElemCtx<u32, LiveBucket>;
+    // SAFETY: as in `live_expired`.
+    let (key, value) = unsafe { ((*ctx).key, (*ctx).value) };
+    if key.is_null() || value.is_null() {
+        return 0;
+    }
+    let first = unsafe { *key }.wrapping_mul(LIVE_WAYS as u32);
+    // SAFETY: a helper without arguments.
+    let jiffies = unsafe { bpf_jiffies64() };
+    let meta = unsafe { (*ctx).meta };
+    // Unrolled by hand: the verifier accepts only constant offsets into an
+    // iterator's element.
+    macro_rules! way {
+        ($w:literal) => {{
+            // SAFETY: checked non-null above; a constant offset within the
+            // map's value size.
+            let slot: LiveSlot = unsafe { (*value).slots[$w] };
+            if slot.ct != 0 && slot.entry.generation != 0 && entry_expired(slot.ct, jiffies) {
+                let found = ExpiredEntry {
+                    ct: slot.ct,
+                    live: slot.entry,
+                    slot: first + $w + 1,
+                    _pad: 0,
+                };
+                write(meta, &found);
+            }
+        }};
+    }
+    way!(0);
+    way!(1);
+    way!(2);
+    way!(3);
+    way!(4);
+    way!(5);
+    way!(6);
+    way!(7);
     0
 }

@@ -3,11 +3,12 @@
 //! before load.
 
 use aya_ebpf::{
+    bindings::BPF_F_MMAPABLE,
     helpers::bpf_get_current_pid_tgid,
     macros::map,
     maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
-use tracker_common::{ClosedFlows, FlowRecord, LiveEntry, MarkKey, stat};
+use tracker_common::{ClosedFlows, FlowRecord, LiveBucket, LiveEntry, MarkKey, stat};
 
 /// Flow records for userspace.
 #[map]
@@ -32,6 +33,19 @@ pub static SEED_COUNTS: HashMap<MarkKey, i64> = HashMap::with_max_entries(65536,
 /// skips the LRU's list bookkeeping, the dearest step on the NEW path.
 #[map]
 pub static LIVE: HashMap<u64, LiveEntry> = HashMap::with_max_entries(262144, 0);
+
+/// Counted entries in buckets of slots claimed with compare-and-swap
+/// (counts.rs): where the NEW hooks run as fexit programs on Linux 5.12+,
+/// their entries go here, and LIVE holds only those that found their bucket
+/// full. Sized by userspace (`globals::LIVE_BUCKETS`); memory-mappable so
+/// the start-up seeding reads it without a syscall per bucket.
+#[map]
+pub static LIVE_SLOTS: Array<LiveBucket> = Array::with_max_entries(1, BPF_F_MMAPABLE);
+
+/// Index 0 is non-zero once anything was inserted into LIVE: until then a
+/// DESTROY not found in LIVE_SLOTS skips the hash lookup.
+#[map]
+pub static LIVE_HASHED: Array<u32> = Array::with_max_entries(1, 0);
 
 /// Flows that ended, per (netns, mark, family, protocol), with their
 /// packets and bytes: kept only while userspace serves metrics, which sizes

@@ -23,6 +23,7 @@ use crate::{
 fn follow(ct: u64) {
     if ct != 0
         && let Ok(mark) = conn::read::<u32>(ct, off!(ct_mark))
+        && let Ok(ct) = conn::as_number(ct)
     {
         counts::on_mark_change(ct, mark);
     }

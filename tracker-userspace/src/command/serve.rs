@@ -308,9 +308,10 @@ enum Counts {
     /// The kernel's maps, kept by the hooks.
     Maps {
         counts: MapCounts,
-        /// The entries to leave out as expired, with passes over LIVE paced
-        /// for frequent scrapes (`None` where the kernel refused the iterator).
-        paced: Option<Paced>,
+        /// The entries to leave out as expired, with passes over LIVE and
+        /// LIVE_SLOTS paced for frequent scrapes (`None` where the kernel
+        /// refused the iterators). Boxed, as the closed-flow maps are.
+        paced: Option<Box<Paced>>,
         /// Boxed: the maps' handles are large, and read once per scrape.
         closed: Box<maps::ClosedMaps>,
     },
@@ -327,9 +328,14 @@ impl Counts {
                 let mut counts = s.map_counts().map_err(|e| anyhow!(e))?;
                 // A pass over every live entry per scrape would cost in
                 // proportion to the table; `Paced` spaces them out.
-                let paced = match counts.expired.take() {
-                    Some(path) => Some(Paced::new(path, s.live_map().map_err(|e| anyhow!(e))?)),
-                    None => None,
+                let paths = std::mem::take(&mut counts.expired);
+                let paced = if paths.is_empty() {
+                    None
+                } else {
+                    Some(Box::new(Paced::new(
+                        paths,
+                        s.live_maps().map_err(|e| anyhow!(e))?,
+                    )))
                 };
                 Counts::Maps {
                     counts,

@@ -1,12 +1,13 @@
-//! Counted entries whose timeout has passed, read from the pinned iterator
-//! over LIVE (tracker-ebpf's `expired.rs`). Such an entry stays in the table,
-//! and in the count maps, until the kernel's garbage collector, a lookup or
-//! a dump removes it; a table listing already leaves it out. Reading the pin
-//! runs the iterator once: one pass over LIVE, one read of `ct->timeout` per
-//! entry, and an [`ExpiredEntry`] out per expired one.
+//! Counted entries whose timeout has passed, read from the pinned iterators
+//! over LIVE and LIVE_SLOTS (tracker-ebpf's `expired.rs`). Such an entry
+//! stays in the table, and in the count maps, until the kernel's garbage
+//! collector, a lookup or a dump removes it; a table listing already leaves
+//! it out. Reading a pin runs its iterator once: one pass over the map, one
+//! read of `ct->timeout` per remembered entry, and an [`ExpiredEntry`] out
+//! per expired one.
 //!
 //! A pass costs time in proportion to the live entries (in the QEMU test bed
-//! about 1.5 µs each). `tracker counts` makes one per call; a reader that
+//! about 1.5 µs each) and, over LIVE_SLOTS, to the buckets. `tracker counts` makes one per call; a reader that
 //! asks every 100 ms, such as a Prometheus scrape of `tracker serve`, paces
 //! them with [`Paced`].
 
@@ -16,9 +17,21 @@ use std::time::{Duration, Instant};
 
 use tracker_common::{ExpiredEntry, LiveEntry, MarkKey};
 
+use super::live::LiveMaps;
+
 /// The expired entries one run of the iterator pinned at `path` found.
 pub fn read(path: &Path) -> std::io::Result<Vec<ExpiredEntry>> {
     Ok(parse(&std::fs::read(path)?))
+}
+
+/// One run of each iterator pinned at `paths` (LIVE's, and LIVE_SLOTS'
+/// where the hooks use slots).
+pub fn read_all(paths: &[PathBuf]) -> Result<Vec<ExpiredEntry>, String> {
+    let mut found = Vec::new();
+    for path in paths {
+        found.extend(read(path).map_err(|e| format!("reading {}: {e}", path.display()))?);
+    }
+    Ok(found)
 }
 
 /// How many of `entries` each count key has.
@@ -51,6 +64,8 @@ fn parse(bytes: &[u8]) -> Vec<ExpiredEntry> {
                     },
                     _pad: [0; 4],
                 },
+                slot: u32_at(40),
+                _pad: 0,
             }
         })
         .collect()
@@ -75,18 +90,15 @@ const PASS_SPACING: u32 = 100;
 /// miss is only entries that expired after the last pass: those stay counted
 /// until the next pass or until the kernel removes them.
 pub struct Paced {
-    path: PathBuf,
-    live: aya::maps::HashMap<aya::maps::MapData, u64, LiveEntry>,
+    paths: Vec<PathBuf>,
+    live: LiveMaps,
     state: PaceState,
 }
 
 impl Paced {
-    pub fn new(
-        path: PathBuf,
-        live: aya::maps::HashMap<aya::maps::MapData, u64, LiveEntry>,
-    ) -> Self {
+    pub fn new(paths: Vec<PathBuf>, live: LiveMaps) -> Self {
         Paced {
-            path,
+            paths,
             live,
             state: PaceState::default(),
         }
@@ -94,14 +106,11 @@ impl Paced {
 
     /// The expired entries to leave out of counts read now, per count key.
     pub fn per_key(&mut self) -> std::io::Result<HashMap<MarkKey, i64>> {
-        let (path, live) = (&self.path, &self.live);
+        let (paths, live) = (&self.paths, &self.live);
         self.state.refresh(
             Instant::now(),
-            || read(path),
-            |e| {
-                live.get(&e.ct, 0)
-                    .is_ok_and(|v| v.generation == e.live.generation)
-            },
+            || read_all(paths).map_err(std::io::Error::other),
+            |e| live.still_holds(e),
         )?;
         Ok(per_key(&self.state.found))
     }
@@ -154,6 +163,8 @@ mod tests {
                 },
                 _pad: [0; 4],
             },
+            slot: 0,
+            _pad: 0,
         }
     }
 
@@ -168,16 +179,20 @@ mod tests {
         v.extend_from_slice(&e.live.key.mark.to_ne_bytes());
         v.extend_from_slice(&[e.live.key.l3proto, e.live.key.l4proto, 0xaa, 0xbb]);
         v.extend_from_slice(&[0xcc; 4]);
+        v.extend_from_slice(&e.slot.to_ne_bytes());
+        v.extend_from_slice(&[0xdd; 4]);
         v
     }
 
     #[test]
     fn parses_each_record_and_counts_per_key() {
-        let (a, b, c) = (
+        let (a, b, mut c) = (
             entry(0xffff_8880_0000_1000, 5, 7),
             entry(2, 6, 8),
             entry(3, 7, 7),
         );
+        // Found in slot 17 of LIVE_SLOTS (stored as 18).
+        c.slot = 18;
         let mut out = Vec::new();
         for e in [&a, &b, &c] {
             out.extend(bytes(e));

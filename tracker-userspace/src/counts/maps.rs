@@ -10,15 +10,15 @@ use aya::{
     Ebpf,
     maps::{Array, HashMap, Map, MapData},
 };
-use tracker_common::{ClosedFlows, LiveEntry, MarkKey};
+use tracker_common::{ClosedFlows, MarkKey};
 
-use super::{ClosedRow, CountRow, dump, expired, sum_closed, sum_rows};
+use super::{ClosedRow, CountRow, dump, expired, live, sum_closed, sum_rows};
 
 pub const PIN_ROOT: &str = "/sys/fs/bpf/tracker";
 const COUNT_MAPS: [&str; 2] = ["MARK_COUNTS", "SEED_COUNTS"];
-/// The pinned link of the iterator over LIVE that finds expired entries
-/// (see [`super::expired`]), next to the count maps.
-pub const EXPIRED_PIN: &str = "LIVE_EXPIRED";
+/// The pinned links of the iterators over LIVE and LIVE_SLOTS that find
+/// expired entries (see [`super::expired`]), next to the count maps.
+pub const EXPIRED_PINS: [&str; 2] = ["LIVE_EXPIRED", "LIVE_SLOTS_EXPIRED"];
 
 /// One of the kernel's count maps, opened for reading.
 pub type CountMap = HashMap<MapData, MarkKey, i64>;
@@ -27,7 +27,8 @@ pub type CountMap = HashMap<MapData, MarkKey, i64>;
 /// timeout has passed (`None` where the kernel refused the iterator).
 pub struct MapCounts {
     pub maps: Vec<CountMap>,
-    pub expired: Option<PathBuf>,
+    /// The iterators' pins (none where the kernel refused them).
+    pub expired: Vec<PathBuf>,
 }
 
 impl MapCounts {
@@ -38,17 +39,13 @@ impl MapCounts {
     /// and is not taken off twice, while one that expires in between is
     /// taken off, as a listing at the later instant would.
     pub fn rows(&self, netns: Option<u32>) -> Vec<CountRow> {
-        self.rows_less(netns, || match &self.expired {
-            Some(path) => expired::read(path)
+        self.rows_less(netns, || {
+            expired::read_all(&self.expired)
                 .map(|found| expired::per_key(&found))
                 .unwrap_or_else(|e| {
-                    log::warn!(
-                        "reading {}: {e}: expired entries stay counted",
-                        path.display()
-                    );
+                    log::warn!("{e}: expired entries stay counted");
                     Default::default()
-                }),
-            None => Default::default(),
+                })
         })
     }
 
@@ -125,15 +122,8 @@ pub fn own_maps(ebpf: &mut Ebpf) -> Result<Vec<CountMap>, String> {
 /// Counts entries that existed before the hooks attached: one dump of the
 /// table (the only one the tracker makes), minus entries the hooks already
 /// counted (matched by tuple hash), written into SEED_COUNTS.
-pub fn seed(ebpf: &mut Ebpf) -> Result<u64, String> {
-    let counted: HashSet<u64> = {
-        let live = ebpf
-            .map("LIVE")
-            .ok_or_else(|| "map LIVE missing from the object".to_string())?;
-        let live: HashMap<&MapData, u64, LiveEntry> =
-            HashMap::try_from(live).map_err(|e| e.to_string())?;
-        live.iter().flatten().map(|(_, e)| e.tuple_hash).collect()
-    };
+pub fn seed(ebpf: &mut Ebpf, buckets: u32) -> Result<u64, String> {
+    let counted: HashSet<u64> = live::tuple_hashes(ebpf, buckets)?;
     let entries = dump::dump_marks().map_err(|e| e.to_string())?;
     let mut seeds: std::collections::HashMap<MarkKey, i64> = Default::default();
     let mut seeded = 0;
@@ -173,7 +163,7 @@ pub fn pin(ebpf: &Ebpf) -> Result<PathBuf, String> {
 }
 
 pub fn unpin(dir: &Path) {
-    for name in COUNT_MAPS.into_iter().chain([EXPIRED_PIN]) {
+    for name in COUNT_MAPS.into_iter().chain(EXPIRED_PINS) {
         let _ = std::fs::remove_file(dir.join(name));
     }
     let _ = std::fs::remove_dir(dir);
@@ -218,7 +208,11 @@ pub fn running_instance() -> Option<MapCounts> {
             })
             .collect();
         if let Ok(maps) = maps {
-            let expired = Some(path.join(EXPIRED_PIN)).filter(|p| p.exists());
+            let expired = EXPIRED_PINS
+                .iter()
+                .map(|name| path.join(name))
+                .filter(|p| p.exists())
+                .collect();
             return Some(MapCounts { maps, expired });
         }
     }

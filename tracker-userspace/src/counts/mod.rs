@@ -11,6 +11,7 @@
 pub mod dump;
 pub mod expired;
 pub mod follow;
+pub mod live;
 pub mod maps;
 
 use std::collections::BTreeMap;

@@ -82,11 +82,15 @@ pub struct EbpfSource {
     ring_size: u32,
     /// Where the count maps are pinned for `tracker counts`.
     pins: Option<PathBuf>,
-    /// The iterator over LIVE that finds expired entries, until it is pinned
-    /// with the count maps; `None` where the kernel refused it.
+    /// The iterators over LIVE and LIVE_SLOTS that find expired entries,
+    /// until they are pinned with the count maps; `None` where the kernel
+    /// refused them.
     expired: Option<expired::ExpiredIter>,
-    /// Its pin, which holds the link for as long as the source runs.
-    expired_pin: Option<aya::programs::links::PinnedLink>,
+    /// Their pins, which hold the links for as long as the source runs.
+    expired_pins: Vec<aya::programs::links::PinnedLink>,
+    /// Buckets of LIVE_SLOTS (`globals::LIVE_BUCKETS`); 0 when the hooks
+    /// remember every counted entry in LIVE.
+    live_buckets: u32,
     /// Whether nf_conntrack_events=2 means "only while a ctnetlink listener
     /// exists" (the autodetect mode of 5.19+); before, any non-zero value
     /// turns events on.
@@ -107,6 +111,23 @@ fn live_capacity() -> u32 {
     max.saturating_add(max / 8).clamp(4096, 1 << 26)
 }
 
+/// Buckets of LIVE_SLOTS for this run, or 0 for none. The NEW hooks claim
+/// slots with compare-and-swap, which the verifier accepts from Linux 5.12
+/// (BPF_CMPXCHG), and only as fexit programs, which need the function's
+/// BTF. Decided before load, since the count is a frozen global: should the
+/// fexit programs still be refused, the kprobes that replace them put every
+/// entry in LIVE, which the lookups check as well.
+fn live_buckets(mode: HookMode, kbtf: &KernelBtf) -> u32 {
+    let fexit_possible = mode != HookMode::Kprobe
+        && host::kernel_release_at_least(5, 12)
+        && kbtf.func_target("__nf_conntrack_confirm").is_some();
+    if fexit_possible {
+        crate::counts::live::buckets_for(live_capacity())
+    } else {
+        0
+    }
+}
+
 impl EbpfSource {
     fn open(opts: &Options) -> Result<Self, EbpfError> {
         if OBJECT.is_empty() {
@@ -121,6 +142,17 @@ impl EbpfSource {
         // per-CPU stack when no task can be preempted inside the hooked
         // functions (see STASH_PER_CPU in tracker-ebpf's maps.rs).
         let stash_per_cpu = u32::from(!kbtf.preemptible());
+        let live_buckets = live_buckets(opts.hook_mode, &kbtf);
+        log::info!(
+            "counted entries kept in {}",
+            if live_buckets > 0 {
+                format!(
+                    "{live_buckets} buckets of slots (fexit NEW hooks), the hash map when one is full"
+                )
+            } else {
+                "the hash map LIVE".to_string()
+            }
+        );
         log::info!(
             "kprobe arguments kept {}",
             if stash_per_cpu != 0 {
@@ -140,7 +172,9 @@ impl EbpfSource {
                 true,
             )
             .map_max_entries("EVENTS", opts.ring_size)
+            .override_global(globals::LIVE_BUCKETS, &live_buckets, true)
             .map_max_entries("LIVE", live_capacity())
+            .map_max_entries("LIVE_SLOTS", live_buckets.max(1))
             // Preallocated: only a serving run pays for its memory.
             .map_max_entries("CLOSED", if opts.account_closed { CLOSED_KEYS } else { 1 })
             .load(OBJECT)
@@ -153,7 +187,9 @@ impl EbpfSource {
         let expired = outcomes
             .iter()
             .any(|o| o.hook.required(opts.updates) && o.attached.is_some())
-            .then(|| expired::ExpiredIter::attach(&mut ebpf, view.aya_btf.as_ref()));
+            .then(|| {
+                expired::ExpiredIter::attach(&mut ebpf, view.aya_btf.as_ref(), live_buckets > 0)
+            });
         drop(view);
         drop(kbtf);
         // The parse left tens of MiB of small freed blocks in the heap;
@@ -222,7 +258,8 @@ impl EbpfSource {
             events_autodetect: host::kernel_release_at_least(5, 19),
             pins: None,
             expired,
-            expired_pin: None,
+            expired_pins: Vec::new(),
+            live_buckets,
             event_cache: None,
             undecodable: 0,
         })
@@ -274,25 +311,27 @@ impl EbpfSource {
     /// over expired entries when there is one.
     pub fn map_counts(&mut self) -> Result<crate::counts::MapCounts, String> {
         let maps = crate::counts::maps::own_maps(&mut self.ebpf)?;
-        let expired = match (&self.pins, &self.expired_pin) {
-            (Some(dir), Some(_)) => Some(dir.join(crate::counts::maps::EXPIRED_PIN)),
-            _ => None,
+        let expired = match &self.pins {
+            Some(dir) => crate::counts::maps::EXPIRED_PINS
+                .iter()
+                .map(|name| dir.join(name))
+                .filter(|p| p.exists())
+                .collect(),
+            None => Vec::new(),
         };
         Ok(crate::counts::MapCounts { maps, expired })
     }
 
-    /// LIVE, taken out of the object for lookups (`tracker serve`'s paced
-    /// expired entries). Only after start-up: seeding and the iterator's
-    /// attach find it in the object.
-    pub fn live_map(
-        &mut self,
-    ) -> Result<aya::maps::HashMap<aya::maps::MapData, u64, tracker_common::LiveEntry>, String>
-    {
-        let map = self
-            .ebpf
-            .take_map("LIVE")
-            .ok_or_else(|| "map LIVE missing from the object".to_string())?;
-        aya::maps::HashMap::try_from(map).map_err(|e| format!("LIVE: {e}"))
+    /// LIVE and LIVE_SLOTS, taken out of the object for lookups (`tracker
+    /// serve`'s paced expired entries). Only after start-up: seeding and the
+    /// iterators' attach find them in the object.
+    pub fn live_maps(&mut self) -> Result<crate::counts::live::LiveMaps, String> {
+        crate::counts::live::LiveMaps::take(&mut self.ebpf, self.live_buckets)
+    }
+
+    /// Buckets of LIVE_SLOTS, 0 when the hooks use none.
+    pub fn live_buckets(&self) -> u32 {
+        self.live_buckets
     }
 
     /// Waits for a wakeup or the collection timer, then drains the ring

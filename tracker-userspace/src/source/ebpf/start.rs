@@ -83,16 +83,16 @@ impl EbpfSource {
         if req.kinds.is_none() {
             Notice::UpdatesOptIn.say();
         }
-        match maps::seed(&mut source.ebpf) {
+        match maps::seed(&mut source.ebpf, source.live_buckets) {
             Ok(n) => log::info!("{n} entries existed before start (counted once)"),
             Err(e) => Notice::SeedFailed(e).say(),
         }
         match maps::pin(&source.ebpf) {
             Ok(dir) => {
                 if let Some(it) = source.expired.take() {
-                    match it.pin(&dir.join(maps::EXPIRED_PIN)) {
-                        Ok(link) => source.expired_pin = Some(link),
-                        Err(e) => log::warn!("iterator over live entries: {e}"),
+                    match it.pin(&dir, maps::EXPIRED_PINS) {
+                        Ok(links) => source.expired_pins = links,
+                        Err(e) => log::warn!("iterators over live entries: {e}"),
                     }
                 }
                 source.pins = Some(dir);
