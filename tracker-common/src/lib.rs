@@ -277,7 +277,10 @@ pub mod stat {
     /// A closed flow's key found the closed-flow map full: it was added to
     /// the overflow slot instead.
     pub const CLOSED_MAP_FULL: u32 = 10;
-    pub const COUNT: u32 = 11;
+    /// Entries the start-up dump listed that the hooks had not counted:
+    /// remembered and counted then (tracker-ebpf's `seed.rs`).
+    pub const SEEDED: u32 = 11;
+    pub const COUNT: u32 = 12;
 }
 
 /// Kernel-side filter, set as a global before load. A zero field means "any".
@@ -422,6 +425,9 @@ pub mod globals {
     /// `u32`: buckets of LIVE_SLOTS; 0 when every counted entry goes to the
     /// LIVE hash map (kernels without BPF compare-and-swap, before 5.12).
     pub const LIVE_BUCKETS: &str = "LIVE_BUCKETS";
+    /// `u32`: the tracker's process id; the seed hook counts what that
+    /// process's start-up dump lists.
+    pub const SEED_TGID: &str = "SEED_TGID";
 }
 
 /// A hash of the original tuple, zone id and netns. Both sides compute it:

@@ -15,9 +15,10 @@
 //! other (insert +1, remove −1, re-key −1/+1), so a DESTROY always uncounts
 //! the key its entry was counted under, even when its mark changed through
 //! a path no hook follows (nft `ct mark set` without UPDATE, tc act_ct, BPF
-//! kfuncs). Entries older than the hooks are not remembered: they are counted
-//! once in SEED_COUNTS from the start-up dump and leave it at their DESTROY,
-//! never below zero. Reply-only NAT clash losers are never counted and their
+//! kfuncs). Entries older than the hooks are remembered and counted when the
+//! start-up dump lists them (seed.rs); where that hook cannot attach they
+//! are counted once in SEED_COUNTS by userspace from the dump and leave it
+//! at their DESTROY, never below zero. Reply-only NAT clash losers are never counted and their
 //! DESTROY touches nothing.
 
 use core::intrinsics::{AtomicOrdering, atomic_cxchg, atomic_xadd};
@@ -105,12 +106,37 @@ fn sub_if_positive(map: &HashMap<MarkKey, i64>, key: &MarkKey) {
     }
 }
 
-/// Counts a newly confirmed entry. Returns the generation it is known by.
-/// `claim_slots` is true only in programs that may use compare-and-swap
-/// (fexit): the instruction makes a 5.10 verifier reject the whole program,
-/// even where it cannot run.
+/// The generation of an entry remembered from the start-up dump (seed.rs):
+/// a boot-time clock reading is never this small, and such an entry has no
+/// NEW to pair its DESTROY with (0 is reported for it).
+const SEEDED: u64 = 1;
+
+/// What a generation means to a record: 0 for an entry the hooks did not
+/// see confirmed.
 #[inline(always)]
-pub fn on_new(ct: u64, key: MarkKey, tuple_hash: u64, now: u64, claim_slots: bool) -> u64 {
+fn reported(generation: u64) -> u64 {
+    if generation == SEEDED { 0 } else { generation }
+}
+
+/// Remembers and counts `ct` unless it is remembered already, which happens
+/// only when the start-up dump listed an entry whose NEW hook had not run
+/// yet: then the NEW's generation replaces the seed's. Returns whether the
+/// entry is remembered (false: LIVE was full, which is counted).
+/// `claim_slots` is true only in programs that may use compare-and-swap
+/// (fentry, fexit): the instruction makes a 5.10 verifier reject the whole
+/// program, even where it cannot run.
+#[inline(always)]
+fn remember(ct: u64, key: MarkKey, tuple_hash: u64, generation: u64, claim_slots: bool) -> bool {
+    if let Some(slot) = find(ct) {
+        if generation != SEEDED {
+            // SAFETY: a slot of an array value.
+            unsafe {
+                rekey(&raw mut (*slot).entry.key, key);
+                write_volatile(&raw mut (*slot).entry.generation, generation);
+            }
+        }
+        return true;
+    }
     if claim_slots && let Some(b) = bucket(ct) {
         for way in 0..LIVE_WAYS {
             // SAFETY: as in `find`.
@@ -134,10 +160,10 @@ pub fn on_new(ct: u64, key: MarkKey, tuple_hash: u64, now: u64, claim_slots: boo
             unsafe {
                 (*slot).entry.tuple_hash = tuple_hash;
                 (*slot).entry.key = key;
-                write_volatile(&raw mut (*slot).entry.generation, now);
+                write_volatile(&raw mut (*slot).entry.generation, generation);
             }
             add(&MARK_COUNTS, &key, 1);
-            return now;
+            return true;
         }
         // The bucket is full: LIVE takes the entry.
     }
@@ -148,17 +174,72 @@ pub fn on_new(ct: u64, key: MarkKey, tuple_hash: u64, now: u64, claim_slots: boo
         unsafe { write_volatile(p, 1) };
     }
     let entry = LiveEntry {
-        generation: now,
+        generation,
         tuple_hash,
         key,
         _pad: [0; 4],
     };
-    if LIVE.insert(ct, entry, 0).is_err() {
-        bump(stat::LIVE_MAP_FULL);
-        return 0;
+    match LIVE.insert(ct, entry, BPF_NOEXIST as u64) {
+        Ok(()) => {
+            add(&MARK_COUNTS, &key, 1);
+            true
+        }
+        Err(EEXIST) => {
+            if generation != SEEDED
+                && let Some(p) = LIVE.get_ptr_mut(ct)
+            {
+                // SAFETY: hash values stay valid for the program's run (RCU).
+                unsafe {
+                    rekey(&raw mut (*p).key, key);
+                    write_volatile(&raw mut (*p).generation, generation);
+                }
+            }
+            true
+        }
+        Err(_) => {
+            bump(stat::LIVE_MAP_FULL);
+            false
+        }
     }
-    add(&MARK_COUNTS, &key, 1);
-    now
+}
+
+/// Moves a remembered entry's count to `key` if it was counted under
+/// another: a NEW finding its address remembered (see `remember`) counts
+/// under what it sees now.
+#[inline(always)]
+fn rekey(at: *mut MarkKey, key: MarkKey) {
+    // SAFETY: a map value's field, valid for the program's run.
+    let old = unsafe { *at };
+    if old != key {
+        unsafe { *at = key };
+        add(&MARK_COUNTS, &old, -1);
+        add(&MARK_COUNTS, &key, 1);
+    }
+}
+
+/// `-EEXIST` from a `BPF_NOEXIST` insert of a key that is there.
+const EEXIST: i32 = -17;
+
+/// Counts a newly confirmed entry. Returns the generation it is known by.
+#[inline(always)]
+pub fn on_new(ct: u64, key: MarkKey, tuple_hash: u64, now: u64, claim_slots: bool) -> u64 {
+    if remember(ct, key, tuple_hash, now, claim_slots) {
+        now
+    } else {
+        0
+    }
+}
+
+/// Remembers and counts an entry the start-up dump listed, unless a NEW
+/// hook already did.
+#[inline(always)]
+pub fn on_seed(ct: u64, key: MarkKey, tuple_hash: u64, claim_slots: bool) {
+    if find(ct).is_some() || (hashed() && unsafe { LIVE.get(ct) }.is_some()) {
+        return;
+    }
+    if remember(ct, key, tuple_hash, SEEDED, claim_slots) {
+        bump(stat::SEEDED);
+    }
 }
 
 /// Uncounts a destroyed entry. Returns the generation of its NEW, or 0 when
@@ -174,7 +255,7 @@ pub fn on_destroy(ct: u64, key: MarkKey, ct_status: u32) -> u64 {
             write_volatile(&raw mut (*slot).ct, 0);
         }
         add(&MARK_COUNTS, &entry.key, -1);
-        return entry.generation;
+        return reported(entry.generation);
     }
     // SAFETY: the value is copied out before the entry is removed.
     let hashed_entry = if hashed() {
@@ -186,7 +267,7 @@ pub fn on_destroy(ct: u64, key: MarkKey, ct_status: u32) -> u64 {
         Some(entry) => {
             add(&MARK_COUNTS, &entry.key, -1);
             let _ = LIVE.remove(ct);
-            entry.generation
+            reported(entry.generation)
         }
         None => {
             // Not counted by the hooks: either it predates them (counted in
@@ -206,13 +287,13 @@ pub fn on_destroy(ct: u64, key: MarkKey, ct_status: u32) -> u64 {
 pub fn generation(ct: u64) -> u64 {
     if let Some(slot) = find(ct) {
         // SAFETY: a slot of an array value.
-        return unsafe { read_volatile(&(*slot).entry.generation) };
+        return reported(unsafe { read_volatile(&(*slot).entry.generation) });
     }
     if !hashed() {
         return 0;
     }
     // SAFETY: copied out at once.
-    unsafe { LIVE.get(ct) }.map_or(0, |e| e.generation)
+    unsafe { LIVE.get(ct) }.map_or(0, |e| reported(e.generation))
 }
 
 /// Where a counted entry's key is kept, for a mark change.

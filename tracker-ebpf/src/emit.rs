@@ -93,6 +93,7 @@ fn shown_unread(ct: u64, change: Change, netns: &mut u32) -> bool {
         Change::New { .. } => kind::NEW,
         Change::Update { .. } => kind::UPDATE,
         Change::Destroy { .. } => kind::DESTROY,
+        Change::Seed { .. } => return false,
     };
     if (f.kinds & kind_bit(kind_)) == 0 || f.match_mark != 0 || f.l3proto != 0 || f.l4proto != 0 {
         return false;
@@ -160,6 +161,9 @@ pub enum Change {
     Update { events: u16, portid: u32 },
     /// Removed by `nf_ct_delete`; `portid` of a netlink requester.
     Destroy { portid: u32 },
+    /// Listed by the tracker's start-up dump (seed.rs): remembered and
+    /// counted unless a NEW hook already did; never reported.
+    Seed { claim_slots: bool },
 }
 
 /// Counts and reports a change of the entry at `ct`.
@@ -287,6 +291,13 @@ fn fill(ct: u64, change: Change, netns: u32, r: &mut FlowRecord) -> bool {
         Change::Destroy { portid: p } => {
             portid = p;
             (kind::DESTROY, counts::on_destroy(ct, s.key(), s.status))
+        }
+        Change::Seed { claim_slots } => {
+            if s.status & status::CONFIRMED != 0 && s.status & status::NAT_CLASH == 0 {
+                let hash = c.original_hash(s.l3, s.l4, s.zone, s.netns);
+                counts::on_seed(ct, s.key(), hash, claim_slots);
+            }
+            return false;
         }
     };
     let show = wanted(kind_, &s);

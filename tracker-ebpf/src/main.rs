@@ -31,6 +31,8 @@ mod maps;
 #[cfg(target_arch = "bpf")]
 mod mark;
 #[cfg(target_arch = "bpf")]
+mod seed;
+#[cfg(target_arch = "bpf")]
 mod update;
 
 #[cfg(not(target_arch = "bpf"))]

@@ -6,6 +6,7 @@ pub mod event_cache;
 mod expired;
 pub mod hooks;
 pub mod host;
+mod seed;
 mod start;
 
 use std::path::PathBuf;
@@ -91,6 +92,9 @@ pub struct EbpfSource {
     /// Buckets of LIVE_SLOTS (`globals::LIVE_BUCKETS`); 0 when the hooks
     /// remember every counted entry in LIVE.
     live_buckets: u32,
+    /// The program that counts entries older than the tracker while the
+    /// start-up dump lists them; `None` where it cannot load.
+    seed_hook: Option<seed::SeedHook>,
     /// Whether nf_conntrack_events=2 means "only while a ctnetlink listener
     /// exists" (the autodetect mode of 5.19+); before, any non-zero value
     /// turns events on.
@@ -187,6 +191,7 @@ impl EbpfSource {
             )
             .map_max_entries("EVENTS", opts.ring_size)
             .override_global(globals::LIVE_BUCKETS, &live_buckets, true)
+            .override_global(globals::SEED_TGID, &std::process::id(), true)
             .map_max_entries("LIVE", live_capacity())
             .map_max_entries("LIVE_SLOTS", live_buckets.max(1))
             // Preallocated: only a serving run pays for its memory.
@@ -196,6 +201,15 @@ impl EbpfSource {
 
         let view = hooks::KernelView::new(&kbtf, facts);
         let outcomes = hooks::attach_all(&mut ebpf, opts.hook_mode, &view, opts.updates);
+        let seed_hook = seed::SeedHook::load(&mut ebpf, opts.hook_mode, &view)
+            .map_err(|e| {
+                log::info!(
+                    "seed hook on nf_ct_get_id: {e}; entries older than the tracker are \
+                     counted from the start-up dump instead, and stay counted when they expire \
+                     until the kernel removes them"
+                )
+            })
+            .ok();
         // Only once the hooks are known to run: without them there are no
         // count maps to correct.
         let expired = outcomes
@@ -274,6 +288,7 @@ impl EbpfSource {
             expired,
             expired_pins: Vec::new(),
             live_buckets,
+            seed_hook,
             event_cache: None,
             undecodable: 0,
         })
@@ -413,7 +428,7 @@ impl EbpfSource {
     }
 
     /// The kernel side's own counters, for `-v` and the exit report.
-    pub fn kernel_stats(&self) -> [(&'static str, u64); 8] {
+    pub fn kernel_stats(&self) -> [(&'static str, u64); 9] {
         [
             ("emitted", self.stat(stat::EMITTED)),
             ("ring_drops", self.stat(stat::RING_DROPS)),
@@ -421,6 +436,7 @@ impl EbpfSource {
             ("read_errors", self.stat(stat::READ_ERRORS)),
             ("stash_misses", self.stat(stat::STASH_MISSES)),
             ("live_map_full", self.stat(stat::LIVE_MAP_FULL)),
+            ("seeded", self.stat(stat::SEEDED)),
             ("nest_overflow", self.stat(stat::NEST_OVERFLOW)),
             ("closed_map_full", self.stat(stat::CLOSED_MAP_FULL)),
         ]

@@ -1,7 +1,7 @@
 //! Starting the eBPF source: everything between "the process may load
 //! programs" and "events are flowing", and its undoing when the source drops.
 
-use tracker_common::{KernelFilter, filter_kind};
+use tracker_common::{KernelFilter, filter_kind, stat};
 
 use super::event_cache::{self, Prepared};
 use super::hooks::HookMode;
@@ -83,10 +83,7 @@ impl EbpfSource {
         if req.kinds.is_none() {
             Notice::UpdatesOptIn.say();
         }
-        match maps::seed(&mut source.ebpf, source.live_buckets) {
-            Ok(n) => log::info!("{n} entries existed before start (counted once)"),
-            Err(e) => Notice::SeedFailed(e).say(),
-        }
+        source.seed();
         match maps::pin(&source.ebpf) {
             Ok(dir) => {
                 if let Some(it) = source.expired.take() {
@@ -100,6 +97,38 @@ impl EbpfSource {
             Err(e) => Notice::PinFailed(e).say(),
         }
         Ok(source)
+    }
+}
+
+impl EbpfSource {
+    /// Counts the entries that existed before the hooks, with the one table
+    /// dump the tracker makes: through the seed hook where it loaded (the
+    /// kernel then remembers each one, so its expiry is seen too), else
+    /// from the dump's marks.
+    fn seed(&mut self) {
+        if let Some(hook) = self.seed_hook.take() {
+            match hook.during(&mut self.ebpf, crate::counts::dump::dump_marks) {
+                Ok(Ok(entries)) => {
+                    log::info!(
+                        "{} entries listed at start-up, {} of them not yet counted by the \
+                         hooks (remembered and counted now)",
+                        entries.len(),
+                        self.stat(stat::SEEDED)
+                    );
+                    return;
+                }
+                Ok(Err(e)) => {
+                    Notice::SeedFailed(e.to_string()).say();
+                    return;
+                }
+                // Not attached: the dump did not run; count from it below.
+                Err(e) => log::warn!("seed hook: {e}; counting from the dump's marks"),
+            }
+        }
+        match maps::seed(&mut self.ebpf, self.live_buckets) {
+            Ok(n) => log::info!("{n} entries existed before start (counted once)"),
+            Err(e) => Notice::SeedFailed(e).say(),
+        }
     }
 }
 
