@@ -185,7 +185,9 @@ pub struct LiveEntry {
     /// `time_ns` of the NEW.
     pub generation: u64,
     /// [`tuple_hash`] of the original tuple, zone and netns: lets the
-    /// start-up dump skip entries the hooks already counted.
+    /// start-up count from the dump's marks skip entries the hooks already
+    /// counted. 0 where the seed hook makes that count instead
+    /// ([`globals::TUPLE_HASHES`]).
     pub tuple_hash: u64,
     /// The key the entry is counted under.
     pub key: MarkKey,
@@ -255,8 +257,9 @@ pub struct ClosedFlows {
 pub mod stat {
     /// Ring reserve failed: the event is lost (the counts are not).
     pub const RING_DROPS: u32 = 0;
-    /// Records written to the ring.
-    pub const EMITTED: u32 = 1;
+    // 1: once the records written to the ring, a per-CPU update in every
+    // hook; userspace counts the records it reads instead. A hole on
+    // purpose.
     /// Events suppressed by the kernel-side filter.
     pub const FILTERED: u32 = 2;
     /// A kernel read failed; the event was still emitted with that field zero.
@@ -415,7 +418,8 @@ impl Default for KernelOffsets {
 pub mod globals {
     pub const OFFSETS: &str = "OFFSETS";
     pub const FILTER: &str = "FILTER";
-    /// `u64`: unread ring bytes at which the programs wake the reader.
+    /// `u64`: unread ring bytes at which the programs wake the reader; 0:
+    /// never (the reader's timer collects everything).
     pub const WAKEUP_BYTES: &str = "WAKEUP_BYTES";
     /// `u32`: non-zero when kprobes may keep their arguments per CPU (the
     /// kernel cannot preempt kernel code).
@@ -428,6 +432,9 @@ pub mod globals {
     /// `u32`: the tracker's process id; the seed hook counts what that
     /// process's start-up dump lists.
     pub const SEED_TGID: &str = "SEED_TGID";
+    /// `u32`: non-zero when the counts keep each entry's tuple hash (only
+    /// the start-up count without the seed hook needs it).
+    pub const TUPLE_HASHES: &str = "TUPLE_HASHES";
 }
 
 /// A hash of the original tuple, zone id and netns. Both sides compute it:

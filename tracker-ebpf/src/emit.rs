@@ -39,12 +39,32 @@ static FILTER: KernelFilter = KernelFilter {
 };
 
 /// Unread bytes in the ring at which the reader is woken (set by userspace
-/// before load). Below it records go in without a wakeup and the reader
-/// collects them on its own short timer: a wakeup per record (irq_work,
-/// then a self-IPI) costs more than the rest of a hook, and a busy reader
-/// only needs one per batch.
+/// before load); 0: never. Below it records go in without a wakeup and the
+/// reader collects them on its own short timer: a wakeup per record
+/// (irq_work, then a self-IPI) costs more than the rest of a hook, and a
+/// busy reader only needs one per batch. A ring that holds more than the
+/// timer's period of records at any rate conntrack reaches needs none, and
+/// then the hooks skip the check of the unread bytes too.
 #[unsafe(no_mangle)]
 static WAKEUP_BYTES: u64 = 1 << 20;
+
+/// Non-zero when the counts keep each entry's tuple hash (set before load):
+/// only the start-up count from the dump's marks needs it, to skip entries
+/// the hooks counted already, and only where the seed hook (seed.rs) cannot
+/// load.
+#[unsafe(no_mangle)]
+static TUPLE_HASHES: u32 = 1;
+
+/// The original tuple's hash for the counts, when they keep it.
+#[inline(always)]
+fn tuple_hash(c: &Conn<'_>, s: &Summary) -> u64 {
+    // SAFETY: a global set before load.
+    if unsafe { core::ptr::read_volatile(&TUPLE_HASHES) } != 0 {
+        c.original_hash(s.l3, s.l4, s.zone, s.netns)
+    } else {
+        0
+    }
+}
 
 /// The filter bit of a record kind.
 #[inline(always)]
@@ -205,7 +225,6 @@ pub fn report(ct: u64, change: Change) {
         (Some(e), _) => {
             if keep {
                 e.submit(wakeup(true));
-                bump(stat::EMITTED);
             } else {
                 e.discard(BPF_RB_NO_WAKEUP as u64);
             }
@@ -219,11 +238,9 @@ pub fn report(ct: u64, change: Change) {
                     && EVENTS
                         .output::<FlowRecord>(unsafe { &*record }, wakeup(false))
                         .is_ok();
-                bump(if sent {
-                    stat::EMITTED
-                } else {
-                    stat::RING_DROPS
-                });
+                if !sent {
+                    bump(stat::RING_DROPS);
+                }
             }
             s.leave();
         }
@@ -270,7 +287,7 @@ fn fill(ct: u64, change: Change, netns: u32, r: &mut FlowRecord) -> bool {
             if netlink_insert {
                 bits |= flags::NETLINK_INSERT;
             }
-            let hash = c.original_hash(s.l3, s.l4, s.zone, s.netns);
+            let hash = tuple_hash(&c, &s);
             (
                 kind::NEW,
                 counts::on_new(ct, s.key(), hash, now, claim_slots),
@@ -294,8 +311,7 @@ fn fill(ct: u64, change: Change, netns: u32, r: &mut FlowRecord) -> bool {
         }
         Change::Seed { claim_slots } => {
             if s.status & status::CONFIRMED != 0 && s.status & status::NAT_CLASH == 0 {
-                let hash = c.original_hash(s.l3, s.l4, s.zone, s.netns);
-                counts::on_seed(ct, s.key(), hash, claim_slots);
+                counts::on_seed(ct, s.key(), tuple_hash(&c, &s), claim_slots);
             }
             return false;
         }
@@ -381,6 +397,9 @@ fn fill(ct: u64, change: Change, netns: u32, r: &mut FlowRecord) -> bool {
 fn wakeup(reserved: bool) -> u64 {
     // SAFETY: a global set before load.
     let threshold = unsafe { core::ptr::read_volatile(&WAKEUP_BYTES) };
+    if threshold == 0 {
+        return BPF_RB_NO_WAKEUP as u64;
+    }
     // The ring puts an 8-byte header before each record.
     let size = core::mem::size_of::<FlowRecord>() as u64 + 8;
     let mut unread = EVENTS.query(BPF_RB_AVAIL_DATA as u64);

@@ -32,9 +32,29 @@ const COLLECT_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Unread bytes at which the programs wake the reader: an eighth of the
 /// ring, so a burst is picked up long before the ring fills, while ordinary
-/// rates are collected in batches by the timer.
+/// rates are collected in batches by the timer. A ring of
+/// [`NO_WAKEUP_RING`] or more gets none (0): between two collections it
+/// holds what 2 M new connections per second would write, and the check of
+/// the unread bytes is a helper call in every hook.
 fn wakeup_bytes(ring_size: u32) -> u64 {
-    u64::from(ring_size) / 8
+    if ring_size >= NO_WAKEUP_RING {
+        0
+    } else {
+        u64::from(ring_size) / 8
+    }
+}
+
+/// 8 MiB: 23 800 records of 352 bytes (with the ring's 8-byte headers),
+/// written in one [`COLLECT_EVERY`] at 2.4 M records per second.
+const NO_WAKEUP_RING: u32 = 8 << 20;
+
+/// Whether the counts must keep each entry's tuple hash: only for the
+/// start-up count from the dump's marks, used where the seed hook cannot
+/// load (`seed::SeedHook`). Decided before load like the other globals.
+fn tuple_hashes_needed(mode: HookMode, kbtf: &KernelBtf) -> bool {
+    let fentry = mode != HookMode::Kprobe && kbtf.func_target("nf_ct_get_id").is_some();
+    let kprobe = mode != HookMode::Fentry && hooks::kprobe_support().is_ok();
+    !(fentry || kprobe)
 }
 
 /// The object built from tracker-ebpf, embedded at build time.
@@ -92,6 +112,8 @@ pub struct EbpfSource {
     /// Buckets of LIVE_SLOTS (`globals::LIVE_BUCKETS`); 0 when the hooks
     /// remember every counted entry in LIVE.
     live_buckets: u32,
+    /// Whether the counts keep tuple hashes (`tuple_hashes_needed`).
+    tuple_hashes: bool,
     /// The program that counts entries older than the tracker while the
     /// start-up dump lists them; `None` where it cannot load.
     seed_hook: Option<seed::SeedHook>,
@@ -161,6 +183,7 @@ impl EbpfSource {
         // functions (see STASH_PER_CPU in tracker-ebpf's maps.rs).
         let stash_per_cpu = u32::from(!kbtf.preemptible());
         let live_buckets = live_buckets(opts.hook_mode, &kbtf);
+        let tuple_hashes = tuple_hashes_needed(opts.hook_mode, &kbtf);
         log::info!(
             "counted entries kept in {}",
             if live_buckets > 0 {
@@ -192,6 +215,7 @@ impl EbpfSource {
             .map_max_entries("EVENTS", opts.ring_size)
             .override_global(globals::LIVE_BUCKETS, &live_buckets, true)
             .override_global(globals::SEED_TGID, &std::process::id(), true)
+            .override_global(globals::TUPLE_HASHES, &u32::from(tuple_hashes), true)
             .map_max_entries("LIVE", live_capacity())
             .map_max_entries("LIVE_SLOTS", live_buckets.max(1))
             // Preallocated: only a serving run pays for its memory.
@@ -288,6 +312,7 @@ impl EbpfSource {
             expired,
             expired_pins: Vec::new(),
             live_buckets,
+            tuple_hashes,
             seed_hook,
             event_cache: None,
             undecodable: 0,
@@ -428,9 +453,8 @@ impl EbpfSource {
     }
 
     /// The kernel side's own counters, for `-v` and the exit report.
-    pub fn kernel_stats(&self) -> [(&'static str, u64); 9] {
+    pub fn kernel_stats(&self) -> [(&'static str, u64); 8] {
         [
-            ("emitted", self.stat(stat::EMITTED)),
             ("ring_drops", self.stat(stat::RING_DROPS)),
             ("filtered", self.stat(stat::FILTERED)),
             ("read_errors", self.stat(stat::READ_ERRORS)),

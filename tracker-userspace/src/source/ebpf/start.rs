@@ -125,6 +125,13 @@ impl EbpfSource {
                 Err(e) => log::warn!("seed hook: {e}; counting from the dump's marks"),
             }
         }
+        if !self.tuple_hashes {
+            // Predicted to load, yet it did not: the counts kept no tuple
+            // hashes to recognise entries the hooks counted since attaching.
+            log::warn!(
+                "entries made while the tracker started may be counted twice until they end"
+            );
+        }
         match maps::seed(&mut self.ebpf, self.live_buckets) {
             Ok(n) => log::info!("{n} entries existed before start (counted once)"),
             Err(e) => Notice::SeedFailed(e).say(),
