@@ -231,7 +231,11 @@ pub fn on_new(ct: u64, key: MarkKey, tuple_hash: u64, now: u64, claim_slots: boo
 }
 
 /// Remembers and counts an entry the start-up dump listed, unless a NEW
-/// hook already did.
+/// hook already did. Not atomic with the NEW hook's own check: for an entry
+/// confirmed while the dump runs, in the microseconds between its insertion
+/// into the table (the dump can list it from then on) and its NEW hook, the
+/// two hooks can run at once on two CPUs, both find it absent and both
+/// count it; the count from the dump's marks had the same window.
 #[inline(always)]
 pub fn on_seed(ct: u64, key: MarkKey, tuple_hash: u64, claim_slots: bool) {
     if find(ct).is_some() || (hashed() && unsafe { LIVE.get(ct) }.is_some()) {
