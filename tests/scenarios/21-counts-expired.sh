@@ -56,21 +56,8 @@ serve_connections() {
     awk -v p="protocol=\"$2\"" '/^conntrack_tracker_connections\{/ && index($0, p) { n += $2 }
         END { print n + 0 }' "$1"
 }
-log "nf_conntrack_count: $total at send, $before before and $after after tracker counts ($window s after send)"
-source=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["source"])' "$j")
-if [ "$source" = netlink ]; then
-    # The netlink source counts from a table dump, which evicts expired entries itself.
-    in_ns $NS conntrack -L >"$SCEN_DIR/expired.list" 2>/dev/null
-    "${ORACLE[@]}" counts "$SCEN_DIR/expired.list" "$j" --expect "0=$TCP" \
-        || fail "tracker counts (netlink) differ from conntrack -L"
-    skip "netlink source: its counts are a table dump, which removes expired entries itself (agrees with conntrack -L); the window exists only for the eBPF count maps"
-fi
-if [ "$before" != "$total" ] || [ "$after" != "$total" ]; then
-    skip "GC removed expired entries within $window s (nf_conntrack_count $total -> $before -> $after): the window is not observable here"
-fi
-in_ns $NS conntrack -L >"$SCEN_DIR/expired.list" 2>/dev/null
-"${ORACLE[@]}" counts "$SCEN_DIR/expired.list" "$j" --expect "0=$TCP" \
-    || fail "tracker counts include the $N expired entries that conntrack -L does not list"
+expired_counts_vs_listing $NS "$j" "0=$TCP" "$total" "$before" "$after" "$window" \
+    "the $N expired entries"
 for i in 1 2; do
     got="$(serve_connections "$SCEN_DIR/scrape$i.txt" tcp) $(serve_connections "$SCEN_DIR/scrape$i.txt" udp)"
     [ "$got" = "$TCP 0" ] \

@@ -35,20 +35,8 @@ in_ns $NS "$TRACKER" counts -o json >"$j" 2>"$j.stderr" \
     || fail "'tracker counts -o json' failed: $(tail -n1 "$j.stderr")"
 after=$(table_count)
 window=$((SECONDS - sent))
-log "nf_conntrack_count: $total at send, $before before and $after after tracker counts ($window s after send)"
-source=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["source"])' "$j")
-if [ "$source" = netlink ]; then
-    in_ns $NS conntrack -L >"$SCEN_DIR/expired.list" 2>/dev/null
-    "${ORACLE[@]}" counts "$SCEN_DIR/expired.list" "$j" --expect "0=$TCP" \
-        || fail "tracker counts (netlink) differ from conntrack -L"
-    skip "netlink source: its counts are a table dump, which removes expired entries itself (agrees with conntrack -L); the window exists only for the eBPF count maps"
-fi
-if [ "$before" != "$total" ] || [ "$after" != "$total" ]; then
-    skip "GC removed expired entries within $window s (nf_conntrack_count $total -> $before -> $after): the window is not observable here"
-fi
-in_ns $NS conntrack -L >"$SCEN_DIR/expired.list" 2>/dev/null
-"${ORACLE[@]}" counts "$SCEN_DIR/expired.list" "$j" --expect "0=$TCP" \
-    || fail "tracker counts include the $N expired entries from before its start that conntrack -L does not list"
+expired_counts_vs_listing $NS "$j" "0=$TCP" "$total" "$before" "$after" "$window" \
+    "the $N expired entries from before its start"
 # The listing evicted them: their DESTROYs took them out of the counts once.
 wait_ct_count $NS $TCP 5 || fail "scenario check: $(ct_count $NS) entries after the listing, expected $TCP"
 check_counts "0=$TCP"

@@ -118,15 +118,31 @@ fn reported(generation: u64) -> u64 {
     if generation == SEEDED { 0 } else { generation }
 }
 
+/// What `remember` did.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Remembered {
+    /// Remembered and counted now.
+    Now,
+    /// Remembered before (the seed's, or a NEW's).
+    Already,
+    /// LIVE was full: not remembered, not counted (the stat says so).
+    Full,
+}
+
 /// Remembers and counts `ct` unless it is remembered already, which happens
 /// only when the start-up dump listed an entry whose NEW hook had not run
-/// yet: then the NEW's generation replaces the seed's. Returns whether the
-/// entry is remembered (false: LIVE was full, which is counted).
+/// yet: then the NEW's generation replaces the seed's.
 /// `claim_slots` is true only in programs that may use compare-and-swap
 /// (fentry, fexit): the instruction makes a 5.10 verifier reject the whole
 /// program, even where it cannot run.
 #[inline(always)]
-fn remember(ct: u64, key: MarkKey, tuple_hash: u64, generation: u64, claim_slots: bool) -> bool {
+fn remember(
+    ct: u64,
+    key: MarkKey,
+    tuple_hash: u64,
+    generation: u64,
+    claim_slots: bool,
+) -> Remembered {
     if let Some(slot) = find(ct) {
         if generation != SEEDED {
             // SAFETY: a slot of an array value.
@@ -135,7 +151,7 @@ fn remember(ct: u64, key: MarkKey, tuple_hash: u64, generation: u64, claim_slots
                 write_volatile(&raw mut (*slot).entry.generation, generation);
             }
         }
-        return true;
+        return Remembered::Already;
     }
     if claim_slots && let Some(b) = bucket(ct) {
         for way in 0..LIVE_WAYS {
@@ -163,7 +179,7 @@ fn remember(ct: u64, key: MarkKey, tuple_hash: u64, generation: u64, claim_slots
                 write_volatile(&raw mut (*slot).entry.generation, generation);
             }
             add(&MARK_COUNTS, &key, 1);
-            return true;
+            return Remembered::Now;
         }
         // The bucket is full: LIVE takes the entry.
     }
@@ -182,7 +198,7 @@ fn remember(ct: u64, key: MarkKey, tuple_hash: u64, generation: u64, claim_slots
     match LIVE.insert(ct, entry, BPF_NOEXIST as u64) {
         Ok(()) => {
             add(&MARK_COUNTS, &key, 1);
-            true
+            Remembered::Now
         }
         Err(EEXIST) => {
             if generation != SEEDED
@@ -194,11 +210,11 @@ fn remember(ct: u64, key: MarkKey, tuple_hash: u64, generation: u64, claim_slots
                     write_volatile(&raw mut (*p).generation, generation);
                 }
             }
-            true
+            Remembered::Already
         }
         Err(_) => {
             bump(stat::LIVE_MAP_FULL);
-            false
+            Remembered::Full
         }
     }
 }
@@ -223,10 +239,9 @@ const EEXIST: i32 = -17;
 /// Counts a newly confirmed entry. Returns the generation it is known by.
 #[inline(always)]
 pub fn on_new(ct: u64, key: MarkKey, tuple_hash: u64, now: u64, claim_slots: bool) -> u64 {
-    if remember(ct, key, tuple_hash, now, claim_slots) {
-        now
-    } else {
-        0
+    match remember(ct, key, tuple_hash, now, claim_slots) {
+        Remembered::Full => 0,
+        Remembered::Now | Remembered::Already => now,
     }
 }
 
@@ -238,10 +253,7 @@ pub fn on_new(ct: u64, key: MarkKey, tuple_hash: u64, now: u64, claim_slots: boo
 /// count it; the count from the dump's marks had the same window.
 #[inline(always)]
 pub fn on_seed(ct: u64, key: MarkKey, tuple_hash: u64, claim_slots: bool) {
-    if find(ct).is_some() || (hashed() && unsafe { LIVE.get(ct) }.is_some()) {
-        return;
-    }
-    if remember(ct, key, tuple_hash, SEEDED, claim_slots) {
+    if remember(ct, key, tuple_hash, SEEDED, claim_slots) == Remembered::Now {
         bump(stat::SEEDED);
     }
 }
