@@ -199,9 +199,10 @@ pub struct LiveEntry {
 pub const LIVE_WAYS: usize = 8;
 
 /// One slot of LIVE_SLOTS: `ct` is the entry's `struct nf_conn` address, 0
-/// when the slot is free. A NEW claims a free slot with a compare-and-swap
-/// of `ct`, then fills `entry`, `entry.generation` last: a slot whose
-/// generation is still 0 is being filled and is not read.
+/// when the slot is free. A NEW claims a free slot (with a compare-and-swap
+/// of `ct`, or as the slot's only claimer: [`globals::SLOT_CPUS`]), then
+/// fills `entry`, `entry.generation` last: a slot whose generation is still
+/// 0 is being filled and is not read.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LiveSlot {
@@ -427,8 +428,13 @@ pub mod globals {
     /// `u32`: non-zero when DESTROY adds each flow to the closed-flow map.
     pub const ACCOUNT_CLOSED: &str = "ACCOUNT_CLOSED";
     /// `u32`: buckets of LIVE_SLOTS; 0 when every counted entry goes to the
-    /// LIVE hash map (kernels without BPF compare-and-swap, before 5.12).
+    /// LIVE hash map.
     pub const LIVE_BUCKETS: &str = "LIVE_BUCKETS";
+    /// `u32`: 0 when fentry/fexit programs claim slots with compare-and-swap;
+    /// n > 0 when kprobe programs claim them instead, CPU c only the ways w
+    /// with w % n == c (kprobe programs never run nested on one CPU, so each
+    /// way has one claimer at a time; see tracker-ebpf's counts.rs).
+    pub const SLOT_CPUS: &str = "SLOT_CPUS";
     /// `u32`: the tracker's process id; the seed hook counts what that
     /// process's start-up dump lists.
     pub const SEED_TGID: &str = "SEED_TGID";

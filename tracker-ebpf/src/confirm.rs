@@ -11,6 +11,7 @@ use aya_ebpf::{
 
 use crate::{
     conn,
+    counts::Claimer,
     emit::{self, Change},
     maps::Stash,
 };
@@ -18,7 +19,7 @@ use crate::{
 const NF_ACCEPT: i32 = 1;
 
 #[inline(always)]
-fn confirmed(ct: Result<u64, i64>, ret: i32, claim_slots: bool) -> u32 {
+fn confirmed(ct: Result<u64, i64>, ret: i32, claimer: Claimer) -> u32 {
     if ret == NF_ACCEPT
         && let Ok(ct) = ct
     {
@@ -26,7 +27,7 @@ fn confirmed(ct: Result<u64, i64>, ret: i32, claim_slots: bool) -> u32 {
             ct,
             Change::New {
                 netlink_insert: false,
-                claim_slots,
+                claimer,
             },
         );
     }
@@ -34,13 +35,13 @@ fn confirmed(ct: Result<u64, i64>, ret: i32, claim_slots: bool) -> u32 {
 }
 
 #[inline(always)]
-fn inserted(ct: u64, ret: i32, claim_slots: bool) -> u32 {
+fn inserted(ct: u64, ret: i32, claimer: Claimer) -> u32 {
     if ret == 0 {
         emit::report(
             ct,
             Change::New {
                 netlink_insert: true,
-                claim_slots,
+                claimer,
             },
         );
     }
@@ -55,7 +56,7 @@ pub fn confirm_fexit(ctx: FExitContext) -> u32 {
     if ret as i32 != NF_ACCEPT {
         return 0;
     }
-    confirmed(conn::ct_of_btf_skb(skb), ret as i32, true)
+    confirmed(conn::ct_of_btf_skb(skb), ret as i32, Claimer::Tracing)
 }
 
 #[kprobe]
@@ -70,7 +71,9 @@ pub fn confirm_kprobe(ctx: ProbeContext) -> u32 {
 pub fn confirm_kretprobe(ctx: RetProbeContext) -> u32 {
     let ret: i64 = ctx.ret();
     match Stash::take() {
-        Some(s) if ret as i32 == NF_ACCEPT => confirmed(conn::ct_of_skb(s.ptr), ret as i32, false),
+        Some(s) if ret as i32 == NF_ACCEPT => {
+            confirmed(conn::ct_of_skb(s.ptr), ret as i32, Claimer::Kprobe)
+        }
         Some(_) => 0,
         None => 0,
     }
@@ -80,7 +83,7 @@ pub fn confirm_kretprobe(ctx: RetProbeContext) -> u32 {
 pub fn insert_fexit(ctx: FExitContext) -> u32 {
     let ct: u64 = ctx.arg(0);
     let ret: i64 = ctx.arg(1);
-    inserted(ct, ret as i32, true)
+    inserted(ct, ret as i32, Claimer::Tracing)
 }
 
 #[kprobe]
@@ -95,7 +98,7 @@ pub fn insert_kprobe(ctx: ProbeContext) -> u32 {
 pub fn insert_kretprobe(ctx: RetProbeContext) -> u32 {
     let ret: i64 = ctx.ret();
     match Stash::take() {
-        Some(s) => inserted(s.ptr, ret as i32, false),
+        Some(s) => inserted(s.ptr, ret as i32, Claimer::Kprobe),
         None => 0,
     }
 }

@@ -3,12 +3,25 @@
 //! when the ring drops events, because nothing here goes through the ring.
 //!
 //! Each counted entry is remembered in one place: a slot of LIVE_SLOTS
-//! where the NEW hook may use compare-and-swap (fexit programs on 5.12+),
-//! otherwise, or when its bucket is full, the LIVE hash map. A hash insert
-//! takes a bucket lock with interrupts off and a free-list lock
-//! (kernel/bpf/hashtab.c), about 2 µs of a NEW in the test bed
-//! (docs/hook-cost.md); claiming a slot is one array lookup and one
-//! compare-and-swap.
+//! where the hooks can claim one safely, otherwise, or when its bucket is
+//! full, the LIVE hash map. A hash insert takes a bucket lock with
+//! interrupts off and a free-list lock (kernel/bpf/hashtab.c), about 2 µs
+//! of a NEW in the test bed (docs/hook-cost.md); claiming a slot is one
+//! array lookup and a store.
+//!
+//! Claiming is safe in two ways, and userspace picks one per run before load
+//! (`SLOT_CPUS`), so that all claimers of a run follow the same rule:
+//! - fentry/fexit programs on 5.12+ claim any free way with a
+//!   compare-and-swap of its `ct` (BPF_CMPXCHG);
+//! - kprobe programs (5.10, whose verifier has no compare-and-swap) claim
+//!   only the ways their CPU owns, w % SLOT_CPUS == cpu. A kprobe program
+//!   runs with preemption off and never while another kprobe program runs
+//!   on the same CPU (`bpf_prog_active` in `trace_call_bpf`,
+//!   kernel/trace/bpf_trace.c), so between its read of a free `ct` and its
+//!   store no other claimer can touch that way. The only other store to
+//!   `ct` is the DESTROY of the entry in it, which frees the slot (non-zero
+//!   to 0) and so never races a claim (0 to non-zero).
+//! Programs of the other kind put their entries in LIVE.
 //!
 //! The invariant: MARK_COUNTS[k] equals the number of remembered entries
 //! whose `key` is k. Every change to one is made with the matching change to the
@@ -24,7 +37,7 @@
 use core::intrinsics::{AtomicOrdering, atomic_cxchg, atomic_xadd};
 use core::ptr::{read_volatile, write_volatile};
 
-use aya_ebpf::{bindings::BPF_NOEXIST, maps::HashMap};
+use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_get_smp_processor_id, maps::HashMap};
 use tracker_common::{
     LIVE_WAYS, LiveBucket, LiveEntry, LiveSlot, MarkKey, live_bucket, stat, status,
 };
@@ -35,6 +48,24 @@ use crate::maps::{LIVE, LIVE_HASHED, LIVE_SLOTS, MARK_COUNTS, SEED_COUNTS, bump}
 /// load; a frozen constant to the verifier, which then drops the unused way.
 #[unsafe(no_mangle)]
 static LIVE_BUCKETS: u32 = 0;
+
+/// 0: fentry/fexit programs claim slots with compare-and-swap; n > 0:
+/// kprobe programs claim them, CPU c the ways w with w % n == c (see the
+/// module's text). Set before load, with LIVE_BUCKETS.
+#[unsafe(no_mangle)]
+static SLOT_CPUS: u32 = 0;
+
+/// The kind of program a change comes from, which decides whether and how
+/// it may claim a slot.
+#[derive(Clone, Copy)]
+pub enum Claimer {
+    /// fentry/fexit: may use compare-and-swap (5.12+).
+    Tracing,
+    /// kprobe/kretprobe: no compare-and-swap on 5.10 (its verifier rejects
+    /// the instruction even in dead code, so these programs never contain
+    /// it), but never nested on one CPU.
+    Kprobe,
+}
 
 /// The LIVE_SLOTS bucket of the entry at `ct`, when slots are in use.
 #[inline(always)]
@@ -132,57 +163,53 @@ enum Remembered {
 /// Remembers and counts `ct` unless it is remembered already, which happens
 /// only when the start-up dump listed an entry whose NEW hook had not run
 /// yet: then the NEW's generation replaces the seed's.
-/// `claim_slots` is true only in programs that may use compare-and-swap
-/// (fentry, fexit): the instruction makes a 5.10 verifier reject the whole
-/// program, even where it cannot run.
 #[inline(always)]
 fn remember(
     ct: u64,
     key: MarkKey,
     tuple_hash: u64,
     generation: u64,
-    claim_slots: bool,
+    claimer: Claimer,
 ) -> Remembered {
-    if let Some(slot) = find(ct) {
-        if generation != SEEDED {
-            // SAFETY: a slot of an array value.
-            unsafe {
-                rekey(&raw mut (*slot).entry.key, key);
-                write_volatile(&raw mut (*slot).entry.generation, generation);
-            }
-        }
-        return Remembered::Already;
-    }
-    if claim_slots && let Some(b) = bucket(ct) {
+    // One scan of the bucket: the entry itself, or the first free way.
+    let mut free = LIVE_WAYS;
+    let b = bucket(ct);
+    if let Some(b) = b {
         for way in 0..LIVE_WAYS {
-            // SAFETY: as in `find`.
+            // SAFETY: `b` is an array value, valid for the program's run;
+            // the index is below the bucket's length.
             let slot = unsafe { (*b).slots.as_mut_ptr().add(way) };
-            if unsafe { read_volatile(&(*slot).ct) } != 0 {
-                continue;
+            let held = unsafe { read_volatile(&(*slot).ct) };
+            if held == ct && unsafe { read_volatile(&(*slot).entry.generation) } != 0 {
+                if generation != SEEDED {
+                    // SAFETY: a slot of an array value.
+                    unsafe {
+                        rekey(&raw mut (*slot).entry.key, key);
+                        write_volatile(&raw mut (*slot).entry.generation, generation);
+                    }
+                }
+                return Remembered::Already;
             }
-            // SAFETY: an aligned u64 in the array value; the swap makes the
-            // slot this entry's, whatever other CPUs claim at once.
-            let (_, won) = unsafe {
-                atomic_cxchg::<u64, { AtomicOrdering::SeqCst }, { AtomicOrdering::SeqCst }>(
-                    &raw mut (*slot).ct,
-                    0,
-                    ct,
-                )
-            };
-            if !won {
-                continue;
+            if held == 0 && free == LIVE_WAYS {
+                free = way;
             }
-            // SAFETY: the slot is this entry's until its DESTROY frees it.
-            unsafe {
-                (*slot).entry.tuple_hash = tuple_hash;
-                (*slot).entry.key = key;
-                write_volatile(&raw mut (*slot).entry.generation, generation);
-            }
-            add(&MARK_COUNTS, &key, 1);
-            return Remembered::Now;
         }
-        // The bucket is full: LIVE takes the entry.
     }
+    if let Some(b) = b
+        && free < LIVE_WAYS
+        && let Some(slot) = claim(b, free, ct, claimer)
+    {
+        // SAFETY: the slot is this entry's until its DESTROY frees it.
+        unsafe {
+            (*slot).entry.tuple_hash = tuple_hash;
+            (*slot).entry.key = key;
+            write_volatile(&raw mut (*slot).entry.generation, generation);
+        }
+        add(&MARK_COUNTS, &key, 1);
+        return Remembered::Now;
+    }
+    // No slots, none this program may claim, or the bucket is full: LIVE
+    // takes the entry.
     if !hashed()
         && let Some(p) = LIVE_HASHED.get_ptr_mut(0)
     {
@@ -219,6 +246,61 @@ fn remember(
     }
 }
 
+/// Claims a free way of bucket `b` for `ct`, from way `first` (the first
+/// that was free) on, by the rule of this run (see the module's text).
+#[inline(always)]
+fn claim(b: *mut LiveBucket, first: usize, ct: u64, claimer: Claimer) -> Option<*mut LiveSlot> {
+    // SAFETY: a global set before load.
+    let cpus = unsafe { read_volatile(&SLOT_CPUS) };
+    match claimer {
+        Claimer::Tracing if cpus == 0 => {
+            for way in 0..LIVE_WAYS {
+                if way < first {
+                    continue;
+                }
+                // SAFETY: as in `find`.
+                let slot = unsafe { (*b).slots.as_mut_ptr().add(way) };
+                if unsafe { read_volatile(&(*slot).ct) } != 0 {
+                    continue;
+                }
+                // SAFETY: an aligned u64 in the array value; the swap makes
+                // the slot this entry's, whatever other CPUs claim at once.
+                let (_, won) = unsafe {
+                    atomic_cxchg::<u64, { AtomicOrdering::SeqCst }, { AtomicOrdering::SeqCst }>(
+                        &raw mut (*slot).ct,
+                        0,
+                        ct,
+                    )
+                };
+                if won {
+                    return Some(slot);
+                }
+            }
+            None
+        }
+        Claimer::Kprobe if cpus != 0 => {
+            // SAFETY: a helper without arguments.
+            let cpu = unsafe { bpf_get_smp_processor_id() };
+            for way in 0..LIVE_WAYS {
+                if way < first || way as u32 % cpus != cpu {
+                    continue;
+                }
+                // SAFETY: as in `find`.
+                let slot = unsafe { (*b).slots.as_mut_ptr().add(way) };
+                if unsafe { read_volatile(&(*slot).ct) } != 0 {
+                    continue;
+                }
+                // SAFETY: this CPU is the way's only claimer, and this
+                // program cannot be interrupted by another kprobe program.
+                unsafe { write_volatile(&raw mut (*slot).ct, ct) };
+                return Some(slot);
+            }
+            None
+        }
+        _ => None,
+    }
+}
+
 /// Moves a remembered entry's count to `key` if it was counted under
 /// another: a NEW finding its address remembered (see `remember`) counts
 /// under what it sees now.
@@ -238,8 +320,8 @@ const EEXIST: i32 = -17;
 
 /// Counts a newly confirmed entry. Returns the generation it is known by.
 #[inline(always)]
-pub fn on_new(ct: u64, key: MarkKey, tuple_hash: u64, now: u64, claim_slots: bool) -> u64 {
-    match remember(ct, key, tuple_hash, now, claim_slots) {
+pub fn on_new(ct: u64, key: MarkKey, tuple_hash: u64, now: u64, claimer: Claimer) -> u64 {
+    match remember(ct, key, tuple_hash, now, claimer) {
         Remembered::Full => 0,
         Remembered::Now | Remembered::Already => now,
     }
@@ -252,8 +334,8 @@ pub fn on_new(ct: u64, key: MarkKey, tuple_hash: u64, now: u64, claim_slots: boo
 /// two hooks can run at once on two CPUs, both find it absent and both
 /// count it; the count from the dump's marks had the same window.
 #[inline(always)]
-pub fn on_seed(ct: u64, key: MarkKey, tuple_hash: u64, claim_slots: bool) {
-    if remember(ct, key, tuple_hash, SEEDED, claim_slots) == Remembered::Now {
+pub fn on_seed(ct: u64, key: MarkKey, tuple_hash: u64, claimer: Claimer) {
+    if remember(ct, key, tuple_hash, SEEDED, claimer) == Remembered::Now {
         bump(stat::SEEDED);
     }
 }

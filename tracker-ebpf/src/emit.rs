@@ -22,7 +22,7 @@ use tracker_common::{
 use crate::{
     closed,
     conn::{self, Conn},
-    counts,
+    counts::{self, Claimer},
     maps::{EVENTS, Scratch, bump},
 };
 
@@ -170,12 +170,12 @@ impl Summary {
 /// What happened to the entry.
 #[derive(Clone, Copy)]
 pub enum Change {
-    /// Confirmed by its first packet, or inserted over ctnetlink;
-    /// `claim_slots` where the program may use compare-and-swap (see
-    /// `counts::on_new`).
+    /// Confirmed by its first packet, or inserted over ctnetlink; `claimer`:
+    /// the kind of program, which decides how it may claim a slot
+    /// (`counts::Claimer`).
     New {
         netlink_insert: bool,
-        claim_slots: bool,
+        claimer: Claimer,
     },
     /// Reported to the event notifier: the ipct bits of an UPDATE.
     Update { events: u16, portid: u32 },
@@ -183,7 +183,7 @@ pub enum Change {
     Destroy { portid: u32 },
     /// Listed by the tracker's start-up dump (seed.rs): remembered and
     /// counted unless a NEW hook already did; never reported.
-    Seed { claim_slots: bool },
+    Seed { claimer: Claimer },
 }
 
 /// Counts and reports a change of the entry at `ct`.
@@ -277,7 +277,7 @@ fn fill(ct: u64, change: Change, netns: u32, r: &mut FlowRecord) -> bool {
     let (kind_, generation) = match change {
         Change::New {
             netlink_insert,
-            claim_slots,
+            claimer,
         } => {
             if s.status & status::CONFIRMED == 0 || s.status & status::NAT_CLASH != 0 {
                 // Not (yet) in the table, or a clash loser conntrack never
@@ -288,10 +288,7 @@ fn fill(ct: u64, change: Change, netns: u32, r: &mut FlowRecord) -> bool {
                 bits |= flags::NETLINK_INSERT;
             }
             let hash = tuple_hash(&c, &s);
-            (
-                kind::NEW,
-                counts::on_new(ct, s.key(), hash, now, claim_slots),
-            )
+            (kind::NEW, counts::on_new(ct, s.key(), hash, now, claimer))
         }
         Change::Update {
             events: ev,
@@ -309,9 +306,9 @@ fn fill(ct: u64, change: Change, netns: u32, r: &mut FlowRecord) -> bool {
             portid = p;
             (kind::DESTROY, counts::on_destroy(ct, s.key(), s.status))
         }
-        Change::Seed { claim_slots } => {
+        Change::Seed { claimer } => {
             if s.status & status::CONFIRMED != 0 && s.status & status::NAT_CLASH == 0 {
-                counts::on_seed(ct, s.key(), tuple_hash(&c, &s), claim_slots);
+                counts::on_seed(ct, s.key(), tuple_hash(&c, &s), claimer);
             }
             return false;
         }

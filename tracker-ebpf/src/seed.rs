@@ -14,7 +14,10 @@ use aya_ebpf::{
     programs::{FEntryContext, ProbeContext},
 };
 
-use crate::emit::{self, Change};
+use crate::{
+    counts::Claimer,
+    emit::{self, Change},
+};
 
 /// The tracker's process id (tgid), set before load: other processes'
 /// dumps and events pass through the same function.
@@ -22,11 +25,11 @@ use crate::emit::{self, Change};
 static SEED_TGID: u32 = 0;
 
 #[inline(always)]
-fn listed(ct: u64, claim_slots: bool) -> u32 {
+fn listed(ct: u64, claimer: Claimer) -> u32 {
     // SAFETY (the read): a global set before load.
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     if tgid == unsafe { core::ptr::read_volatile(&SEED_TGID) } {
-        emit::report(ct, Change::Seed { claim_slots });
+        emit::report(ct, Change::Seed { claimer });
     }
     0
 }
@@ -34,13 +37,13 @@ fn listed(ct: u64, claim_slots: bool) -> u32 {
 #[fentry(function = "nf_ct_get_id")]
 pub fn seed_fentry(ctx: FEntryContext) -> u32 {
     let ct: u64 = ctx.arg(0);
-    listed(ct, true)
+    listed(ct, Claimer::Tracing)
 }
 
 #[kprobe]
 pub fn seed_kprobe(ctx: ProbeContext) -> u32 {
     match ctx.arg::<u64>(0) {
-        Some(ct) => listed(ct, false),
+        Some(ct) => listed(ct, Claimer::Kprobe),
         None => 0,
     }
 }

@@ -137,30 +137,92 @@ fn live_capacity() -> u32 {
     max.saturating_add(max / 8).clamp(4096, 1 << 26)
 }
 
-/// Buckets of LIVE_SLOTS for this run, or 0 for none. The NEW hooks claim
-/// slots with compare-and-swap, which the verifier accepts from Linux 5.12
-/// (BPF_CMPXCHG), and only as fexit programs, which need the function's
-/// BTF. Decided before load, since the count is a frozen global: should the
-/// fexit programs still be refused, the kprobes that replace them put every
-/// entry in LIVE, which the lookups check as well.
-fn live_buckets(mode: HookMode, kbtf: &KernelBtf) -> u32 {
-    let fexit_possible = mode != HookMode::Kprobe
-        && host::kernel_release_at_least(5, 12)
-        && kbtf.func_target("__nf_conntrack_confirm").is_some();
-    if !fexit_possible {
-        return 0;
+/// Where this run keeps counted entries (tracker-ebpf's counts.rs):
+/// `buckets` of LIVE_SLOTS (0: none, all go to the hash map LIVE) and the
+/// rule by which the hooks claim their slots (`globals::SLOT_CPUS`).
+/// Decided before load, since both are frozen globals. Either rule is safe
+/// with any mix of attached programs: the programs of the other kind never
+/// claim a slot and put their entries in LIVE, which every lookup checks
+/// too; a wrong guess costs speed, not exactness.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct LiveLayout {
+    buckets: u32,
+    /// 0: fentry/fexit programs claim with compare-and-swap; n: kprobe
+    /// programs claim, CPU c the ways w with w % n == c.
+    slot_cpus: u32,
+}
+
+impl LiveLayout {
+    fn choose(mode: HookMode, kbtf: &KernelBtf) -> Self {
+        // Compare-and-swap (BPF_CMPXCHG) from Linux 5.12, in fexit programs,
+        // which need the function's BTF.
+        let fexit = mode != HookMode::Kprobe
+            && host::kernel_release_at_least(5, 12)
+            && kbtf.func_target("__nf_conntrack_confirm").is_some();
+        let slot_cpus = if fexit {
+            0
+        } else if mode != HookMode::Fentry && hooks::kprobe_support().is_ok() {
+            match kprobe_slot_cpus() {
+                Some(n) => n,
+                None => return LiveLayout::NONE,
+            }
+        } else {
+            return LiveLayout::NONE;
+        };
+        LiveLayout {
+            buckets: test_bucket_limit(crate::counts::live::buckets_for(live_capacity())),
+            slot_cpus,
+        }
     }
-    let buckets = crate::counts::live::buckets_for(live_capacity());
-    // A test knob: fewer buckets make entries overflow into LIVE, so the
-    // suite checks the counts across both places (tests/README.md).
+
+    const NONE: LiveLayout = LiveLayout {
+        buckets: 0,
+        slot_cpus: 0,
+    };
+
+    fn describe(&self) -> String {
+        match (self.buckets, self.slot_cpus) {
+            (0, _) => "the hash map LIVE".to_string(),
+            (b, 0) => format!(
+                "{b} buckets of slots claimed by compare-and-swap (fexit NEW hooks), the hash                  map when one is full"
+            ),
+            (b, n) => format!(
+                "{b} buckets of slots claimed per CPU ({n} CPUs, kprobe NEW hooks), the hash                  map when one is full"
+            ),
+        }
+    }
+}
+
+/// How many CPUs the kprobe hooks divide each bucket's ways among: the
+/// highest online CPU number + 1, when that leaves each CPU a way. A CPU
+/// that comes online later with a higher number owns no way and uses the
+/// hash map; with more CPUs than ways all kprobe hooks do.
+fn kprobe_slot_cpus() -> Option<u32> {
+    let cpus = aya::util::online_cpus()
+        .ok()?
+        .into_iter()
+        .max()
+        .map(|c| c + 1)?;
+    if cpus as usize > tracker_common::LIVE_WAYS {
+        log::info!(
+            "kprobe hooks keep counted entries in the hash map: CPU numbers reach {cpus}, more              than the {} ways of a bucket of slots",
+            tracker_common::LIVE_WAYS
+        );
+        return None;
+    }
+    Some(cpus)
+}
+
+/// A test knob: fewer buckets make entries overflow into LIVE, so the suite
+/// checks the counts across both places (tests/README.md).
+fn test_bucket_limit(buckets: u32) -> u32 {
     match std::env::var("TRACKER_LIVE_BUCKETS")
         .ok()
         .and_then(|v| v.parse::<u32>().ok())
     {
         Some(n) if n < buckets => {
             eprintln!(
-                "tracker: counted entries: {n} bucket(s) of slots (TRACKER_LIVE_BUCKETS), then \
-                 the hash map"
+                "tracker: counted entries: {n} bucket(s) of slots (TRACKER_LIVE_BUCKETS), then                  the hash map"
             );
             n
         }
@@ -182,18 +244,10 @@ impl EbpfSource {
         // per-CPU stack when no task can be preempted inside the hooked
         // functions (see STASH_PER_CPU in tracker-ebpf's maps.rs).
         let stash_per_cpu = u32::from(!kbtf.preemptible());
-        let live_buckets = live_buckets(opts.hook_mode, &kbtf);
+        let layout = LiveLayout::choose(opts.hook_mode, &kbtf);
+        let live_buckets = layout.buckets;
         let tuple_hashes = tuple_hashes_needed(opts.hook_mode, &kbtf);
-        log::info!(
-            "counted entries kept in {}",
-            if live_buckets > 0 {
-                format!(
-                    "{live_buckets} buckets of slots (fexit NEW hooks), the hash map when one is full"
-                )
-            } else {
-                "the hash map LIVE".to_string()
-            }
-        );
+        log::info!("counted entries kept in {}", layout.describe());
         log::info!(
             "kprobe arguments kept {}",
             if stash_per_cpu != 0 {
@@ -214,6 +268,7 @@ impl EbpfSource {
             )
             .map_max_entries("EVENTS", opts.ring_size)
             .override_global(globals::LIVE_BUCKETS, &live_buckets, true)
+            .override_global(globals::SLOT_CPUS, &layout.slot_cpus, true)
             .override_global(globals::SEED_TGID, &std::process::id(), true)
             .override_global(globals::TUPLE_HASHES, &u32::from(tuple_hashes), true)
             .map_max_entries("LIVE", live_capacity())
