@@ -10,7 +10,7 @@ use aya_ebpf::{
 };
 
 use crate::{
-    conn,
+    conn::{self, Entry},
     counts::Claimer,
     emit::{self, Change},
     maps::Stash,
@@ -23,8 +23,9 @@ fn confirmed(ct: Result<u64, i64>, ret: i32, claimer: Claimer) -> u32 {
     if ret == NF_ACCEPT
         && let Ok(ct) = ct
     {
+        // `skb->_nfct` is a number, not a typed pointer.
         emit::report(
-            ct,
+            Entry::Untyped(ct),
             Change::New {
                 netlink_insert: false,
                 claimer,
@@ -35,7 +36,7 @@ fn confirmed(ct: Result<u64, i64>, ret: i32, claimer: Claimer) -> u32 {
 }
 
 #[inline(always)]
-fn inserted(ct: u64, ret: i32, claimer: Claimer) -> u32 {
+fn inserted(ct: Entry, ret: i32, claimer: Claimer) -> u32 {
     if ret == 0 {
         emit::report(
             ct,
@@ -83,7 +84,7 @@ pub fn confirm_kretprobe(ctx: RetProbeContext) -> u32 {
 pub fn insert_fexit(ctx: FExitContext) -> u32 {
     let ct: u64 = ctx.arg(0);
     let ret: i64 = ctx.arg(1);
-    inserted(ct, ret as i32, Claimer::Tracing)
+    inserted(Entry::Typed(ct), ret as i32, Claimer::Tracing)
 }
 
 #[kprobe]
@@ -98,7 +99,7 @@ pub fn insert_kprobe(ctx: ProbeContext) -> u32 {
 pub fn insert_kretprobe(ctx: RetProbeContext) -> u32 {
     let ret: i64 = ctx.ret();
     match Stash::take() {
-        Some(s) => inserted(s.ptr, ret as i32, Claimer::Kprobe),
+        Some(s) => inserted(Entry::Untyped(s.ptr), ret as i32, Claimer::Kprobe),
         None => 0,
     }
 }

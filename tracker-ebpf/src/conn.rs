@@ -4,12 +4,14 @@
 //! A hook copies the span of the entry it reports in one
 //! `bpf_probe_read_kernel` (`copy`); every field the programs need is then a
 //! plain load from that copy (`Conn`). Only what lies behind another pointer
-//! (the netns inode, the acct and tstamp extensions) costs a read of its own.
+//! (the netns inode, the acct and tstamp extensions) costs a read of its own,
+//! and where the hook holds the entry as a BTF-typed argument (`Entry`), the
+//! namespace and the extension header are plain loads too.
 
 use core::mem::size_of;
 
 use aya_ebpf::helpers::{bpf_probe_read_kernel, generated::bpf_probe_read_kernel as read_raw};
-use tracker_common::{CONN_BYTES, Counters, KernelOffsets};
+use tracker_common::{CONN_BYTES, Counters, KernelOffsets, flags};
 
 /// Set by userspace before load (see `tracker_common::globals`).
 #[unsafe(no_mangle)]
@@ -65,6 +67,48 @@ pub fn ct_of_btf_skb(skb: u64) -> Result<u64, i64> {
     // SAFETY: a load the verifier checks (see above).
     let nfct = unsafe { ((skb + off as u64) as *const u64).read_volatile() };
     Ok(nfct & !7)
+}
+
+/// How a hook holds the entry's address.
+#[derive(Clone, Copy)]
+pub enum Entry {
+    /// A `struct nf_conn *` argument of an fentry/fexit program: typed by
+    /// BTF, so fields behind it can be read with plain loads (`load`).
+    Typed(u64),
+    /// A plain number (kprobe arguments, `skb->_nfct`): every read goes
+    /// through `bpf_probe_read_kernel`.
+    Untyped(u64),
+}
+
+impl Entry {
+    #[inline(always)]
+    pub fn addr(self) -> u64 {
+        match self {
+            Entry::Typed(ct) | Entry::Untyped(ct) => ct,
+        }
+    }
+}
+
+/// Reads a `T` at `base + off` where `base` is a BTF-typed kernel pointer
+/// (an fentry/fexit argument, or a pointer field loaded through one). As in
+/// `ct_of_btf_skb`, the verifier knows `off` as a constant, checks the load
+/// against the kernel's own struct and runs it as a plain load with a
+/// fault fixup: no helper call. A pointer loaded this way is typed too.
+#[inline(always)]
+fn load<T: Copy>(base: u64, off: u32) -> Option<T> {
+    if off == KernelOffsets::ABSENT || base == 0 {
+        return None;
+    }
+    // SAFETY: a load the verifier checks (see above).
+    Some(unsafe { ((base + off as u64) as *const T).read_volatile() })
+}
+
+/// `ct->ct_net->ns.inum` of a typed entry, with plain loads; 0 when absent.
+#[inline(always)]
+pub fn netns_of_typed(ct: u64) -> u32 {
+    load::<u64>(ct, off!(ct_net))
+        .and_then(|net| load::<u32>(net, off!(net_ns_inum)))
+        .unwrap_or(0)
 }
 
 /// Copies the entry's span (`conn_start`, `conn_len` bytes) into `out`.
@@ -211,44 +255,102 @@ fn ext_offset(header: &[u8; EXT_HEADER], id: u32) -> u64 {
     }
 }
 
-/// What the acct and tstamp extensions hold.
-#[derive(Default)]
-pub struct Extensions {
-    pub counters: Option<[Counters; 2]>,
-    /// CLOCK_REALTIME ns at confirm and at delete (0 until then).
-    pub times: Option<(u64, u64)>,
+/// The same, loaded from the typed `ct->ext` of a typed entry. Every offset
+/// here is a frozen global, so the verifier sees one constant offset into
+/// `struct nf_ct_ext` and keeps the one load of the element's size.
+#[inline(always)]
+fn ext_offset_typed(ext: u64, id: u32) -> u64 {
+    let (at, size) = (off!(ext_offset), off!(ext_offset_size));
+    if id == KernelOffsets::ABSENT || at == KernelOffsets::ABSENT || id >= 16 {
+        return 0;
+    }
+    let i = at.wrapping_add(id.wrapping_mul(size));
+    match size {
+        1 => load::<u8>(ext, i).map_or(0, |v| v as u64),
+        2 => load::<u16>(ext, i).map_or(0, |v| v as u64),
+        _ => 0,
+    }
 }
 
-/// Reads the acct and tstamp extensions of an entry: the offset array in one
-/// read, each present extension in one more.
+/// What the acct and tstamp extensions hold. Absent ones read as zeros,
+/// with their flag clear: no field is left unwritten, because a value the
+/// compiler may leave undefined on one path (the payload of a `None`) can
+/// become a load of a stack slot that path never wrote, which 5.10's
+/// verifier rejects ("invalid read from stack").
+#[derive(Default)]
+pub struct Extensions {
+    /// `flags::HAS_ACCT` and `flags::HAS_TSTAMP` of what was read.
+    pub flags: u16,
+    pub counters: [Counters; 2],
+    /// CLOCK_REALTIME ns at confirm and at delete (0 until then).
+    pub times: (u64, u64),
+}
+
+impl Extensions {
+    #[inline(always)]
+    pub fn counters(&self) -> Option<[Counters; 2]> {
+        (self.flags & flags::HAS_ACCT != 0).then_some(self.counters)
+    }
+}
+
+/// Reads the acct and tstamp extensions of an entry at `ext` (its
+/// `ct->ext`, from the copy): where they start, from its offset array (one
+/// read; plain loads for a typed entry), then each present one in one read.
 #[inline(always)]
-pub fn extensions(ext: u64) -> Extensions {
-    let mut out = Extensions::default();
+pub fn extensions(entry: Entry, ext: u64) -> Extensions {
     if ext == 0 {
-        return out;
+        return Extensions::default();
     }
-    let Ok(header) = read::<[u8; EXT_HEADER]>(ext, 0) else {
-        return out;
+    let (acct, tstamp) = match entry {
+        Entry::Typed(ct) => {
+            // The same pointer as `ext`, typed: an entry's extension area
+            // is not reallocated once it is confirmed (nf_ct_ext_add).
+            let Some(typed) = load::<u64>(ct, off!(ct_ext)) else {
+                return Extensions::default();
+            };
+            (
+                ext_offset_typed(typed, off!(ext_id_acct)),
+                ext_offset_typed(typed, off!(ext_id_tstamp)),
+            )
+        }
+        Entry::Untyped(_) => {
+            let Ok(header) = read::<[u8; EXT_HEADER]>(ext, 0) else {
+                return Extensions::default();
+            };
+            (
+                ext_offset(&header, off!(ext_id_acct)),
+                ext_offset(&header, off!(ext_id_tstamp)),
+            )
+        }
     };
-    let at = ext_offset(&header, off!(ext_id_acct));
-    if at != 0
-        && let Ok(c) = read::<[u64; 4]>(ext + at, off!(acct_counter))
+    let mut out = Extensions::default();
+    if acct != 0
+        && let Ok(c) = read::<[u64; 4]>(ext + acct, off!(acct_counter))
     {
-        out.counters = Some([counter(&c, 0), counter(&c, off!(counter_size))]);
+        out.counters = [counter(&c, 0), counter(&c, off!(counter_size))];
+        out.flags |= flags::HAS_ACCT;
     }
-    let at = ext_offset(&header, off!(ext_id_tstamp));
-    if at != 0 {
+    if tstamp != 0 {
         let (start, stop) = (off!(tstamp_start), off!(tstamp_stop));
         // `struct nf_conn_tstamp { u64 start, stop; }`: one read when
         // adjacent, as in every kernel so far.
-        out.times = if stop == start.wrapping_add(8) {
-            read::<[u64; 2]>(ext + at, start).ok().map(|t| (t[0], t[1]))
+        let times = if stop == start.wrapping_add(8) {
+            read::<[u64; 2]>(ext + tstamp, start)
+                .ok()
+                .map(|t| (t[0], t[1]))
         } else {
-            match (read::<u64>(ext + at, start), read::<u64>(ext + at, stop)) {
+            match (
+                read::<u64>(ext + tstamp, start),
+                read::<u64>(ext + tstamp, stop),
+            ) {
                 (Ok(a), Ok(b)) => Some((a, b)),
                 _ => None,
             }
         };
+        if let Some(t) = times {
+            out.times = t;
+            out.flags |= flags::HAS_TSTAMP;
+        }
     }
     out
 }

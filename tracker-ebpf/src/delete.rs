@@ -8,12 +8,13 @@ use aya_ebpf::{
 };
 
 use crate::{
+    conn::Entry,
     emit::{self, Change},
     maps::Stash,
 };
 
 #[inline(always)]
-fn deleted(ct: u64, portid: u32, ret: u64) -> u32 {
+fn deleted(ct: Entry, portid: u32, ret: u64) -> u32 {
     // `bool` return: only the low byte is defined.
     if ret & 0xff != 0 {
         emit::report(ct, Change::Destroy { portid });
@@ -27,7 +28,7 @@ pub fn delete_fexit(ctx: FExitContext) -> u32 {
     let portid: u64 = ctx.arg(1);
     // Three arguments: the return value follows them.
     let ret: u64 = ctx.arg(3);
-    deleted(ct, portid as u32, ret)
+    deleted(Entry::Typed(ct), portid as u32, ret)
 }
 
 #[kprobe]
@@ -42,7 +43,7 @@ pub fn delete_kprobe(ctx: ProbeContext) -> u32 {
 pub fn delete_kretprobe(ctx: RetProbeContext) -> u32 {
     let ret: u64 = ctx.ret();
     match Stash::take() {
-        Some(s) => deleted(s.ptr, s.portid, ret),
+        Some(s) => deleted(Entry::Untyped(s.ptr), s.portid, ret),
         None => 0,
     }
 }

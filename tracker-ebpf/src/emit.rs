@@ -21,7 +21,7 @@ use tracker_common::{
 
 use crate::{
     closed,
-    conn::{self, Conn},
+    conn::{self, Conn, Entry},
     counts::{self, Claimer},
     maps::{EVENTS, Scratch, bump},
 };
@@ -100,8 +100,9 @@ fn wanted(kind_: u32, s: &Summary) -> bool {
 /// record can be reserved in the ring first and the entry copied straight
 /// into it. That holds when its kind is shown and the filter looks at no
 /// field of the entry, or only at its namespace: the default shows one
-/// namespace, so there the namespace is read first (two small reads, which
-/// the summary then reuses as `netns`). With a mark or protocol filter, or
+/// namespace, so there the namespace is read first (two small reads, or
+/// two plain loads for a typed entry, which the summary then reuses as
+/// `netns`). With a mark or protocol filter, or
 /// an entry of another namespace (a container host makes most entries in
 /// others), the entry goes to the scratch record first, so rejected entries
 /// cost no ring space and wake no reader. The filter is a frozen global:
@@ -121,7 +122,9 @@ fn shown_unread(ct: u64, change: Change, netns: &mut u32) -> bool {
     if f.netns == 0 {
         return true;
     }
-    *netns = conn::netns_of(ct);
+    if *netns == 0 {
+        *netns = conn::netns_of(ct);
+    }
     *netns == f.netns
 }
 
@@ -186,9 +189,10 @@ pub enum Change {
     Seed { claimer: Claimer },
 }
 
-/// Counts and reports a change of the entry at `ct`.
+/// Counts and reports a change of `entry`.
 #[inline(always)]
-pub fn report(ct: u64, change: Change) {
+pub fn report(entry: Entry, change: Change) {
+    let ct = entry.addr();
     if ct == 0 {
         return;
     }
@@ -197,14 +201,18 @@ pub fn report(ct: u64, change: Change) {
     // A plain integer (0 = not read), not an Option: with an Option, 5.10's
     // verifier rejected the DESTROY kretprobe for reading a stack slot that
     // path had not written ("invalid read from stack").
-    let mut netns = 0;
+    let mut netns = match entry {
+        // Two plain loads: cheap enough to make for every change.
+        Entry::Typed(ct) => conn::netns_of_typed(ct),
+        Entry::Untyped(_) => 0,
+    };
     let reserve_first = shown_unread(ct, change, &mut netns);
-    let entry = if reserve_first {
+    let reserved = if reserve_first {
         EVENTS.reserve::<FlowRecord>(0)
     } else {
         None
     };
-    let scratch = if entry.is_some() {
+    let scratch = if reserved.is_some() {
         None
     } else {
         match Scratch::enter() {
@@ -212,7 +220,7 @@ pub fn report(ct: u64, change: Change) {
             None => return,
         }
     };
-    let record = match (&entry, &scratch) {
+    let record = match (&reserved, &scratch) {
         (Some(e), _) => e.as_ptr().cast_mut().cast::<FlowRecord>(),
         (None, Some(s)) => s.record,
         (None, None) => return,
@@ -220,8 +228,8 @@ pub fn report(ct: u64, change: Change) {
     // SAFETY: ring memory is always initialized (zeroed at map creation,
     // then earlier records) and every field of FlowRecord is a plain
     // integer, so any bytes are a valid value; a scratch slot is this run's.
-    let keep = fill(ct, change, netns, unsafe { &mut *record });
-    match (entry, scratch) {
+    let keep = fill(entry, change, netns, unsafe { &mut *record });
+    match (reserved, scratch) {
         (Some(e), _) => {
             if keep {
                 e.submit(wakeup(true));
@@ -252,13 +260,13 @@ pub fn report(ct: u64, change: Change) {
 /// Returns whether the record should go to userspace (the copy worked and
 /// the filter wants it).
 #[inline(always)]
-fn fill(ct: u64, change: Change, netns: u32, r: &mut FlowRecord) -> bool {
+fn fill(entry: Entry, change: Change, netns: u32, r: &mut FlowRecord) -> bool {
     // In fexit and fentry programs `ct` is a typed kernel pointer, on which
     // the verifier allows no arithmetic, and the counts hash the address.
     // Loaded back from the record's memory it is a plain number.
     // SAFETY: a field of the record this run owns.
     let ct = unsafe {
-        core::ptr::write_volatile(&raw mut r.ct, ct);
+        core::ptr::write_volatile(&raw mut r.ct, entry.addr());
         core::ptr::read_volatile(&raw const r.ct)
     };
     if conn::copy(ct, &mut r.conn).is_err() {
@@ -335,12 +343,12 @@ fn fill(ct: u64, change: Change, netns: u32, r: &mut FlowRecord) -> bool {
     // Counters and times are shown at the end of a flow only, as ctnetlink
     // sends them: NEW and UPDATE skip the extension reads.
     let ext = if kind_ == kind::DESTROY {
-        conn::extensions(c.ext())
+        conn::extensions(entry, c.ext())
     } else {
         conn::Extensions::default()
     };
     if account_closed {
-        closed::add(&s.key(), ext.counters);
+        closed::add(&s.key(), ext.counters());
     }
     if !show {
         bump(stat::FILTERED);
@@ -352,24 +360,10 @@ fn fill(ct: u64, change: Change, netns: u32, r: &mut FlowRecord) -> bool {
     if portid != 0 {
         bits |= flags::USERSPACE;
     }
-    match ext.counters {
-        Some(counters) => {
-            r.counters = counters;
-            bits |= flags::HAS_ACCT;
-        }
-        None => r.counters = Default::default(),
-    }
-    match ext.times {
-        Some((start, stop)) => {
-            r.start_ns = start;
-            r.stop_ns = stop;
-            bits |= flags::HAS_TSTAMP;
-        }
-        None => {
-            r.start_ns = 0;
-            r.stop_ns = 0;
-        }
-    }
+    bits |= ext.flags;
+    r.counters = ext.counters;
+    r.start_ns = ext.times.0;
+    r.stop_ns = ext.times.1;
     r.header = RecordHeader {
         kind: kind_,
         version: tracker_common::RECORD_VERSION,

@@ -141,7 +141,7 @@ pub struct Stash {
 /// return, because none of the kprobed functions sleeps (each also runs in
 /// softirq context), and only interrupts can run another hooked call in
 /// between, which ends before the interrupted one resumes. A per-CPU stack
-/// then pairs every kretprobe with its kprobe, for two array lookups where
+/// then pairs every kretprobe with its kprobe, for one array lookup each where
 /// the hash map costs an insert, a lookup and a delete. Set before load.
 #[unsafe(no_mangle)]
 static STASH_PER_CPU: u32 = 0;
@@ -155,11 +155,34 @@ pub struct StashSlot {
     stash: Stash,
 }
 
-/// The per-CPU stash stack (see `STASH_PER_CPU`) and its depth.
+/// The per-CPU stash stack (see `STASH_PER_CPU`): its depth and levels in
+/// one value, so a kprobe and its kretprobe each make one lookup. Per-CPU
+/// array lookups are helper calls on the kernels that use this stack (the
+/// verifier inlines them only from Linux 6.10 on).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct StashStack {
+    depth: u32,
+    _pad: u32,
+    levels: [StashSlot; NEST_LEVELS as usize],
+}
+
+/// The index of the level below `level` (> 0), masked and passed through
+/// memory: otherwise the compiler, knowing 1 ≤ level ≤ NEST_LEVELS, drops
+/// the mask and folds the `- 1` into the address as a negative constant,
+/// and 5.10's verifier, which checked `level > 0` on another register
+/// (it does not carry bounds across register copies), rejects the access
+/// ("invalid access to map value ... off=-8").
+#[inline(always)]
+fn below(level: usize) -> usize {
+    const { assert!(NEST_LEVELS.is_power_of_two()) };
+    let index = level.wrapping_sub(1) & (NEST_LEVELS as usize - 1);
+    // SAFETY: a local.
+    unsafe { core::ptr::read_volatile(&index) }
+}
+
 #[map]
-static STASH_STACK: PerCpuArray<StashSlot> = PerCpuArray::with_max_entries(NEST_LEVELS, 0);
-#[map]
-static STASH_DEPTH: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
+static STASH_STACK: PerCpuArray<StashStack> = PerCpuArray::with_max_entries(1, 0);
 
 #[inline(always)]
 fn stash_per_cpu() -> bool {
@@ -182,30 +205,31 @@ impl Stash {
             let _ = STASH.insert(owner, s, 0);
             return;
         }
-        let Some(depth) = STASH_DEPTH.get_ptr_mut(0) else {
+        let Some(stack) = STASH_STACK.get_ptr_mut(0) else {
             return;
         };
-        // SAFETY: per-CPU slots; nothing else runs on this CPU meanwhile
+        // SAFETY: this CPU's value; nothing else runs on this CPU meanwhile
         // except interrupts, which restore what they change.
-        let mut level = unsafe { *depth };
+        let stack = unsafe { &mut *stack };
+        let mut level = stack.depth as usize;
         // A slot below that another task filled was left by a kretprobe that
         // never ran (the kernel had no kretprobe instance to spare): without
         // preemption, no call of another task can still be pending here.
         if level > 0
-            && let Some(below) = STASH_STACK.get_ptr(level - 1)
-            && unsafe { (*below).owner } != owner
+            && let Some(b) = stack.levels.get(below(level))
+            && b.owner != owner
         {
             level = 0;
         }
         // These functions run in process and softirq context only, so a
         // full stack holds slots whose kretprobes never ran: start again.
-        if level >= NEST_LEVELS {
+        if level >= stack.levels.len() {
             bump(stat::STASH_MISSES);
             level = 0;
         }
-        if let Some(slot) = STASH_STACK.get_ptr_mut(level) {
-            unsafe { *slot = StashSlot { owner, stash: s } };
-            unsafe { *depth = level + 1 };
+        if let Some(slot) = stack.levels.get_mut(level) {
+            *slot = StashSlot { owner, stash: s };
+            stack.depth = level as u32 + 1;
         }
     }
 
@@ -233,17 +257,20 @@ impl Stash {
     /// The top of this CPU's stash stack, when this task filled it.
     #[inline(always)]
     fn pop() -> Option<Stash> {
-        let depth = STASH_DEPTH.get_ptr_mut(0)?;
-        // SAFETY: per-CPU slots, as in `put`.
-        let level = unsafe { *depth };
+        // SAFETY: this CPU's value, as in `put`.
+        let stack = unsafe { &mut *STASH_STACK.get_ptr_mut(0)? };
+        let level = stack.depth as usize;
         if level == 0 {
             return None;
         }
-        unsafe { *depth = level - 1 };
-        let slot = unsafe { *STASH_STACK.get_ptr(level - 1)? };
+        stack.depth = level as u32 - 1;
+        if level > NEST_LEVELS as usize {
+            return None;
+        }
+        let slot = *stack.levels.get(below(level))?;
         if slot.owner != bpf_get_current_pid_tgid() {
             // Out of step (a kprobe that found no slot): start again empty.
-            unsafe { *depth = 0 };
+            stack.depth = 0;
             return None;
         }
         Some(slot.stash)

@@ -15,6 +15,7 @@ use aya_ebpf::{
 };
 
 use crate::{
+    conn::Entry,
     counts::Claimer,
     emit::{self, Change},
 };
@@ -25,7 +26,7 @@ use crate::{
 static SEED_TGID: u32 = 0;
 
 #[inline(always)]
-fn listed(ct: u64, claimer: Claimer) -> u32 {
+fn listed(ct: Entry, claimer: Claimer) -> u32 {
     // SAFETY (the read): a global set before load.
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     if tgid == unsafe { core::ptr::read_volatile(&SEED_TGID) } {
@@ -37,13 +38,13 @@ fn listed(ct: u64, claimer: Claimer) -> u32 {
 #[fentry(function = "nf_ct_get_id")]
 pub fn seed_fentry(ctx: FEntryContext) -> u32 {
     let ct: u64 = ctx.arg(0);
-    listed(ct, Claimer::Tracing)
+    listed(Entry::Typed(ct), Claimer::Tracing)
 }
 
 #[kprobe]
 pub fn seed_kprobe(ctx: ProbeContext) -> u32 {
     match ctx.arg::<u64>(0) {
-        Some(ct) => listed(ct, Claimer::Kprobe),
+        Some(ct) => listed(Entry::Untyped(ct), Claimer::Kprobe),
         None => 0,
     }
 }

@@ -12,7 +12,7 @@ use aya_ebpf::{macros::kprobe, programs::ProbeContext};
 use tracker_common::ipct;
 
 use crate::{
-    conn::{self, off},
+    conn::{self, Entry, off},
     emit::{self, Change},
 };
 
@@ -31,6 +31,6 @@ pub fn ct_event_kprobe(ctx: ProbeContext) -> u32 {
         return 0;
     };
     let portid = conn::read::<u32>(item, off!(ct_event_portid)).unwrap_or(0);
-    emit::report(ct, Change::Update { events, portid });
+    emit::report(Entry::Untyped(ct), Change::Update { events, portid });
     0
 }
