@@ -48,15 +48,6 @@ fn wakeup_bytes(ring_size: u32) -> u64 {
 /// written in one [`COLLECT_EVERY`] at 2.4 M records per second.
 const NO_WAKEUP_RING: u32 = 8 << 20;
 
-/// Whether the counts must keep each entry's tuple hash: only for the
-/// start-up count from the dump's marks, used where the seed hook cannot
-/// load (`seed::SeedHook`). Decided before load like the other globals.
-fn tuple_hashes_needed(mode: HookMode, kbtf: &KernelBtf) -> bool {
-    let fentry = mode != HookMode::Kprobe && kbtf.func_target("nf_ct_get_id").is_some();
-    let kprobe = mode != HookMode::Fentry && hooks::kprobe_support().is_ok();
-    !(fentry || kprobe)
-}
-
 /// The object built from tracker-ebpf, embedded at build time.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracker"));
 
@@ -112,7 +103,7 @@ pub struct EbpfSource {
     /// Buckets of LIVE_SLOTS (`globals::LIVE_BUCKETS`); 0 when the hooks
     /// remember every counted entry in LIVE.
     live_buckets: u32,
-    /// Whether the counts keep tuple hashes (`tuple_hashes_needed`).
+    /// Whether the counts keep tuple hashes (`LiveLayout::tuple_hashes`).
     tuple_hashes: bool,
     /// The program that counts entries older than the tracker while the
     /// start-up dump lists them; `None` where it cannot load.
@@ -138,47 +129,54 @@ fn live_capacity() -> u32 {
 }
 
 /// Where this run keeps counted entries (tracker-ebpf's counts.rs):
-/// `buckets` of LIVE_SLOTS (0: none, all go to the hash map LIVE) and the
-/// rule by which the hooks claim their slots (`globals::SLOT_CPUS`).
-/// Decided before load, since both are frozen globals. Either rule is safe
-/// with any mix of attached programs: the programs of the other kind never
-/// claim a slot and put their entries in LIVE, which every lookup checks
-/// too; a wrong guess costs speed, not exactness.
+/// `buckets` of LIVE_SLOTS (0: none, all go to the hash map LIVE), the
+/// rule by which the hooks claim their slots (`globals::SLOT_CPUS`), and
+/// whether each entry keeps its tuple hash (`globals::TUPLE_HASHES`).
+/// Decided before load, since all are frozen globals, from one guess of
+/// which programs will attach. Either claiming rule is safe with any mix of
+/// attached programs: the programs of the other kind never claim a slot and
+/// put their entries in LIVE, which every lookup checks too; a wrong guess
+/// costs speed, not exactness.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct LiveLayout {
     buckets: u32,
     /// 0: fentry/fexit programs claim with compare-and-swap; n: kprobe
     /// programs claim, CPU c the ways w with w % n == c.
     slot_cpus: u32,
+    /// Only the start-up count from the dump's marks needs tuple hashes,
+    /// and only where no seed program (fentry or kprobe on nf_ct_get_id,
+    /// `seed::SeedHook`) can load.
+    tuple_hashes: bool,
 }
 
 impl LiveLayout {
     fn choose(mode: HookMode, kbtf: &KernelBtf) -> Self {
+        let kprobes = mode != HookMode::Fentry && hooks::kprobe_support().is_ok();
+        let tuple_hashes =
+            !(kprobes || mode != HookMode::Kprobe && kbtf.func_target("nf_ct_get_id").is_some());
         // Compare-and-swap (BPF_CMPXCHG) from Linux 5.12, in fexit programs,
         // which need the function's BTF.
         let fexit = mode != HookMode::Kprobe
             && host::kernel_release_at_least(5, 12)
             && kbtf.func_target("__nf_conntrack_confirm").is_some();
-        let slot_cpus = if fexit {
-            0
-        } else if mode != HookMode::Fentry && hooks::kprobe_support().is_ok() {
-            match kprobe_slot_cpus() {
-                Some(n) => n,
-                None => return LiveLayout::NONE,
-            }
-        } else {
-            return LiveLayout::NONE;
+        let slot_cpus = match (fexit, kprobes) {
+            (true, _) => Some(0),
+            (false, true) => kprobe_slot_cpus(),
+            (false, false) => None,
         };
-        LiveLayout {
-            buckets: test_bucket_limit(crate::counts::live::buckets_for(live_capacity())),
-            slot_cpus,
+        match slot_cpus {
+            Some(slot_cpus) => LiveLayout {
+                buckets: test_bucket_limit(crate::counts::live::buckets_for(live_capacity())),
+                slot_cpus,
+                tuple_hashes,
+            },
+            None => LiveLayout {
+                buckets: 0,
+                slot_cpus: 0,
+                tuple_hashes,
+            },
         }
     }
-
-    const NONE: LiveLayout = LiveLayout {
-        buckets: 0,
-        slot_cpus: 0,
-    };
 
     fn describe(&self) -> String {
         match (self.buckets, self.slot_cpus) {
@@ -246,7 +244,7 @@ impl EbpfSource {
         let stash_per_cpu = u32::from(!kbtf.preemptible());
         let layout = LiveLayout::choose(opts.hook_mode, &kbtf);
         let live_buckets = layout.buckets;
-        let tuple_hashes = tuple_hashes_needed(opts.hook_mode, &kbtf);
+        let tuple_hashes = layout.tuple_hashes;
         log::info!("counted entries kept in {}", layout.describe());
         log::info!(
             "kprobe arguments kept {}",

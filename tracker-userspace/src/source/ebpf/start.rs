@@ -98,9 +98,7 @@ impl EbpfSource {
         }
         Ok(source)
     }
-}
 
-impl EbpfSource {
     /// Counts the entries that existed before the hooks, with the one table
     /// dump the tracker makes: through the seed hook where it loaded (the
     /// kernel then remembers each one, so its expiry is seen too), else
