@@ -198,6 +198,17 @@ pub struct LiveEntry {
 /// hashes to ([`live_bucket`]), in any free slot of it.
 pub const LIVE_WAYS: usize = 8;
 
+/// Buckets of LIVE_SLOTS per element of LIVE_CHUNKS: one run of the
+/// expired-entry iterator's program. Its output for one element must fit
+/// the iterator's buffer (8 pages, kernel/bpf/bpf_iter.c): 16 buckets of
+/// [`LIVE_WAYS`] entries of 48 bytes are 6 KiB.
+pub const LIVE_CHUNK: usize = 16;
+
+/// Elements of LIVE_CHUNKS for `buckets` buckets of LIVE_SLOTS.
+pub fn live_chunks(buckets: u32) -> u32 {
+    buckets.div_ceil(LIVE_CHUNK as u32).max(1)
+}
+
 /// One slot of LIVE_SLOTS: `ct` is the entry's `struct nf_conn` address, 0
 /// when the slot is free. A NEW claims a free slot (with a compare-and-swap
 /// of `ct`, or as the slot's only claimer: [`globals::SLOT_CPUS`]), then

@@ -1,5 +1,6 @@
 //! Counted entries whose timeout has passed: `iter/bpf_map_elem` iterators
-//! over LIVE and LIVE_SLOTS that `tracker counts` reads on demand.
+//! over LIVE and (through LIVE_CHUNKS) LIVE_SLOTS that `tracker counts`
+//! reads on demand.
 //!
 //! An expired entry stays in the conntrack table until the garbage
 //! collector, a lookup or a dump removes it (its DESTROY comes only then),
@@ -16,7 +17,9 @@
 use core::ffi::c_void;
 
 use aya_ebpf::helpers::generated::{bpf_jiffies64, bpf_seq_write};
-use tracker_common::{ExpiredEntry, LIVE_WAYS, LiveBucket, LiveEntry, LiveSlot};
+use tracker_common::{ExpiredEntry, LIVE_CHUNK, LIVE_WAYS, LiveEntry, LiveSlot};
+
+use crate::maps::LIVE_SLOTS;
 
 use crate::conn::{off, read};
 
@@ -99,45 +102,43 @@ pub fn live_expired(ctx: *mut c_void) -> i32 {
     0
 }
 
-/// Over LIVE_SLOTS: the key is the bucket's index, the value its slots.
+/// Over LIVE_SLOTS, `LIVE_CHUNK` buckets per run: the iterator walks
+/// LIVE_CHUNKS, whose key is the chunk's index.
 #[unsafe(no_mangle)]
 #[unsafe(link_section = "iter/bpf_map_elem")]
 pub fn live_slots_expired(ctx: *mut c_void) -> i32 {
-    let ctx = ctx as *const MapElemCtx<u32, LiveBucket>;
+    let ctx = ctx as *const MapElemCtx<u32, u8>;
     // SAFETY: as in `live_expired`.
-    let (key, value) = unsafe { ((*ctx).key, (*ctx).value) };
-    if key.is_null() || value.is_null() {
+    let key = unsafe { (*ctx).key };
+    if key.is_null() {
         return 0;
     }
-    let first = unsafe { *key }.wrapping_mul(LIVE_WAYS as u32);
+    let chunk = unsafe { *key };
     // SAFETY: a helper without arguments.
     let jiffies = unsafe { bpf_jiffies64() };
     let meta = unsafe { (*ctx).meta };
-    // Unrolled by hand: the verifier accepts only constant offsets into an
-    // iterator's element.
-    macro_rules! way {
-        ($w:literal) => {{
-            // SAFETY: checked non-null above; a constant offset within the
-            // map's value size.
-            let slot: LiveSlot = unsafe { (*value).slots[$w] };
+    for i in 0..LIVE_CHUNK as u32 {
+        let bucket = chunk.wrapping_mul(LIVE_CHUNK as u32).wrapping_add(i);
+        // Past the last bucket: the lookup finds nothing.
+        let Some(b) = LIVE_SLOTS.get_ptr(bucket) else {
+            break;
+        };
+        for way in 0..LIVE_WAYS {
+            // SAFETY: an array value, valid for the program's run; the index
+            // is below the bucket's length.
+            let slot: LiveSlot = unsafe { (*b).slots[way] };
             if slot.ct != 0 && slot.entry.generation != 0 && entry_expired(slot.ct, jiffies) {
                 let found = ExpiredEntry {
                     ct: slot.ct,
                     live: slot.entry,
-                    slot: first + $w + 1,
+                    slot: bucket
+                        .wrapping_mul(LIVE_WAYS as u32)
+                        .wrapping_add(way as u32 + 1),
                     _pad: 0,
                 };
                 write(meta, &found);
             }
-        }};
+        }
     }
-    way!(0);
-    way!(1);
-    way!(2);
-    way!(3);
-    way!(4);
-    way!(5);
-    way!(6);
-    way!(7);
     0
 }

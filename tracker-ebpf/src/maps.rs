@@ -42,6 +42,13 @@ pub static LIVE: HashMap<u64, LiveEntry> = HashMap::with_max_entries(262144, 0);
 #[map]
 pub static LIVE_SLOTS: Array<LiveBucket> = Array::with_max_entries(1, BPF_F_MMAPABLE);
 
+/// One element per `LIVE_CHUNK` buckets of LIVE_SLOTS (sized by userspace),
+/// for the iterator that finds expired entries (expired.rs) to walk: the
+/// kernel runs an iterator's program once per element, and that run, not
+/// the program, was most of the walk's time when it went bucket by bucket.
+#[map]
+pub static LIVE_CHUNKS: Array<u8> = Array::with_max_entries(1, 0);
+
 /// Index 0 is non-zero once anything was inserted into LIVE: until then a
 /// DESTROY not found in LIVE_SLOTS skips the hash lookup.
 #[map]

@@ -328,12 +328,15 @@ impl Counts {
                 let mut counts = s.map_counts().map_err(|e| anyhow!(e))?;
                 // A pass over every live entry per scrape would cost in
                 // proportion to the table; `Paced` spaces them out.
-                let paths = std::mem::take(&mut counts.expired);
-                let paced = if paths.is_empty() {
+                let pins = std::mem::replace(
+                    &mut counts.expired,
+                    crate::counts::expired::ExpiredPins::none(),
+                );
+                let paced = if pins.is_empty() {
                     None
                 } else {
                     Some(Box::new(Paced::new(
-                        paths,
+                        pins,
                         s.live_maps().map_err(|e| anyhow!(e))?,
                     )))
                 };

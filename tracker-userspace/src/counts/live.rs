@@ -143,4 +143,23 @@ mod tests {
             assert!(live_bucket(ct, 1000) < 1000);
         }
     }
+
+    #[test]
+    fn chunks_cover_every_bucket_once() {
+        use tracker_common::{LIVE_CHUNK, live_chunks};
+        for buckets in [1u32, 15, 16, 17, 64, 65_536, 562_500] {
+            let chunks = live_chunks(buckets);
+            // The last chunk holds the last bucket; one fewer would not.
+            assert!(
+                chunks as usize * LIVE_CHUNK >= buckets as usize,
+                "{buckets}"
+            );
+            assert!(
+                (chunks as usize - 1) * LIVE_CHUNK < buckets as usize,
+                "{buckets}"
+            );
+        }
+        // No slots: the map still needs an element.
+        assert_eq!(live_chunks(0), 1);
+    }
 }

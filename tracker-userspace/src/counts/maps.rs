@@ -19,16 +19,19 @@ const COUNT_MAPS: [&str; 2] = ["MARK_COUNTS", "SEED_COUNTS"];
 /// The pinned links of the iterators over LIVE and LIVE_SLOTS that find
 /// expired entries (see [`super::expired`]), next to the count maps.
 pub const EXPIRED_PINS: [&str; 2] = ["LIVE_EXPIRED", "LIVE_SLOTS_EXPIRED"];
+/// LIVE_HASHED's pin: whether LIVE has ever held an entry, so its iterator
+/// can be skipped until then (see [`expired::ExpiredPins::read`]).
+pub const LIVE_HASHED_PIN: &str = "LIVE_HASHED";
 
 /// One of the kernel's count maps, opened for reading.
 pub type CountMap = HashMap<MapData, MarkKey, i64>;
 
 /// The kernel's count maps, and where to find the entries among them whose
-/// timeout has passed (`None` where the kernel refused the iterator).
+/// timeout has passed.
 pub struct MapCounts {
     pub maps: Vec<CountMap>,
     /// The iterators' pins (none where the kernel refused them).
-    pub expired: Vec<PathBuf>,
+    pub expired: expired::ExpiredPins,
 }
 
 impl MapCounts {
@@ -40,7 +43,8 @@ impl MapCounts {
     /// taken off, as a listing at the later instant would.
     pub fn rows(&self, netns: Option<u32>) -> Vec<CountRow> {
         self.rows_less(netns, || {
-            expired::read_all(&self.expired)
+            self.expired
+                .read()
                 .map(|found| expired::per_key(&found))
                 .unwrap_or_else(|e| {
                     log::warn!("{e}: expired entries stay counted");
@@ -152,7 +156,7 @@ pub fn pin(ebpf: &Ebpf) -> Result<PathBuf, String> {
     let dir = Path::new(PIN_ROOT).join(std::process::id().to_string());
     std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     let _ = std::fs::set_permissions(PIN_ROOT, std::fs::Permissions::from_mode(0o700));
-    for name in COUNT_MAPS {
+    for name in COUNT_MAPS.into_iter().chain([LIVE_HASHED_PIN]) {
         let map = ebpf
             .map(name)
             .ok_or_else(|| format!("map {name} missing from the object"))?;
@@ -163,7 +167,11 @@ pub fn pin(ebpf: &Ebpf) -> Result<PathBuf, String> {
 }
 
 pub fn unpin(dir: &Path) {
-    for name in COUNT_MAPS.into_iter().chain(EXPIRED_PINS) {
+    for name in COUNT_MAPS
+        .into_iter()
+        .chain(EXPIRED_PINS)
+        .chain([LIVE_HASHED_PIN])
+    {
         let _ = std::fs::remove_file(dir.join(name));
     }
     let _ = std::fs::remove_dir(dir);
@@ -208,11 +216,7 @@ pub fn running_instance() -> Option<MapCounts> {
             })
             .collect();
         if let Ok(maps) = maps {
-            let expired = EXPIRED_PINS
-                .iter()
-                .map(|name| path.join(name))
-                .filter(|p| p.exists())
-                .collect();
+            let expired = expired::ExpiredPins::in_dir(&path);
             return Some(MapCounts { maps, expired });
         }
     }

@@ -19,10 +19,11 @@ use aya::{
 use super::hooks::short;
 
 /// Each iterator's program and the map it walks, in the order of
-/// `counts::maps::EXPIRED_PINS`.
+/// `counts::maps::EXPIRED_PINS`. The one over LIVE_SLOTS walks LIVE_CHUNKS,
+/// a run per chunk of buckets (tracker-ebpf's maps.rs says why).
 const ITERATORS: [(&str, &str); 2] = [
     ("live_expired", "LIVE"),
-    ("live_slots_expired", "LIVE_SLOTS"),
+    ("live_slots_expired", "LIVE_CHUNKS"),
 ];
 
 /// The attached iterators, held until they are pinned.

@@ -271,6 +271,7 @@ impl EbpfSource {
             .override_global(globals::TUPLE_HASHES, &u32::from(tuple_hashes), true)
             .map_max_entries("LIVE", live_capacity())
             .map_max_entries("LIVE_SLOTS", live_buckets.max(1))
+            .map_max_entries("LIVE_CHUNKS", tracker_common::live_chunks(live_buckets))
             // Preallocated: only a serving run pays for its memory.
             .map_max_entries("CLOSED", if opts.account_closed { CLOSED_KEYS } else { 1 })
             .load(OBJECT)
@@ -419,12 +420,8 @@ impl EbpfSource {
     pub fn map_counts(&mut self) -> Result<crate::counts::MapCounts, String> {
         let maps = crate::counts::maps::own_maps(&mut self.ebpf)?;
         let expired = match &self.pins {
-            Some(dir) => crate::counts::maps::EXPIRED_PINS
-                .iter()
-                .map(|name| dir.join(name))
-                .filter(|p| p.exists())
-                .collect(),
-            None => Vec::new(),
+            Some(dir) => crate::counts::expired::ExpiredPins::in_dir(dir),
+            None => crate::counts::expired::ExpiredPins::none(),
         };
         Ok(crate::counts::MapCounts { maps, expired })
     }
