@@ -6,12 +6,5 @@
 # conntrack -L. Where the hooks use no slots, skipped after running 21 once more.
 # timeout: 240
 . "$(dirname "$0")/../lib.sh"
-export TRACKER_LIVE_BUCKETS=1 SCEN_DIR SCEN_NAME
-# Unset for the inner run, as in 23.
-SCEN_UNDER_SUITE= bash "$(dirname "$0")/21-counts-expired.sh" || exit $?
-if ! grep -q '^tracker: counted entries: 1 bucket(s) of slots' "$SCEN_DIR/tracker.stderr" \
-    || ! grep -q '^tracker: listening (source=ebpf' "$SCEN_DIR/tracker.stderr"; then
-    : >"$REASON_FILE"
-    skip "no slots in use here ($(grep '^tracker: listening' "$SCEN_DIR/tracker.stderr" | head -n1)): nothing for the knob to cut, so this was 21 once more"
-fi
-note "one bucket of 8 slots, the rest in the hash map: expired entries left out of the counts in both"
+with_one_bucket 21-counts-expired.sh \
+    "one bucket of 8 slots, the rest in the hash map: expired entries left out of the counts in both"
