@@ -15,6 +15,8 @@
 # "rate loss cpu counts"); BENCH_RATE_PROTOS (default "udp tcp"), BENCH_RATE_LISTENERS and
 # BENCH_CPU_LISTENERS (default: every variant, see start_listener) to run a subset;
 # BENCH_CPU_RATE (default a quarter of the UDP rate with nothing listening, at most 50000);
+# BENCH_SCRAPE_PAIRS (default 5), BENCH_SCRAPE_PACED_PAIRS (default 3), BENCH_SCRAPE_RATE
+# (default 20000): the scraped-serve pairs at the maximum rate and at a paced rate;
 # BENCH_DIR (scratch, default a fresh /tmp dir).
 
 set -uo pipefail
@@ -27,6 +29,7 @@ UDP_MAX=${BENCH_UDP_MAX:-1000000}
 TCP_MAX=${BENCH_TCP_MAX:-200000}
 COUNTS=${BENCH_COUNTS-100000 1000000}
 SECTIONS=${BENCH_SECTIONS:-rate loss cpu counts}
+SCRAPE_RATE=${BENCH_SCRAPE_RATE:-20000}
 DIR=${BENCH_DIR:-$(mktemp -d /tmp/trk-bench.XXXXXX)}
 NS=trk-bench
 PY=${PYTHON:-/usr/bin/python3}
@@ -285,7 +288,7 @@ scrapes_so_far() { tail -n1 "$DIR/scrapes.out" 2>/dev/null | grep -E '^[0-9]+$' 
 # one_run SECTION PROTO VARIANT [RATE] — one generator run with one listener. The
 # eBPF -e ALL TCP run also counts BPF program runs (how often the UPDATE hook fires).
 one_run() {
-    local section=$1 proto=$2 v=$3 rate=${4:-0} created stats=0
+    local section=$1 proto=$2 v=$3 rate=${4:-0} created stats=0 spent=() spent0=()
     reset_table
     if [ "$SOURCE/$section/$proto/$v" = ebpf/rate/tcp/tracker-all ] \
         && sysctl -qw kernel.bpf_stats_enabled=1 2>/dev/null; then
@@ -296,6 +299,8 @@ one_run() {
     local scrape0=()
     # Where a scraped run's CPU goes: the scraper's time, and serve's per scrape (below).
     [ -n "$SCRAPER" ] && scrape0=("$(ticks "$LPID")" "$(ticks "$SCRAPER")" "$(scrapes_so_far)")
+    # Paced serve runs: serve's CPU time while the flows ran.
+    [ "$section" = scrape-paced ] && spent0=("$(ticks "$LPID")" "$(now_ns)")
     if [ "$proto" = udp ]; then
         in_ns "$FLOWGEN" udp --count "$UDP_MAX" --seconds "$SECS" --rate "$rate" \
             --start "$UDP_NEXT" >"$DIR/flowgen.out" 2>&1
@@ -303,6 +308,8 @@ one_run() {
         in_ns "$FLOWGEN" tcp --count "$TCP_MAX" --seconds "$SECS" --start "$TCP_NEXT" \
             >"$DIR/flowgen.out" 2>&1
     fi
+    [ ${#spent0[@]} = 2 ] && spent=("serve_ticks=$(($(ticks "$LPID") - spent0[0]))" \
+        "wall_ns=$(($(now_ns) - spent0[1]))" "hz=$(getconf CLK_TCK)")
     parse_flowgen "$DIR/flowgen.out"
     [ "$proto" = tcp ] && TCP_NEXT=$((TCP_NEXT + FLOWS))
     created=$(in_ns conntrack -C)
@@ -337,7 +344,7 @@ for _ in range(100):
     fi
     stop_listener
     emit "$section" "proto=$proto" "listener=$v" "offered=$rate" "rate=$RATE" "flows=$FLOWS" \
-        "errors=$ERRORS" "created=$created" "shown=$SHOWN" "lost=$LOST"
+        "errors=$ERRORS" "created=$created" "shown=$SHOWN" "lost=$LOST" "${spent[@]}"
     log "$section $proto $v: $RATE/s, $FLOWS flows, $created created, shown $SHOWN, lost $LOST"
 }
 
@@ -365,6 +372,19 @@ section_rate() {
             else
                 one_run scrape-pair udp serve
                 one_run scrape-pair udp serve-scraped
+            fi
+        done
+        # The service's load condition: scraped every 100 ms while 20 k UDP flows/s are
+        # made (BENCH_SCRAPE_RATE), no event lost and the rate within 1 %. Paced, the rate
+        # falls only when the machine cannot keep up (a scrape that dumped the table would
+        # make it fall), so these runs also record serve's own CPU time.
+        for ((k = 0; k < ${BENCH_SCRAPE_PACED_PAIRS:-3}; k++)); do
+            if ((k % 2)); then
+                one_run scrape-paced udp serve "$SCRAPE_RATE"
+                one_run scrape-paced udp serve-scraped "$SCRAPE_RATE"
+            else
+                one_run scrape-paced udp serve-scraped "$SCRAPE_RATE"
+                one_run scrape-paced udp serve "$SCRAPE_RATE"
             fi
         done
         ;;

@@ -127,6 +127,18 @@ pub struct Scrape {
     pub hz: Field,
 }
 
+/// `scrape-paced`: a run of `tracker serve`, scraped or not, at a paced
+/// rate, with what the CPUs spent while the flows were made: `serve_ticks`
+/// of serve itself, `busy_ticks` of the whole machine (every CPU, all but
+/// idle and iowait) over `wall_ns`.
+#[derive(Clone, Debug)]
+pub struct Paced {
+    pub flows: Flows,
+    pub serve_ticks: Field,
+    pub wall_ns: Field,
+    pub hz: Field,
+}
+
 /// One `BENCH` line.
 #[derive(Clone, Debug)]
 pub enum Row {
@@ -136,6 +148,8 @@ pub enum Row {
     /// A further run of `tracker serve`, scraped or not, taking turns with
     /// the other after the rate section.
     ScrapePair(Flows),
+    /// `tracker serve` at a paced rate, scraped or not, taking turns.
+    ScrapePaced(Paced),
     Loss(Flows),
     Cpu(Cpu),
     Counts(Counts),
@@ -182,6 +196,12 @@ impl Row {
             }),
             "rate" => Row::Rate(flows()),
             "scrape-pair" => Row::ScrapePair(flows()),
+            "scrape-paced" => Row::ScrapePaced(Paced {
+                flows: flows(),
+                serve_ticks: Field(text("serve_ticks")),
+                wall_ns: Field(text("wall_ns")),
+                hz: Field(text("hz")),
+            }),
             "loss" => Row::Loss(flows()),
             "cpu" => Row::Cpu(Cpu {
                 flows: flows(),
