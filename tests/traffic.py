@@ -25,6 +25,10 @@
                         gre-pptp (GRE version 1 as PPTP sends it; key= the call id),
                         gre (plain GRE version 0), data (proto= the IP protocol, default 253);
                         exchange=1 also sends one back from DST and a second one from SRC
+  traffic.py udp-clash  ADDR PORT [--count N]     N new flows, each started by two threads sending
+                        on one connected socket at the same moment, so that their two packets
+                        race to confirm the flow's entry (conntrack -S counts the races the
+                        kernel resolved as clash_resolve); prints "flows=N"
   traffic.py udp-burst  ADDR [ADDR...] --count N [--port-base P] [--time-limit S] [--rate R]
                         one datagram per flow from one unconnected socket; prints
                         "sent=N failed=N seconds=S rate=R"
@@ -185,6 +189,41 @@ def udp_client(a):
         socks.append(s)  # keep the source port bound until the end
     for s in socks:
         s.close()
+
+
+def udp_clash(a):
+    # Two threads, one datagram each on the same socket per round: both packets find no
+    # entry, each makes an unconfirmed one, and the later to confirm loses the race.
+    threads = 2
+    start = threading.Barrier(threads)
+    sent = threading.Barrier(threads)
+    holder = [None]
+
+    def sender():
+        for _ in range(a.count):
+            start.wait()
+            try:
+                holder[0].send(b"x")
+            except OSError:
+                pass  # an ICMP error from an earlier round; the packet still went out
+            # The first to pass makes the next round's socket: a new source port, a new flow.
+            if sent.wait() == 0:
+                holder[0].close()
+                holder[0] = connected()
+
+    def connected():
+        s = socket.socket(family(a.addr), socket.SOCK_DGRAM)
+        s.connect((a.addr, a.port))
+        return s
+
+    holder[0] = connected()
+    workers = [threading.Thread(target=sender) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    holder[0].close()
+    print(f"flows={a.count}")
 
 
 def sctp_server(listener, done):
@@ -417,6 +456,10 @@ def main():
     q.add_argument("--sctp", type=int, default=0, metavar="PORT")
     q.add_argument("--udplite", type=int, default=0, metavar="PORT")
     q.add_argument("--packet", action="append", default=[], dest="packets")
+    q = sub.add_parser("udp-clash")
+    q.add_argument("addr")
+    q.add_argument("port", type=int)
+    q.add_argument("--count", type=int, default=1)
     q = sub.add_parser("udp-burst")
     q.add_argument("addr", nargs="+")
     q.add_argument("--count", type=int, required=True)
@@ -433,6 +476,7 @@ def main():
         "udp-client": udp_client,
         "ping": ping,
         "protocols": protocols,
+        "udp-clash": udp_clash,
         "udp-burst": udp_burst,
     }[a.cmd](a)
 

@@ -32,7 +32,11 @@
 //! start-up dump lists them (seed.rs); where that hook cannot attach they
 //! are counted once in SEED_COUNTS by userspace from the dump and leave it
 //! at their DESTROY, never below zero. Reply-only NAT clash losers are never counted and their
-//! DESTROY touches nothing.
+//! DESTROY touches nothing. The winner of a race to confirm one flow, which the packet
+//! path's NEW hook sees a second time through the loser's packet, is counted once
+//! (`Remembered::Reported`), except when two kprobe claimers run at the same moment:
+//! each claims a way of its own, neither sees the other, and the entry is counted
+//! twice until its DESTROY frees both ways.
 
 use core::intrinsics::{AtomicOrdering, atomic_cxchg, atomic_xadd};
 use core::ptr::{read_volatile, write_volatile};
@@ -154,8 +158,17 @@ fn reported(generation: u64) -> u64 {
 enum Remembered {
     /// Remembered and counted now.
     Now,
-    /// Remembered before (the seed's, or a NEW's).
+    /// Remembered before: by the seed (for a NEW, which now takes it over),
+    /// or by a NEW (for the seed, which then leaves it).
     Already,
+    /// For a NEW: another NEW hook remembered (or is remembering) this very
+    /// entry. That happens when two packets of one new flow race to confirm
+    /// it: the loser's packet is handed the winner's entry
+    /// (`__nf_ct_resolve_clash`, net/netfilter/nf_conntrack_core.c) and
+    /// `__nf_conntrack_confirm` returns NF_ACCEPT for it too, so the hook on
+    /// the packet path sees the winner a second time. conntrack reports one
+    /// NEW; so does the tracker.
+    Reported,
     /// LIVE was full: not remembered, not counted (the stat says so).
     Full,
 }
@@ -176,26 +189,39 @@ fn remember(
     // fexit) the NEW hook took 2033 ns against 2343 ns with the single scan
     // (docs/hook-cost.md).
     if let Some(slot) = find(ct) {
-        if generation != SEEDED {
-            // SAFETY: a slot of an array value.
-            unsafe {
-                rekey(&raw mut (*slot).entry.key, key);
-                write_volatile(&raw mut (*slot).entry.generation, generation);
-            }
+        if generation == SEEDED {
+            return Remembered::Already;
+        }
+        // SAFETY: a slot of an array value.
+        if unsafe { read_volatile(&(*slot).entry.generation) } != SEEDED {
+            return Remembered::Reported;
+        }
+        // SAFETY: as above.
+        unsafe {
+            rekey(&raw mut (*slot).entry.key, key);
+            write_volatile(&raw mut (*slot).entry.generation, generation);
         }
         return Remembered::Already;
     }
-    if let Some(b) = bucket(ct)
-        && let Some(slot) = claim(b, ct, claimer)
-    {
-        // SAFETY: the slot is this entry's until its DESTROY frees it.
-        unsafe {
-            (*slot).entry.tuple_hash = tuple_hash;
-            (*slot).entry.key = key;
-            write_volatile(&raw mut (*slot).entry.generation, generation);
+    if let Some(b) = bucket(ct) {
+        match claim(b, ct, claimer) {
+            Claim::Won(slot) => {
+                // SAFETY: the slot is this entry's until its DESTROY frees it.
+                unsafe {
+                    (*slot).entry.tuple_hash = tuple_hash;
+                    (*slot).entry.key = key;
+                    write_volatile(&raw mut (*slot).entry.generation, generation);
+                }
+                add(&MARK_COUNTS, &key, 1);
+                return Remembered::Now;
+            }
+            // Claimed for this entry by a hook that has not finished filling
+            // the slot: a NEW racing this one (a seed runs only during the
+            // start-up dump, a window of microseconds per entry).
+            Claim::Taken if generation == SEEDED => return Remembered::Already,
+            Claim::Taken => return Remembered::Reported,
+            Claim::None => {}
         }
-        add(&MARK_COUNTS, &key, 1);
-        return Remembered::Now;
     }
     // No slots, none this program may claim, or the bucket is full: LIVE
     // takes the entry.
@@ -221,6 +247,9 @@ fn remember(
                 && let Some(p) = LIVE.get_ptr_mut(ct)
             {
                 // SAFETY: hash values stay valid for the program's run (RCU).
+                if unsafe { read_volatile(&(*p).generation) } != SEEDED {
+                    return Remembered::Reported;
+                }
                 unsafe {
                     rekey(&raw mut (*p).key, key);
                     write_volatile(&raw mut (*p).generation, generation);
@@ -235,23 +264,40 @@ fn remember(
     }
 }
 
+/// What `claim` found.
+enum Claim {
+    /// A free way, now this entry's.
+    Won(*mut LiveSlot),
+    /// A way another hook claimed for this same entry, still being filled.
+    Taken,
+    /// No way this program may claim is free.
+    None,
+}
+
 /// Claims a free way of bucket `b` for `ct` by the rule of this run (see
 /// the module's text).
 #[inline(always)]
-fn claim(b: *mut LiveBucket, ct: u64, claimer: Claimer) -> Option<*mut LiveSlot> {
+fn claim(b: *mut LiveBucket, ct: u64, claimer: Claimer) -> Claim {
     // SAFETY: a global set before load.
     let cpus = unsafe { read_volatile(&SLOT_CPUS) };
     match claimer {
         Claimer::Tracing if cpus == 0 => {
+            // Every claimer tries the free ways in the same order, so two
+            // hooks claiming the same entry at once meet at the same way:
+            // one wins it, the other sees the entry there (`Taken`).
             for way in 0..LIVE_WAYS {
                 // SAFETY: as in `find`.
                 let slot = unsafe { (*b).slots.as_mut_ptr().add(way) };
-                if unsafe { read_volatile(&(*slot).ct) } != 0 {
+                let held = unsafe { read_volatile(&(*slot).ct) };
+                if held == ct {
+                    return Claim::Taken;
+                }
+                if held != 0 {
                     continue;
                 }
                 // SAFETY: an aligned u64 in the array value; the swap makes
                 // the slot this entry's, whatever other CPUs claim at once.
-                let (_, won) = unsafe {
+                let (was, won) = unsafe {
                     atomic_cxchg::<u64, { AtomicOrdering::SeqCst }, { AtomicOrdering::SeqCst }>(
                         &raw mut (*slot).ct,
                         0,
@@ -259,10 +305,13 @@ fn claim(b: *mut LiveBucket, ct: u64, claimer: Claimer) -> Option<*mut LiveSlot>
                     )
                 };
                 if won {
-                    return Some(slot);
+                    return Claim::Won(slot);
+                }
+                if was == ct {
+                    return Claim::Taken;
                 }
             }
-            None
+            Claim::None
         }
         Claimer::Kprobe if cpus != 0 => {
             // SAFETY: a helper without arguments.
@@ -279,11 +328,11 @@ fn claim(b: *mut LiveBucket, ct: u64, claimer: Claimer) -> Option<*mut LiveSlot>
                 // SAFETY: this CPU is the way's only claimer, and this
                 // program cannot be interrupted by another kprobe program.
                 unsafe { write_volatile(&raw mut (*slot).ct, ct) };
-                return Some(slot);
+                return Claim::Won(slot);
             }
-            None
+            Claim::None
         }
-        _ => None,
+        _ => Claim::None,
     }
 }
 
@@ -304,12 +353,14 @@ fn rekey(at: *mut MarkKey, key: MarkKey) {
 /// `-EEXIST` from a `BPF_NOEXIST` insert of a key that is there.
 const EEXIST: i32 = -17;
 
-/// Counts a newly confirmed entry. Returns the generation it is known by.
+/// Counts a newly confirmed entry. Returns the generation it is known by,
+/// or `None` when a NEW hook already reported it (see `Remembered::Reported`).
 #[inline(always)]
-pub fn on_new(ct: u64, key: MarkKey, tuple_hash: u64, now: u64, claimer: Claimer) -> u64 {
+pub fn on_new(ct: u64, key: MarkKey, tuple_hash: u64, now: u64, claimer: Claimer) -> Option<u64> {
     match remember(ct, key, tuple_hash, now, claimer) {
-        Remembered::Full => 0,
-        Remembered::Now | Remembered::Already => now,
+        Remembered::Full => Some(0),
+        Remembered::Now | Remembered::Already => Some(now),
+        Remembered::Reported => None,
     }
 }
 
@@ -339,6 +390,22 @@ pub fn on_destroy(ct: u64, key: MarkKey, ct_status: u32) -> u64 {
             write_volatile(&raw mut (*slot).ct, 0);
         }
         add(&MARK_COUNTS, &entry.key, -1);
+        // Kprobe claimers racing for one entry can each have claimed a way
+        // (see the module's text): free and uncount every copy, or one would
+        // outlive the entry and pass for a later entry at the same address.
+        // SAFETY: a global set before load.
+        if unsafe { read_volatile(&SLOT_CPUS) } != 0 {
+            for _ in 1..LIVE_WAYS {
+                let Some(copy) = find(ct) else { break };
+                // SAFETY: as above.
+                let key = unsafe { read_volatile(&(*copy).entry.key) };
+                unsafe {
+                    write_volatile(&raw mut (*copy).entry.generation, 0);
+                    write_volatile(&raw mut (*copy).ct, 0);
+                }
+                add(&MARK_COUNTS, &key, -1);
+            }
+        }
         return reported(entry.generation);
     }
     // SAFETY: the value is copied out before the entry is removed.

@@ -296,7 +296,12 @@ fn fill(entry: Entry, change: Change, netns: u32, r: &mut FlowRecord) -> bool {
                 bits |= flags::NETLINK_INSERT;
             }
             let hash = tuple_hash(&c, &s);
-            (kind::NEW, counts::on_new(ct, s.key(), hash, now, claimer))
+            match counts::on_new(ct, s.key(), hash, now, claimer) {
+                Some(generation) => (kind::NEW, generation),
+                // The winner of a confirm race, seen again through the
+                // loser's packet: not a new connection.
+                None => return false,
+            }
         }
         Change::Update {
             events: ev,
