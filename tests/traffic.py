@@ -25,10 +25,11 @@
                         gre-pptp (GRE version 1 as PPTP sends it; key= the call id),
                         gre (plain GRE version 0), data (proto= the IP protocol, default 253);
                         exchange=1 also sends one back from DST and a second one from SRC
-  traffic.py udp-clash  ADDR PORT [--count N]     N new flows, each started by two threads sending
-                        on one connected socket at the same moment, so that their two packets
-                        race to confirm the flow's entry (conntrack -S counts the races the
-                        kernel resolved as clash_resolve); prints "flows=N"
+  traffic.py udp-clash  ADDR PORT [--count N] [--sport P]  N new flows (source ports P..P+N-1),
+                        each started by two processes on two CPUs sending the same 5-tuple at
+                        the same moment, so that their two packets race to confirm the flow's
+                        entry (conntrack -S counts the races the kernel resolved as
+                        clash_resolve); prints "flows=N"
   traffic.py udp-burst  ADDR [ADDR...] --count N [--port-base P] [--time-limit S] [--rate R]
                         one datagram per flow from one unconnected socket; prints
                         "sent=N failed=N seconds=S rate=R"
@@ -36,6 +37,7 @@ Every command exits non-zero on an unexpected outcome, with the reason on stderr
 """
 
 import argparse
+import mmap
 import os
 import socket
 import struct
@@ -192,38 +194,45 @@ def udp_client(a):
 
 
 def udp_clash(a):
-    # Two threads, one datagram each on the same socket per round: both packets find no
+    # Two processes, one per CPU where there are two, each with its own socket bound to
+    # the same source port (SO_REUSEPORT) and connected to ADDR:PORT, so their datagrams
+    # share one 5-tuple. Per round they meet at a spin barrier in shared memory (threads
+    # would take turns at the interpreter lock) and send at once: both packets find no
     # entry, each makes an unconfirmed one, and the later to confirm loses the race.
-    threads = 2
-    start = threading.Barrier(threads)
-    sent = threading.Barrier(threads)
-    holder = [None]
-
-    def sender():
-        for _ in range(a.count):
-            start.wait()
+    # Round i uses source port --sport + i: a new flow each round.
+    shared = mmap.mmap(-1, 8)
+    cpus = sorted(os.sched_getaffinity(0))
+    children = []
+    for k in range(2):
+        pid = os.fork()
+        if pid == 0:
+            code = 0
             try:
-                holder[0].send(b"x")
-            except OSError:
-                pass  # an ICMP error from an earlier round; the packet still went out
-            # The first to pass makes the next round's socket: a new source port, a new flow.
-            if sent.wait() == 0:
-                holder[0].close()
-                holder[0] = connected()
-
-    def connected():
-        s = socket.socket(family(a.addr), socket.SOCK_DGRAM)
-        s.connect((a.addr, a.port))
-        return s
-
-    holder[0] = connected()
-    workers = [threading.Thread(target=sender) for _ in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    holder[0].close()
+                os.sched_setaffinity(0, {cpus[k % len(cpus)]})
+                clash_rounds(a, shared, k)
+            except BaseException as e:  # report, never return into the parent's code
+                print(f"udp-clash: sender {k}: {e}", file=sys.stderr)
+                code = 1
+            os._exit(code)
+        children.append(pid)
+    failed = [pid for pid in children if os.waitpid(pid, 0)[1] != 0]
+    if failed:
+        sys.exit(f"udp-clash: {len(failed)} sender(s) failed")
     print(f"flows={a.count}")
+
+
+def clash_rounds(a, shared, k):
+    mine, other = 4 * k, 4 * (1 - k)
+    for i in range(a.count):
+        s = socket.socket(family(a.addr), socket.SOCK_DGRAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        s.bind((a.addr, a.sport + i))
+        s.connect((a.addr, a.port))
+        struct.pack_into("I", shared, mine, i + 1)
+        while struct.unpack_from("I", shared, other)[0] < i + 1:
+            pass
+        s.send(b"x")
+        s.close()
 
 
 def sctp_server(listener, done):
@@ -460,6 +469,7 @@ def main():
     q.add_argument("addr")
     q.add_argument("port", type=int)
     q.add_argument("--count", type=int, default=1)
+    q.add_argument("--sport", type=int, default=20000, help="source port of the first flow")
     q = sub.add_parser("udp-burst")
     q.add_argument("addr", nargs="+")
     q.add_argument("--count", type=int, required=True)

@@ -63,7 +63,7 @@ pub fn confirm_fexit(ctx: FExitContext) -> u32 {
 #[kprobe]
 pub fn confirm_kprobe(ctx: ProbeContext) -> u32 {
     if let Some(skb) = ctx.arg::<u64>(0) {
-        Stash::put(skb, 0);
+        Stash::put(skb, conn::ct_of_skb(skb).unwrap_or(0), 0);
     }
     0
 }
@@ -72,9 +72,16 @@ pub fn confirm_kprobe(ctx: ProbeContext) -> u32 {
 pub fn confirm_kretprobe(ctx: RetProbeContext) -> u32 {
     let ret: i64 = ctx.ret();
     match Stash::take() {
-        Some(s) if ret as i32 == NF_ACCEPT => {
-            confirmed(conn::ct_of_skb(s.ptr), ret as i32, Claimer::Kprobe)
-        }
+        Some(s) if ret as i32 == NF_ACCEPT => match conn::ct_of_skb(s.ptr) {
+            // The skb holds another entry than at the call: its packet lost
+            // a race to confirm its flow and was handed the winner
+            // (`__nf_ct_resolve_clash`, net/netfilter/nf_conntrack_core.c),
+            // whose own confirm reports it. Kprobe programs cannot claim a
+            // slot with compare-and-swap, so the counts could not tell the
+            // two sightings apart if both ran at once (counts.rs).
+            Ok(ct) if s.orig != 0 && ct != s.orig => 0,
+            ct => confirmed(ct, ret as i32, Claimer::Kprobe),
+        },
         Some(_) => 0,
         None => 0,
     }
@@ -90,7 +97,7 @@ pub fn insert_fexit(ctx: FExitContext) -> u32 {
 #[kprobe]
 pub fn insert_kprobe(ctx: ProbeContext) -> u32 {
     if let Some(ct) = ctx.arg::<u64>(0) {
-        Stash::put(ct, 0);
+        Stash::put(ct, 0, 0);
     }
     0
 }

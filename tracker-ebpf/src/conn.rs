@@ -233,15 +233,24 @@ pub fn netns_of(ct: u64) -> u32 {
 /// extension id; ids stay below 16).
 const EXT_HEADER: usize = 32;
 
+/// Where extension `id`'s entry of `nf_ct_ext.offset[]` sits and how wide
+/// it is (u8 or u16 by kernel), or `None` when the kernel lacks either.
+#[inline(always)]
+fn ext_index(id: u32) -> Option<(u32, u32)> {
+    let (at, size) = (off!(ext_offset), off!(ext_offset_size));
+    if id == KernelOffsets::ABSENT || at == KernelOffsets::ABSENT || id >= 16 {
+        return None;
+    }
+    Some((at.wrapping_add(id.wrapping_mul(size)), size))
+}
+
 /// Where an extension starts inside the extension area, from the header
 /// copy; 0 when the entry lacks it.
 #[inline(always)]
 fn ext_offset(header: &[u8; EXT_HEADER], id: u32) -> u64 {
-    let (at, size) = (off!(ext_offset), off!(ext_offset_size));
-    if id == KernelOffsets::ABSENT || at == KernelOffsets::ABSENT || id >= 16 {
+    let Some((i, size)) = ext_index(id) else {
         return 0;
-    }
-    let i = at.wrapping_add(id.wrapping_mul(size));
+    };
     if size == 1 {
         if i as usize >= EXT_HEADER {
             return 0;
@@ -260,14 +269,9 @@ fn ext_offset(header: &[u8; EXT_HEADER], id: u32) -> u64 {
 /// `struct nf_ct_ext` and keeps the one load of the element's size.
 #[inline(always)]
 fn ext_offset_typed(ext: u64, id: u32) -> u64 {
-    let (at, size) = (off!(ext_offset), off!(ext_offset_size));
-    if id == KernelOffsets::ABSENT || at == KernelOffsets::ABSENT || id >= 16 {
-        return 0;
-    }
-    let i = at.wrapping_add(id.wrapping_mul(size));
-    match size {
-        1 => load::<u8>(ext, i).map_or(0, |v| v as u64),
-        2 => load::<u16>(ext, i).map_or(0, |v| v as u64),
+    match ext_index(id) {
+        Some((i, 1)) => load::<u8>(ext, i).map_or(0, |v| v as u64),
+        Some((i, 2)) => load::<u16>(ext, i).map_or(0, |v| v as u64),
         _ => 0,
     }
 }

@@ -33,10 +33,11 @@
 //! are counted once in SEED_COUNTS by userspace from the dump and leave it
 //! at their DESTROY, never below zero. Reply-only NAT clash losers are never counted and their
 //! DESTROY touches nothing. The winner of a race to confirm one flow, which the packet
-//! path's NEW hook sees a second time through the loser's packet, is counted once
-//! (`Remembered::Reported`), except when two kprobe claimers run at the same moment:
-//! each claims a way of its own, neither sees the other, and the entry is counted
-//! twice until its DESTROY frees both ways.
+//! path's NEW hook sees a second time through the loser's packet, is counted once:
+//! fexit claimers find it remembered, or meet its claim at the same way
+//! (`Remembered::Reported`); the kprobe hook, whose claimers could not tell two
+//! claims at once apart, leaves that second sighting out before it gets here
+//! (confirm.rs).
 
 use core::intrinsics::{AtomicOrdering, atomic_cxchg, atomic_xadd};
 use core::ptr::{read_volatile, write_volatile};
@@ -189,19 +190,7 @@ fn remember(
     // fexit) the NEW hook took 2033 ns against 2343 ns with the single scan
     // (docs/hook-cost.md).
     if let Some(slot) = find(ct) {
-        if generation == SEEDED {
-            return Remembered::Already;
-        }
-        // SAFETY: a slot of an array value.
-        if unsafe { read_volatile(&(*slot).entry.generation) } != SEEDED {
-            return Remembered::Reported;
-        }
-        // SAFETY: as above.
-        unsafe {
-            rekey(&raw mut (*slot).entry.key, key);
-            write_volatile(&raw mut (*slot).entry.generation, generation);
-        }
-        return Remembered::Already;
+        return met(slot, key, generation);
     }
     if let Some(b) = bucket(ct) {
         match claim(b, ct, claimer) {
@@ -215,11 +204,8 @@ fn remember(
                 add(&MARK_COUNTS, &key, 1);
                 return Remembered::Now;
             }
-            // Claimed for this entry by a hook that has not finished filling
-            // the slot: a NEW racing this one (a seed runs only during the
-            // start-up dump, a window of microseconds per entry).
-            Claim::Taken if generation == SEEDED => return Remembered::Already,
-            Claim::Taken => return Remembered::Reported,
+            // Claimed for this entry by another hook, maybe still filling it.
+            Claim::Taken(slot) => return met(slot, key, generation),
             Claim::None => {}
         }
     }
@@ -268,10 +254,33 @@ fn remember(
 enum Claim {
     /// A free way, now this entry's.
     Won(*mut LiveSlot),
-    /// A way another hook claimed for this same entry, still being filled.
-    Taken,
+    /// A way another hook claimed for this same entry, maybe still being
+    /// filled.
+    Taken(*mut LiveSlot),
     /// No way this program may claim is free.
     None,
+}
+
+/// What a NEW, or the seed, does on finding its entry's slot taken: the
+/// seed leaves it; a NEW takes over what the seed remembered, but not what
+/// another NEW did or is still filling (`Remembered::Reported`). A seed
+/// fills slots only while the start-up dump runs, so a slot still being
+/// filled is almost always a racing NEW's.
+#[inline(always)]
+fn met(slot: *mut LiveSlot, key: MarkKey, generation: u64) -> Remembered {
+    if generation == SEEDED {
+        return Remembered::Already;
+    }
+    // SAFETY: a slot of an array value, valid for the program's run.
+    if unsafe { read_volatile(&(*slot).entry.generation) } != SEEDED {
+        return Remembered::Reported;
+    }
+    // SAFETY: as above.
+    unsafe {
+        rekey(&raw mut (*slot).entry.key, key);
+        write_volatile(&raw mut (*slot).entry.generation, generation);
+    }
+    Remembered::Already
 }
 
 /// Claims a free way of bucket `b` for `ct` by the rule of this run (see
@@ -284,13 +293,14 @@ fn claim(b: *mut LiveBucket, ct: u64, claimer: Claimer) -> Claim {
         Claimer::Tracing if cpus == 0 => {
             // Every claimer tries the free ways in the same order, so two
             // hooks claiming the same entry at once meet at the same way:
-            // one wins it, the other sees the entry there (`Taken`).
+            // one wins it, the other sees the entry there (`Taken`). Only a
+            // way freed between their two scans can part them.
             for way in 0..LIVE_WAYS {
                 // SAFETY: as in `find`.
                 let slot = unsafe { (*b).slots.as_mut_ptr().add(way) };
                 let held = unsafe { read_volatile(&(*slot).ct) };
                 if held == ct {
-                    return Claim::Taken;
+                    return Claim::Taken(slot);
                 }
                 if held != 0 {
                     continue;
@@ -308,7 +318,7 @@ fn claim(b: *mut LiveBucket, ct: u64, claimer: Claimer) -> Claim {
                     return Claim::Won(slot);
                 }
                 if was == ct {
-                    return Claim::Taken;
+                    return Claim::Taken(slot);
                 }
             }
             Claim::None
@@ -390,22 +400,6 @@ pub fn on_destroy(ct: u64, key: MarkKey, ct_status: u32) -> u64 {
             write_volatile(&raw mut (*slot).ct, 0);
         }
         add(&MARK_COUNTS, &entry.key, -1);
-        // Kprobe claimers racing for one entry can each have claimed a way
-        // (see the module's text): free and uncount every copy, or one would
-        // outlive the entry and pass for a later entry at the same address.
-        // SAFETY: a global set before load.
-        if unsafe { read_volatile(&SLOT_CPUS) } != 0 {
-            for _ in 1..LIVE_WAYS {
-                let Some(copy) = find(ct) else { break };
-                // SAFETY: as above.
-                let key = unsafe { read_volatile(&(*copy).entry.key) };
-                unsafe {
-                    write_volatile(&raw mut (*copy).entry.generation, 0);
-                    write_volatile(&raw mut (*copy).ct, 0);
-                }
-                add(&MARK_COUNTS, &key, -1);
-            }
-        }
         return reported(entry.generation);
     }
     // SAFETY: the value is copied out before the entry is removed.

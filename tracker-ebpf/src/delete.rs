@@ -34,7 +34,7 @@ pub fn delete_fexit(ctx: FExitContext) -> u32 {
 #[kprobe]
 pub fn delete_kprobe(ctx: ProbeContext) -> u32 {
     if let (Some(ct), Some(portid)) = (ctx.arg::<u64>(0), ctx.arg::<u64>(1)) {
-        Stash::put(ct, portid as u32);
+        Stash::put(ct, 0, portid as u32);
     }
     0
 }

@@ -138,6 +138,8 @@ impl Scratch {
 pub struct Stash {
     /// The skb (confirm, connmark) or the ct (insert, delete).
     pub ptr: u64,
+    /// confirm: the skb's entry at the call (0 elsewhere, or unread).
+    pub orig: u64,
     pub portid: u32,
     pub _pad: u32,
 }
@@ -199,11 +201,12 @@ fn stash_per_cpu() -> bool {
 }
 
 impl Stash {
-    /// Saves `ptr` (and `portid`) for this task's kretprobe.
+    /// Saves `ptr` (and `orig`, `portid`) for this task's kretprobe.
     #[inline(always)]
-    pub fn put(ptr: u64, portid: u32) {
+    pub fn put(ptr: u64, orig: u64, portid: u32) {
         let s = Stash {
             ptr,
+            orig,
             portid,
             _pad: 0,
         };

@@ -45,7 +45,7 @@ pub fn eventmask_kprobe(ctx: ProbeContext) -> u32 {
 #[kprobe]
 pub fn skb_mark_kprobe(ctx: ProbeContext) -> u32 {
     if let Some(skb) = ctx.arg::<u64>(0) {
-        Stash::put(skb, 0);
+        Stash::put(skb, 0, 0);
     }
     0
 }
