@@ -25,7 +25,8 @@
                         gre-pptp (GRE version 1 as PPTP sends it; key= the call id),
                         gre (plain GRE version 0), data (proto= the IP protocol, default 253);
                         exchange=1 also sends one back from DST and a second one from SRC
-  traffic.py udp-clash  ADDR PORT [--count N] [--sport P]  N new flows (source ports P..P+N-1),
+  traffic.py udp-clash  ADDR PORT [--count N] [--sport P] [--gap S]  N new flows (source ports
+                        P..P+N-1, S seconds apart),
                         each started by two processes on two CPUs sending the same 5-tuple at
                         the same moment, so that their two packets race to confirm the flow's
                         entry (conntrack -S counts the races the kernel resolved as
@@ -233,6 +234,8 @@ def clash_rounds(a, shared, k):
             pass
         s.send(b"x")
         s.close()
+        if a.gap:
+            time.sleep(a.gap)
 
 
 def sctp_server(listener, done):
@@ -470,6 +473,7 @@ def main():
     q.add_argument("port", type=int)
     q.add_argument("--count", type=int, default=1)
     q.add_argument("--sport", type=int, default=20000, help="source port of the first flow")
+    q.add_argument("--gap", type=float, default=0.0, help="seconds between rounds")
     q = sub.add_parser("udp-burst")
     q.add_argument("addr", nargs="+")
     q.add_argument("--count", type=int, required=True)
