@@ -18,7 +18,7 @@ clashes() {
     in_ns $NS conntrack -S 2>/dev/null \
         | grep -oE 'clash_resolve=[0-9]+' | awk -F= '{ n += $2 } END { print n + 0 }'
 }
-ORACLE_EVENTS=NEW oracle_start $NS -b 8388608
+oracle_start $NS -b 8388608
 before=$(clashes)
 # Unpaced, the rounds come faster than conntrack -E keeps up with on a real host (2000
 # flows in a fifth of a second, hundreds of events lost even with an 8 MiB buffer).
@@ -33,6 +33,17 @@ oracle_settle 30
 check_counts ""
 oracle_stop 30
 [ "$resolved" -gt 0 ] || skip "no race to confirm was resolved in $ROUNDS rounds ($out), nothing to compare"
-expect_events "^ *\[NEW\] udp +17 .*dport=$PORT " "$flows" "$flows"
-oracle_compare
-note "$resolved races resolved in $ROUNDS rounds, $flows flows: one NEW each, counts exact before and after the flush"
+ct_new=$(grep -c '\[NEW\]' "$CT_OUT" || true)
+ct_destroy=$(grep -c '\[DESTROY\]' "$CT_OUT" || true)
+expect_events "^ *\[NEW\] udp +17 .*dport=$PORT " 1 "$flows"
+if [ "$ct_new" = "$flows" ] && [ "$ct_destroy" = "$flows" ]; then
+    oracle_compare
+    note "$resolved races resolved in $ROUNDS rounds, $flows flows: one NEW each (equal to conntrack -E), counts exact before and after the flush"
+else
+    # The two spinning senders take both CPUs of a small guest, and conntrack -E, slower
+    # than the tracker per event, falls behind and loses some: then every line it printed
+    # must be in the tracker's stream, which must hold exactly one NEW per flow, each
+    # with its DESTROY.
+    oracle_compare_bulk "$flows"
+    note "$resolved races resolved in $ROUNDS rounds, $flows flows: one NEW each (conntrack -E showed $ct_new NEW, $ct_destroy DESTROY, all in the tracker's stream), counts exact before and after the flush"
+fi
