@@ -736,11 +736,7 @@ fn scrape_target(tag: &str, run: &Run, ratios: &[Ratio], source: &str) -> Option
             "median of {} pairs {} (each: {}); first pair ",
             moves.len(),
             signed(median),
-            moves
-                .iter()
-                .map(|&m| signed(m))
-                .collect::<Vec<_>>()
-                .join(", ")
+            signed_list(&moves)
         )
     } else {
         String::new()
@@ -753,10 +749,7 @@ fn scrape_target(tag: &str, run: &Run, ratios: &[Ratio], source: &str) -> Option
         measured: format!(
             "{spread}{scraped:.2} vs {quiet:.2} of nothing listening ({} moved); {}{}",
             pct((scraped / quiet - 1.0).abs()),
-            match missed {
-                Some(m) => format!("{m} missed"),
-                None => "missed: not known".into(),
-            },
+            missed_text(missed),
             run.scrape("udp").map(scrape_cpu).unwrap_or_default()
         ),
         met: median.abs() < 0.01 && missed == Some(0),
@@ -777,6 +770,23 @@ fn median(xs: &[f64]) -> f64 {
 /// A relative change with its sign: `+0.3 %`, `−1.2 %`.
 fn signed(m: f64) -> String {
     format!("{}{}", if m < 0.0 { "−" } else { "+" }, pct(m.abs()))
+}
+
+/// Relative changes with their signs, comma-separated.
+fn signed_list(moves: &[f64]) -> String {
+    moves
+        .iter()
+        .map(|&m| signed(m))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `N missed`, or that it is not known.
+fn missed_text(missed: Option<i64>) -> String {
+    match missed {
+        Some(m) => format!("{m} missed"),
+        None => "missed: not known".into(),
+    }
 }
 
 /// The service's load condition: `tracker serve` scraped every 100 ms while
@@ -840,16 +850,9 @@ fn paced_scrape_target(tag: &str, run: &Run, source: &str) -> Option<Target> {
             "median of {} pairs {} (each: {}; rates per run {}); {}{cpu}",
             moves.len(),
             signed(middle),
-            moves
-                .iter()
-                .map(|&m| signed(m))
-                .collect::<Vec<_>>()
-                .join(", "),
+            signed_list(&moves),
             achieved.join(", "),
-            match missed {
-                Some(m) => format!("{m} missed"),
-                None => "missed: not known".into(),
-            },
+            missed_text(missed),
         ),
         met: middle.abs() < 0.01 && missed == Some(0),
     })
