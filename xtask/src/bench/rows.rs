@@ -148,6 +148,9 @@ pub enum Row {
     /// A further run of `tracker serve`, scraped or not, taking turns with
     /// the other after the rate section.
     ScrapePair(Flows),
+    /// A further run of nothing listening or of `tracker events`, taking
+    /// turns with the other after the rate section.
+    RatePair(Flows),
     /// `tracker serve` at a paced rate, scraped or not, taking turns.
     ScrapePaced(Paced),
     Loss(Flows),
@@ -196,6 +199,7 @@ impl Row {
             }),
             "rate" => Row::Rate(flows()),
             "scrape-pair" => Row::ScrapePair(flows()),
+            "rate-pair" => Row::RatePair(flows()),
             "scrape-paced" => Row::ScrapePaced(Paced {
                 flows: flows(),
                 serve_ticks: Field(text("serve_ticks")),
