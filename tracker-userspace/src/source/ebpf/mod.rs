@@ -1,6 +1,7 @@
 //! The eBPF source: loads the programs with this kernel's offsets, attaches
 //! the hooks, and turns ring-buffer records into `Event`s.
 
+mod collect;
 pub mod decode;
 pub mod event_cache;
 mod expired;
@@ -86,6 +87,8 @@ pub enum EbpfError {
 pub struct EbpfSource {
     ebpf: Ebpf,
     ring: AsyncFd<RingBuf<MapData>>,
+    /// Fires every [`COLLECT_EVERY`]: when the ring is read without a wakeup.
+    collect: collect::CollectTimer,
     stats: PerCpuArray<MapData, u64>,
     decoder: Decoder,
     outcomes: Vec<Outcome>,
@@ -344,6 +347,8 @@ impl EbpfSource {
         // as long as the AsyncFd holds the ring.
         let ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
             .map_err(|e| EbpfError::Map(e.to_string()))?;
+        let collect = collect::CollectTimer::every(COLLECT_EVERY)
+            .map_err(|e| EbpfError::Map(format!("creating the collection timer: {e}")))?;
         let stats = ebpf
             .take_map("STATS")
             .ok_or_else(|| EbpfError::Map("map STATS missing from the object".into()))?;
@@ -351,6 +356,7 @@ impl EbpfSource {
         Ok(Self {
             ebpf,
             ring,
+            collect,
             stats,
             decoder: Decoder {
                 offsets,
@@ -448,7 +454,10 @@ impl EbpfSource {
                 guard.clear_ready();
                 true
             }
-            _ = tokio::time::sleep(COLLECT_EVERY) => false,
+            fired = self.collect.fired() => {
+                fired?;
+                false
+            }
         };
         if !woken {
             drain(
