@@ -49,6 +49,9 @@ pub async fn run(cli: &Cli, args: &EventsArgs) -> anyhow::Result<ExitCode> {
     let mut shown: u64 = 0;
     let mut failure = None;
     let mut upkeep = tokio::time::interval(Duration::from_secs(2));
+    // Stopped by a signal or --duration, not by the output or --count: the
+    // events the kernel has already handed over are still shown.
+    let mut show_pending = false;
 
     'run: loop {
         tokio::select! {
@@ -86,10 +89,24 @@ pub async fn run(cli: &Cli, args: &EventsArgs) -> anyhow::Result<ExitCode> {
                 }
             }
             _ = upkeep.tick() => source.upkeep(),
-            _ = sigint.recv() => break 'run,
-            _ = sigterm.recv() => break 'run,
-            _ = sighup.recv() => break 'run,
-            _ = &mut stop_after => break 'run,
+            _ = sigint.recv() => { show_pending = true; break 'run }
+            _ = sigterm.recv() => { show_pending = true; break 'run }
+            _ = sighup.recv() => { show_pending = true; break 'run }
+            _ = &mut stop_after => { show_pending = true; break 'run }
+        }
+    }
+    if show_pending {
+        batch.clear();
+        match source.pending(&mut batch) {
+            Ok(()) => {
+                for ev in batch.drain(..).filter(|ev| filter.matches(ev)) {
+                    if shown >= limit || out.write_event(&ev).is_err() {
+                        break;
+                    }
+                    shown += 1;
+                }
+            }
+            Err(e) => failure = Some(e.context("reading events")),
         }
     }
     let _ = out.flush();

@@ -139,6 +139,21 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<ExitCode> {
             _ = sigterm.recv() => break,
         }
     }
+    // The events the kernel already handed over still reach the events file.
+    if failure.is_none()
+        && let Some(f) = events_file.as_mut()
+    {
+        batch.clear();
+        let written = source.pending(&mut batch).and_then(|()| {
+            for ev in batch.drain(..).filter(|ev| file_filter.matches(ev)) {
+                f.write(&ev)?;
+            }
+            f.flush()
+        });
+        if let Err(e) = written {
+            failure = Some(e);
+        }
+    }
     server.abort();
     let lost = source.lost();
     // Detaches the hooks and removes the pins before the last line.

@@ -31,6 +31,18 @@ impl Source {
         }
     }
 
+    /// Appends the events the kernel has already handed over, without
+    /// waiting: a source reads in batches (the eBPF ring every 10 ms, the
+    /// netlink socket after a few ms of gathering under load), so at exit
+    /// the last batch's events are still waiting.
+    pub fn pending(&mut self, out: &mut Vec<Event>) -> anyhow::Result<()> {
+        match self {
+            Source::Ebpf(s) => s.pending(out),
+            Source::Netlink(s) => s.pending(out)?,
+        }
+        Ok(())
+    }
+
     /// Periodic upkeep: attach hooks whose kernel module appeared.
     pub fn upkeep(&mut self) {
         if let Source::Ebpf(s) = self {

@@ -470,6 +470,17 @@ impl EbpfSource {
         Ok(())
     }
 
+    /// Appends what the ring holds now, without waiting: at exit, the
+    /// records of the last collection period.
+    pub fn pending(&mut self, out: &mut Vec<Event>) {
+        drain(
+            self.ring.get_mut(),
+            &self.decoder,
+            &mut self.undecodable,
+            out,
+        );
+    }
+
     fn stat(&self, index: u32) -> u64 {
         self.stats
             .get(&index, 0)
