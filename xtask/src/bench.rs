@@ -123,8 +123,9 @@ pub fn run(opts: &Options) -> Result<()> {
     }
     if let Some(kernel) = &kprobe_kernel {
         // Only what the per-connection cost needs: the nothing-listening
-        // UDP rate (the flow time), the tracker's own UDP rate beside it,
-        // and the tracker's CPU run with BPF stats.
+        // UDP rate (the flow time, the median over the table's run and the
+        // further pairs), the tracker's own UDP rate beside it, and the
+        // tracker's CPU run with BPF stats.
         let command = format!(
             "{}BENCH_RATE_PROTOS=udp BENCH_RATE_LISTENERS='none tracker' BENCH_CPU_LISTENERS=tracker bash {}",
             env("ebpf", "rate cpu", ""),

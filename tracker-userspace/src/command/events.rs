@@ -100,16 +100,28 @@ pub async fn run(cli: &Cli, args: &EventsArgs) -> anyhow::Result<ExitCode> {
         match source.pending(&mut batch) {
             Ok(()) => {
                 for ev in batch.drain(..).filter(|ev| filter.matches(ev)) {
-                    if shown >= limit || out.write_event(&ev).is_err() {
+                    if shown >= limit {
                         break;
                     }
-                    shown += 1;
+                    match out.write_event(&ev) {
+                        Ok(()) => shown += 1,
+                        Err(OutputError::Closed) => break,
+                        Err(e) => {
+                            failure = Some(e.into());
+                            break;
+                        }
+                    }
                 }
             }
             Err(e) => failure = Some(e.context("reading events")),
         }
     }
-    let _ = out.flush();
+    match out.flush() {
+        Ok(()) | Err(OutputError::Closed) => {}
+        Err(e) => {
+            failure.get_or_insert(e.into());
+        }
+    }
     let lost = source.lost();
     let source_name = source.name();
     let stats: Vec<String> = source

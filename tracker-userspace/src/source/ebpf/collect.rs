@@ -71,8 +71,8 @@ mod tests {
 
     #[tokio::test]
     async fn fires_once_per_period_and_not_before() {
-        let timer = CollectTimer::every(Duration::from_millis(20)).unwrap();
         let started = std::time::Instant::now();
+        let timer = CollectTimer::every(Duration::from_millis(20)).unwrap();
         timer.fired().await.unwrap();
         let first = started.elapsed();
         timer.fired().await.unwrap();

@@ -29,7 +29,7 @@ pub use start::{Request, StartError};
 /// How often the reader collects records the programs added without waking
 /// it (they wake it only once the ring is filling up, see `wakeup_bytes`):
 /// the most an event waits before it is shown.
-const COLLECT_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
+pub const COLLECT_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Unread bytes at which the programs wake the reader: an eighth of the
 /// ring, so a burst is picked up long before the ring fills, while ordinary
@@ -460,12 +460,7 @@ impl EbpfSource {
             }
         };
         if !woken {
-            drain(
-                self.ring.get_mut(),
-                &self.decoder,
-                &mut self.undecodable,
-                out,
-            );
+            self.pending(out);
         }
         Ok(())
     }

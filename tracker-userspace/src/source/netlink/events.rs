@@ -1,7 +1,7 @@
 //! The ctnetlink event stream: multicast groups NEW/UPDATE/DESTROY.
 
 use std::os::fd::{AsRawFd, RawFd};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use netlink_packet_core::NetlinkBuffer;
 use netlink_sys::Socket;
@@ -18,24 +18,29 @@ use crate::model::EventKinds;
 /// in the socket for the next call (bounds latency and memory per batch).
 pub const MAX_BATCH: usize = 4096;
 
-/// Default receive buffer: room for ~20 k events of bursts (conntrack -F of
-/// a large table) before the kernel starts dropping.
+/// Default receive buffer (the kernel doubles it): room for ~13 k events of
+/// bursts (conntrack -F of a large table) before the kernel starts dropping.
 pub const DEFAULT_RCVBUF: usize = 8 << 20;
 
 /// The most a batch waits to gather: the eBPF source's collection period.
-const MAX_GATHER: Duration = Duration::from_millis(10);
+const MAX_GATHER: Duration = crate::source::ebpf::COLLECT_EVERY;
 
-/// What one event takes of the receive buffer: the kernel charges an skb's
-/// true size, a few hundred bytes of message in a 512-byte or 1 KiB buffer
-/// plus the skb's own bookkeeping.
-const EVENT_TRUESIZE: usize = 1024;
+/// What one event takes of the receive buffer, which the kernel charges
+/// with each skb's true size (the message's buffer and the skb's own
+/// bookkeeping): a 2 MiB buffer held 1638 NEW events before it overflowed.
+const EVENT_TRUESIZE: usize = 1280;
+
+/// A batch of at least this many events says the stream is steady: the next
+/// read gathers. A quieter socket is read as each event comes, since
+/// gathering after a lone event would cost a second wakeup, not save one.
+const GATHER_FROM: usize = 4;
 
 /// Events per second the gathering leaves room for in a quarter of the
 /// receive buffer; a busy gateway makes a few hundred thousand.
 const GATHER_RATE: f64 = 1e6;
 
-/// How long a batch may wait to gather after the last one found the socket
-/// busy: as long as a quarter of `rcvbuf` (bytes, as the kernel granted)
+/// How long a batch may wait to gather after the last one found a steady
+/// stream and emptied the socket: as long as a quarter of `rcvbuf` (bytes, as the kernel granted)
 /// holds what [`GATHER_RATE`] brings, at most [`MAX_GATHER`]. Zero, no
 /// gathering, when that is under a millisecond: a buffer so small overflows
 /// in bursts anyway.
@@ -49,6 +54,25 @@ fn gather_window(rcvbuf: usize) -> Duration {
     }
 }
 
+/// When the next read comes without waiting on the socket, after a read
+/// that added `added` events, `gathering` whether that read was already one
+/// of them: at once after a full batch (events are left behind), after the
+/// window `gather` after a steady one, else never.
+fn next_gathering(
+    gathering: bool,
+    gather: Duration,
+    drained: Drained,
+    added: usize,
+) -> Option<Instant> {
+    match drained {
+        Drained::Full if gathering => Some(Instant::now()),
+        Drained::Empty if added >= GATHER_FROM && !gather.is_zero() => {
+            Some(Instant::now() + gather)
+        }
+        _ => None,
+    }
+}
+
 /// A ctnetlink event subscription in the calling thread's network namespace.
 pub struct NetlinkSource {
     // Field order matters: the reactor registration is dropped before the
@@ -57,10 +81,11 @@ pub struct NetlinkSource {
     rx: Receiver,
     /// See [`gather_window`].
     gather: Duration,
-    /// The last batch found events and left the socket empty: the socket is
-    /// out of the reactor and the next batch waits [`Self::gather`], then
-    /// reads.
-    gathering: bool,
+    /// Set when the last batch found a steady stream and emptied the socket:
+    /// the socket is out of the reactor and the next batch reads at this
+    /// instant. Kept across a cancelled call (a scrape in `tracker serve`), so
+    /// the window does not start over.
+    gathering: Option<Instant>,
 }
 
 /// The fd registered with tokio; the socket itself stays owned by `Receiver`.
@@ -80,6 +105,7 @@ struct Receiver {
     malformed: u64,
 }
 
+#[derive(Clone, Copy)]
 enum Drained {
     /// The socket reported EAGAIN: readiness may be cleared.
     Empty,
@@ -109,7 +135,7 @@ impl NetlinkSource {
         let gather = gather_window(socket::rcvbuf_of(&socket));
         Ok(Self {
             gather,
-            gathering: false,
+            gathering: None,
             reactor: None,
             rx: Receiver {
                 socket,
@@ -128,25 +154,21 @@ impl NetlinkSource {
     /// Under a steady stream the socket is empty a moment after each read,
     /// and waiting on it again would wake the reader (a context switch) every
     /// few events: the kernel delivers each event as a datagram of its own
-    /// and wakes the socket's waiters for each. So once a batch found events
-    /// and emptied the socket, the socket leaves the reactor and the next
-    /// batch sleeps [`gather_window`] (a few ms, which the receive buffer
-    /// absorbs) and reads what gathered; only a read that finds nothing puts
-    /// the socket back, so a lone event on an idle socket is read at once.
-    /// Cancel-safe: events stay in the socket until a read.
+    /// and wakes the socket's waiters for each. So once a batch of at least
+    /// [`GATHER_FROM`] events emptied the socket, the socket leaves the
+    /// reactor and the next batch waits [`gather_window`] (a few ms, which the
+    /// receive buffer absorbs), then reads what gathered; only a read that
+    /// finds nothing puts the socket back, so on a quiet socket an event is
+    /// read as it comes. Cancel-safe: events stay in the socket until a read.
     pub async fn next_batch(&mut self, out: &mut Vec<Event>) -> Result<(), NetlinkError> {
         let (len0, overruns0) = (out.len(), self.rx.enobufs);
-        if self.gathering {
-            tokio::time::sleep(self.gather).await;
+        while let Some(at) = self.gathering {
+            tokio::time::sleep_until(at.into()).await;
             let drained = self.rx.drain(out)?;
+            self.gathering = next_gathering(true, self.gather, drained, out.len() - len0);
             if out.len() > len0 || self.rx.enobufs > overruns0 {
-                // A full batch leaves events behind: read on at once, then.
-                if let Drained::Full = drained {
-                    self.gathering = false;
-                }
                 return Ok(());
             }
-            self.gathering = false;
         }
         let reactor = match &mut self.reactor {
             Some(r) => &*r,
@@ -169,21 +191,29 @@ impl NetlinkSource {
                 guard.clear_ready();
             }
             if out.len() > len0 || self.rx.enobufs > overruns0 {
-                if matches!(drained, Drained::Empty) && out.len() > len0 && !self.gather.is_zero() {
+                self.gathering = next_gathering(false, self.gather, drained, out.len() - len0);
+                if self.gathering.is_some() {
                     drop(guard);
                     // Out of the reactor, arriving events wake nobody.
                     self.reactor = None;
-                    self.gathering = true;
                 }
                 return Ok(());
             }
         }
     }
 
-    /// Appends what the socket holds now, without waiting (up to
-    /// [`MAX_BATCH`]): at exit, the events of the last gathering window.
+    /// Appends what the socket holds now, without waiting: at exit, the
+    /// events of the last gathering window. Reads as many batches as the
+    /// receive buffer can hold, so a stream that outpaces the reader still
+    /// ends.
     pub fn pending(&mut self, out: &mut Vec<Event>) -> Result<(), NetlinkError> {
-        self.rx.drain(out).map(|_| ())
+        let rounds = socket::rcvbuf_of(&self.rx.socket) / EVENT_TRUESIZE / MAX_BATCH + 1;
+        for _ in 0..rounds {
+            if let Drained::Empty = self.rx.drain(out)? {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// How many times the kernel reported ENOBUFS: the receive buffer
@@ -279,10 +309,10 @@ mod gather_tests {
     #[test]
     fn the_gathering_window_follows_the_receive_buffer() {
         // The default request, 8 MiB, which the kernel doubles: a quarter of
-        // 16 Ki events is what 1 M events/s bring in 4.1 ms.
-        assert_eq!(gather_window(16 << 20), Duration::from_micros(4096));
-        // The kernel's usual default (rmem_default 212992, doubled): 104
-        // events, under a millisecond at that rate: no gathering.
+        // its 13 107 events is what 1 M events/s bring in 3.3 ms.
+        assert_eq!(gather_window(16 << 20), Duration::from_micros(3276));
+        // A request of the kernel's usual default (rmem_default, 212992),
+        // doubled: 83 events, under a millisecond at that rate: no gathering.
         assert_eq!(gather_window(425_984), Duration::ZERO);
         // A huge buffer still waits no longer than the eBPF source collects.
         assert_eq!(gather_window(1 << 30), MAX_GATHER);
