@@ -281,16 +281,8 @@ fn flow_rate(run: &Run, ratios: &[Ratio], proto: &str, source: &str) -> Option<F
             .find(|r| r.proto == proto && r.listener == "tracker")?
             .ratio,
     ];
-    // The further runs come two by two, in either order.
     let further: Vec<&Flows> = run.rate_pairs().filter(|r| r.proto == proto).collect();
-    for pair in further.chunks_exact(2) {
-        let rate = |v: &str| pair.iter().find(|r| r.listener == v)?.rate.num();
-        if let (Some(none), Some(tracker)) = (rate("none"), rate("tracker"))
-            && none > 0.0
-        {
-            pairs.push(tracker / none);
-        }
-    }
+    pairs.extend(pair_ratios(&further, "tracker", "none"));
     let nothing: Vec<f64> = run
         .rate(proto, "none")
         .into_iter()
@@ -803,16 +795,8 @@ fn scrape_target(tag: &str, run: &Run, ratios: &[Ratio], source: &str) -> Option
     };
     let (quiet, scraped) = (ratio("serve")?, ratio("serve-scraped")?);
     let mut moves = vec![scraped / quiet - 1.0];
-    // The further runs come two by two, in either order.
     let further: Vec<&Flows> = run.scrape_pairs().filter(|r| r.proto == "udp").collect();
-    for pair in further.chunks_exact(2) {
-        let rate = |v: &str| pair.iter().find(|r| r.listener == v)?.rate.num();
-        if let (Some(q), Some(s)) = (rate("serve"), rate("serve-scraped"))
-            && q > 0.0
-        {
-            moves.push(s / q - 1.0);
-        }
-    }
+    moves.extend(pair_ratios(&further, "serve-scraped", "serve").map(|r| r - 1.0));
     let median = median(&moves);
     let missed = run
         .rates()
@@ -842,6 +826,20 @@ fn scrape_target(tag: &str, run: &Run, ratios: &[Ratio], source: &str) -> Option
             run.scrape("udp").map(scrape_cpu).unwrap_or_default()
         ),
         met: median.abs() < 0.01 && missed == Some(0),
+    })
+}
+
+/// `of` against `against` in each pair of further runs, which come two by
+/// two in either order (a pair missing a rate is left out).
+fn pair_ratios<'a>(
+    further: &'a [&'a Flows],
+    of: &'a str,
+    against: &'a str,
+) -> impl Iterator<Item = f64> + 'a {
+    further.chunks_exact(2).filter_map(move |pair| {
+        let rate = |v: &str| pair.iter().find(|r| r.listener == v)?.rate.num();
+        let base = rate(against).filter(|b| *b > 0.0)?;
+        Some(rate(of)? / base)
     })
 }
 
