@@ -352,8 +352,24 @@ for _ in range(100):
 # --- 1. new-flow rate -----------------------------------------------------------------------
 
 UDP_BASE_RATE=
+# take_turns SECTION PROTO PAIRS A B [RATE] — PAIRS pairs of runs of listeners A and B, A
+# first in the first pair, then alternating, so that a drift from one run to the next
+# favours neither.
+take_turns() {
+    local section=$1 proto=$2 pairs=$3 a=$4 b=$5 rate=${6:-0} k
+    for ((k = 0; k < pairs; k++)); do
+        if ((k % 2)); then
+            one_run "$section" "$proto" "$b" "$rate"
+            one_run "$section" "$proto" "$a" "$rate"
+        else
+            one_run "$section" "$proto" "$a" "$rate"
+            one_run "$section" "$proto" "$b" "$rate"
+        fi
+    done
+}
+
 section_rate() {
-    local v k
+    local v
     for proto in ${BENCH_RATE_PROTOS:-udp tcp}; do
         for v in ${BENCH_RATE_LISTENERS:-none tracker tracker-all tracker-json serve serve-scraped ct ct-b8M ct-new ct-new-b8M}; do
             one_run rate "$proto" "$v"
@@ -368,15 +384,7 @@ section_rate() {
     local listeners=" ${BENCH_RATE_LISTENERS:-none tracker} "
     if [[ $listeners == *" none "* && $listeners == *" tracker "* ]]; then
         for proto in ${BENCH_RATE_PROTOS:-udp tcp}; do
-            for ((k = 0; k < ${BENCH_RATE_PAIRS:-4}; k++)); do
-                if ((k % 2)); then
-                    one_run rate-pair "$proto" none
-                    one_run rate-pair "$proto" tracker
-                else
-                    one_run rate-pair "$proto" tracker
-                    one_run rate-pair "$proto" none
-                fi
-            done
+            take_turns rate-pair "$proto" "${BENCH_RATE_PAIRS:-4}" tracker none
         done
     fi
     # One 3 s run apiece says little about a 1 % difference: runs of one listener differ
@@ -385,28 +393,12 @@ section_rate() {
     # (the report judges the median of the pairs).
     case " ${BENCH_RATE_PROTOS:-udp tcp} ${BENCH_RATE_LISTENERS:-serve-scraped} " in
     *" udp "*serve-scraped*)
-        for ((k = 1; k < ${BENCH_SCRAPE_PAIRS:-5}; k++)); do
-            if ((k % 2)); then
-                one_run scrape-pair udp serve-scraped
-                one_run scrape-pair udp serve
-            else
-                one_run scrape-pair udp serve
-                one_run scrape-pair udp serve-scraped
-            fi
-        done
+        take_turns scrape-pair udp $((${BENCH_SCRAPE_PAIRS:-5} - 1)) serve-scraped serve
         # The service's load condition: scraped every 100 ms while 20 k UDP flows/s are
         # made (BENCH_SCRAPE_RATE), no event lost and the rate within 1 %. Paced, the rate
         # falls only when the machine cannot keep up (a scrape that dumped the table would
         # make it fall), so these runs also record serve's own CPU time.
-        for ((k = 0; k < ${BENCH_SCRAPE_PACED_PAIRS:-3}; k++)); do
-            if ((k % 2)); then
-                one_run scrape-paced udp serve "$SCRAPE_RATE"
-                one_run scrape-paced udp serve-scraped "$SCRAPE_RATE"
-            else
-                one_run scrape-paced udp serve-scraped "$SCRAPE_RATE"
-                one_run scrape-paced udp serve "$SCRAPE_RATE"
-            fi
-        done
+        take_turns scrape-paced udp "${BENCH_SCRAPE_PACED_PAIRS:-3}" serve-scraped serve "$SCRAPE_RATE"
         ;;
     esac
 }

@@ -60,27 +60,11 @@ pub async fn run(cli: &Cli, args: &EventsArgs) -> anyhow::Result<ExitCode> {
                     failure = Some(e.context("reading events"));
                     break 'run;
                 }
-                for ev in batch.drain(..) {
-                    if !filter.matches(&ev) {
-                        continue;
-                    }
-                    match out.write_event(&ev) {
-                        Ok(()) => shown += 1,
-                        Err(OutputError::Closed) => break 'run,
-                        Err(e) => {
-                            failure = Some(e.into());
-                            break 'run;
-                        }
-                    }
-                    if shown >= limit {
-                        break;
-                    }
-                }
-                match out.flush() {
+                match show(&mut out, &filter, &mut batch, &mut shown, limit) {
                     Ok(()) => {}
-                    Err(OutputError::Closed) => break 'run,
-                    Err(e) => {
-                        failure = Some(e.into());
+                    Err(Stop::Closed) => break 'run,
+                    Err(Stop::Failed(e)) => {
+                        failure = Some(e);
                         break 'run;
                     }
                 }
@@ -99,18 +83,9 @@ pub async fn run(cli: &Cli, args: &EventsArgs) -> anyhow::Result<ExitCode> {
         batch.clear();
         match source.pending(&mut batch) {
             Ok(()) => {
-                for ev in batch.drain(..).filter(|ev| filter.matches(ev)) {
-                    if shown >= limit {
-                        break;
-                    }
-                    match out.write_event(&ev) {
-                        Ok(()) => shown += 1,
-                        Err(OutputError::Closed) => break,
-                        Err(e) => {
-                            failure = Some(e.into());
-                            break;
-                        }
-                    }
+                if let Err(Stop::Failed(e)) = show(&mut out, &filter, &mut batch, &mut shown, limit)
+                {
+                    failure = Some(e);
                 }
             }
             Err(e) => failure = Some(e.context("reading events")),
@@ -146,6 +121,39 @@ pub async fn run(cli: &Cli, args: &EventsArgs) -> anyhow::Result<ExitCode> {
         Some(e) => Err(e),
         None => Ok(ExitCode::SUCCESS),
     }
+}
+
+/// Why [`show`] stopped.
+enum Stop {
+    /// The reader of the output went away.
+    Closed,
+    Failed(anyhow::Error),
+}
+
+/// Writes the events of `batch` that pass `filter`, until `shown` reaches
+/// `limit`, then flushes: once per batch of the source, and once more at
+/// exit for the events it had already handed over.
+fn show<W: std::io::Write>(
+    out: &mut Writer<W>,
+    filter: &Filter,
+    batch: &mut Vec<crate::event::Event>,
+    shown: &mut u64,
+    limit: u64,
+) -> Result<(), Stop> {
+    let stop = |e: OutputError| match e {
+        OutputError::Closed => Stop::Closed,
+        e => Stop::Failed(e.into()),
+    };
+    for ev in batch.drain(..) {
+        if *shown >= limit {
+            break;
+        }
+        if filter.matches(&ev) {
+            out.write_event(&ev).map_err(stop)?;
+            *shown += 1;
+        }
+    }
+    out.flush().map_err(stop)
 }
 
 /// Builds the filter from `tracker events` options.

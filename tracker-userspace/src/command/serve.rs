@@ -103,24 +103,16 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<ExitCode> {
                     failure = Some(e.context("reading events"));
                     break;
                 }
-                for ev in batch.drain(..) {
-                    counts.apply(&ev);
-                    if let Some(f) = events_file.as_mut()
-                        && file_filter.matches(&ev)
-                        && let Err(e) = f.write(&ev)
-                    {
-                        failure = Some(e);
-                        break;
-                    }
+                for ev in &batch {
+                    counts.apply(ev);
                 }
                 if let Some(f) = events_file.as_mut()
-                    && let Err(e) = f.flush()
+                    && let Err(e) = f.write_batch(&file_filter, batch.drain(..))
                 {
                     failure = Some(e);
-                }
-                if failure.is_some() {
                     break;
                 }
+                batch.clear();
             }
             Some(reply) = scrapes.recv() => {
                 let snapshot = counts.snapshot(&source, netns, &table);
@@ -144,12 +136,9 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         && let Some(f) = events_file.as_mut()
     {
         batch.clear();
-        let written = source.pending(&mut batch).and_then(|()| {
-            for ev in batch.drain(..).filter(|ev| file_filter.matches(ev)) {
-                f.write(&ev)?;
-            }
-            f.flush()
-        });
+        let written = source
+            .pending(&mut batch)
+            .and_then(|()| f.write_batch(&file_filter, batch.drain(..)));
         if let Err(e) = written {
             failure = Some(e);
         }
@@ -299,10 +288,19 @@ impl EventsFile {
         ))
     }
 
-    fn write(&mut self, ev: &Event) -> anyhow::Result<()> {
-        self.writer
-            .write_event(ev)
-            .with_context(|| format!("writing {}", self.path.display()))
+    /// Writes the events that pass `filter`, then flushes: once per batch
+    /// of the source, and at exit for the events it had already handed over.
+    fn write_batch(
+        &mut self,
+        filter: &Filter,
+        events: impl Iterator<Item = Event>,
+    ) -> anyhow::Result<()> {
+        for ev in events.filter(|ev| filter.matches(ev)) {
+            self.writer
+                .write_event(&ev)
+                .with_context(|| format!("writing {}", self.path.display()))?;
+        }
+        self.flush()
     }
 
     fn flush(&mut self) -> anyhow::Result<()> {

@@ -40,10 +40,10 @@ const GATHER_FROM: usize = 4;
 const GATHER_RATE: f64 = 1e6;
 
 /// How long a batch may wait to gather after the last one found a steady
-/// stream and emptied the socket: as long as a quarter of `rcvbuf` (bytes, as the kernel granted)
-/// holds what [`GATHER_RATE`] brings, at most [`MAX_GATHER`]. Zero, no
-/// gathering, when that is under a millisecond: a buffer so small overflows
-/// in bursts anyway.
+/// stream and emptied the socket: as long as a quarter of `rcvbuf` (bytes,
+/// as the kernel granted) holds what [`GATHER_RATE`] brings, at most
+/// [`MAX_GATHER`]. Zero, no gathering, when that is under a millisecond: a
+/// buffer so small overflows in bursts anyway.
 fn gather_window(rcvbuf: usize) -> Duration {
     let room = (rcvbuf / EVENT_TRUESIZE / 4) as f64;
     let window = Duration::from_secs_f64(room / GATHER_RATE).min(MAX_GATHER);
